@@ -1,0 +1,48 @@
+// swift-tools-version:6.0
+import PackageDescription
+
+let package = Package(
+    name: "npfs",
+    products: [
+        .executable(name: "npfs", targets: ["npfs"]),
+    ],
+    dependencies: [
+        .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
+        .package(url: "https://github.com/apple/swift-system", from: "1.8.1"),
+    ],
+    targets: [
+        // libfuse3 (Debian: libfuse3-dev), seen through a shim that fixes FUSE_USE_VERSION.
+        .systemLibrary(
+            name: "CFuse3",
+            pkgConfig: "fuse3",
+            providers: [.apt(["libfuse3-dev"])]
+        ),
+        // Pipes, bytes and errno: no FUSE, no C.
+        .target(
+            name: "PipeCore",
+            dependencies: [.product(name: "SystemPackage", package: "swift-system")]
+        ),
+        // The only layer that imports CFuse3.
+        .target(
+            name: "PipeFuse",
+            dependencies: ["CFuse3", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .executableTarget(
+            name: "npfs",
+            dependencies: [
+                "PipeCore", "PipeFuse",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
+                .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        .testTarget(
+            name: "PipeCoreTests",
+            dependencies: ["PipeCore", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .testTarget(
+            name: "IntegrationTests",
+            dependencies: ["npfs", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+    ],
+    swiftLanguageModes: [.v6]
+)

@@ -1,0 +1,17 @@
+/// Which ends of a pipe an open holds, from the open flags' access mode.
+public enum AccessMode: Sendable, Equatable {
+    case read, write, readWrite
+
+    /// Maps `O_RDONLY` (0), `O_WRONLY` (1) and `O_RDWR` (2); anything else is invalid.
+    public init?(openFlags: Int32) {
+        switch openFlags & 3 {
+        case 0: self = .read
+        case 1: self = .write
+        case 2: self = .readWrite
+        default: return nil
+        }
+    }
+
+    public var reads: Bool { self != .write }
+    public var writes: Bool { self != .read }
+}

@@ -1,0 +1,130 @@
+/// A first-in first-out queue of bytes in one circular buffer: the pipe's buffer.
+///
+/// Storage is a power of two so that positions wrap with `& mask`; it is allocated on the
+/// first write and grows by doubling up to the smallest power of two that holds `limit`,
+/// so an idle pipe costs no buffer memory. `limit` is the pipe's capacity in bytes and
+/// need not be a power of two. Every copy in or out is at most two `memcpy` calls.
+///
+/// Invariants (checked by `verifyInvariants()`):
+/// - `storage.count` is zero or a power of two, and at most `ByteRing.storageSize(for: limit)`;
+/// - `0 <= count <= storage.count`, `0 <= head < max(storage.count, 1)`.
+///
+/// Not thread-safe: a ring lives inside its pipe's locked state.
+public final class ByteRing {
+    /// The smallest storage allocation, so tiny writes do not cause a chain of regrowths.
+    public static let minimumStorage = 4096
+
+    private var storage: UnsafeMutableRawBufferPointer
+    /// Index of the oldest byte.
+    private var head = 0
+    /// Bytes buffered.
+    public private(set) var count = 0
+    /// The capacity in bytes: `count` never exceeds it after a write.
+    public private(set) var limit: Int
+
+    public init(limit: Int) {
+        precondition(limit > 0, "a ring needs a positive capacity")
+        self.limit = limit
+        self.storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+    }
+
+    deinit { storage.deallocate() }
+
+    /// Bytes that can still be written.
+    public var free: Int { max(0, limit - count) }
+    public var isEmpty: Bool { count == 0 }
+    /// Bytes of memory the ring holds now (what a pipe costs).
+    public var allocatedBytes: Int { storage.count }
+
+    /// The storage size that holds `limit` bytes: the next power of two.
+    public static func storageSize(for limit: Int) -> Int {
+        limit <= 1 ? 1 : 1 << (Int.bitWidth - (limit - 1).leadingZeroBitCount)
+    }
+
+    /// Changes the capacity. Fails (returns false) when more than `newLimit` bytes are buffered.
+    public func setLimit(_ newLimit: Int) -> Bool {
+        precondition(newLimit > 0, "a ring needs a positive capacity")
+        guard count <= newLimit else { return false }
+        limit = newLimit
+        if storage.count > ByteRing.storageSize(for: newLimit) { reallocate(to: ByteRing.storageSize(for: newLimit)) }
+        return true
+    }
+
+    /// Appends all of `bytes`; the caller has checked that they fit (`bytes.count <= free`).
+    public func write(_ bytes: UnsafeRawBufferPointer) {
+        precondition(bytes.count <= free, "ByteRing.write past capacity")
+        guard bytes.count > 0 else { return }
+        reserve(count + bytes.count)
+        let mask = storage.count - 1
+        let tail = (head + count) & mask
+        let first = min(bytes.count, storage.count - tail)
+        // Two bulk copies at most: up to the end of storage, then from its start.
+        storage.baseAddress!.advanced(by: tail).copyMemory(from: bytes.baseAddress!, byteCount: first)
+        if first < bytes.count {
+            storage.baseAddress!.copyMemory(from: bytes.baseAddress! + first, byteCount: bytes.count - first)
+        }
+        count += bytes.count
+    }
+
+    /// Moves up to `destination.count` of the oldest bytes into `destination`; returns how many.
+    @discardableResult
+    public func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        let n = min(destination.count, count)
+        guard n > 0 else { return 0 }
+        let first = min(n, storage.count - head)
+        destination.baseAddress!.copyMemory(from: storage.baseAddress! + head, byteCount: first)
+        if first < n {
+            (destination.baseAddress! + first).copyMemory(from: storage.baseAddress!, byteCount: n - first)
+        }
+        discard(n)
+        return n
+    }
+
+    /// Removes and returns up to `maxCount` of the oldest bytes.
+    public func read(maxCount: Int) -> [UInt8] {
+        let n = min(maxCount, count)
+        return [UInt8](unsafeUninitializedCapacity: n) { buffer, initialized in
+            initialized = read(into: UnsafeMutableRawBufferPointer(buffer))
+        }
+    }
+
+    /// Drops the `n` oldest bytes (overwrite mode, and the tail of `read`).
+    public func discard(_ n: Int) {
+        precondition(n >= 0 && n <= count, "ByteRing.discard out of range")
+        count -= n
+        head = count == 0 ? 0 : (head + n) & (storage.count - 1)
+    }
+
+    /// Grows the storage (doubling) so that `needed` bytes fit.
+    private func reserve(_ needed: Int) {
+        guard needed > storage.count else { return }
+        let ceiling = ByteRing.storageSize(for: limit)
+        var size = max(storage.count, min(ByteRing.minimumStorage, ceiling))
+        while size < needed { size *= 2 }
+        reallocate(to: min(size, ceiling))
+    }
+
+    /// Moves the buffered bytes, oldest first, into fresh storage of `size` bytes.
+    private func reallocate(to size: Int) {
+        assert(size >= count && size & (size - 1) == 0)
+        let fresh = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+        let n = count
+        if n > 0 {
+            let first = min(n, storage.count - head)
+            fresh.baseAddress!.copyMemory(from: storage.baseAddress! + head, byteCount: first)
+            if first < n { (fresh.baseAddress! + first).copyMemory(from: storage.baseAddress!, byteCount: n - first) }
+        }
+        storage.deallocate()
+        storage = fresh
+        head = 0
+    }
+
+    /// Checks the invariants above; for tests.
+    public func verifyInvariants() -> Bool {
+        let size = storage.count
+        let powerOfTwo = size == 0 || size & (size - 1) == 0
+        return powerOfTwo && size <= ByteRing.storageSize(for: limit)
+            && count >= 0 && count <= max(size, 0) && count <= max(limit, count)
+            && head >= 0 && head < max(size, 1)
+    }
+}

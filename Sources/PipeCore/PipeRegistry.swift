@@ -1,0 +1,225 @@
+import Glibc
+import Synchronization
+import SystemPackage
+
+/// Every name the kernel knows of and every live pipe: the seed driver's device extension.
+///
+/// A name gets an inode on its first lookup and keeps it until the kernel forgets it.
+/// Its pipe is created by the first open and dropped when the last open is released
+/// (or a waiting open is interrupted), discarding unread data as a kernel FIFO does.
+/// Each open gets a `PipeHandle` that leads straight to its pipe: reads and writes do
+/// no name lookup.
+///
+/// Lock order: `state` (this registry) before any pipe's lock.
+public final class PipeRegistry: Sendable {
+    public struct Configuration: Sendable {
+        public var pipe: PipeConfig
+        /// Match names with ASCII letters folded, as the seed driver did.
+        public var ignoreCase: Bool
+
+        public init(pipe: PipeConfig, ignoreCase: Bool = false) {
+            self.pipe = pipe
+            self.ignoreCase = ignoreCase
+        }
+    }
+
+    /// A name the kernel holds an inode for.
+    struct Node {
+        let inode: InodeNumber
+        let name: PipeName
+        /// `name` as names are matched (case-folded with ignore_case).
+        let key: [UInt8]
+        /// Entry replies not yet forgotten by the kernel.
+        var lookups: UInt64 = 0
+        var pipe: Pipe?
+        /// Opens of `pipe`, completed or waiting: the pipe lives while this is above zero.
+        var opens = 0
+    }
+
+    /// One open of a pipe.
+    struct OpenFile {
+        let pipe: Pipe
+        let inode: InodeNumber
+        let access: AccessMode
+        /// `pipe_poll`'s seen-a-writer mark for POLLHUP.
+        let hangUpVersion: UInt64
+    }
+
+    struct State {
+        var nodes: [InodeNumber: Node] = [:]
+        var inodeByKey: [[UInt8]: InodeNumber] = [:]
+        var handles: [PipeHandle: OpenFile] = [:]
+        var nextInode: UInt64 = 2
+        var nextHandle: UInt64 = 1
+    }
+
+    public let configuration: Configuration
+    private let state = Mutex(State())
+
+    public init(configuration: Configuration) {
+        self.configuration = configuration
+    }
+
+    // MARK: Names and inodes
+
+    /// FUSE `lookup`: every valid name is a pipe. Counts one kernel reference to the inode.
+    public func lookup(_ name: PipeName) -> InodeNumber {
+        let key = name.key(ignoringCase: configuration.ignoreCase)
+        return state.withLock { state in
+            let inode: InodeNumber
+            if let known = state.inodeByKey[key] {
+                inode = known
+            } else {
+                inode = InodeNumber(state.nextInode)
+                state.nextInode += 1
+                state.inodeByKey[key] = inode
+                state.nodes[inode] = Node(inode: inode, name: name, key: key)
+            }
+            state.nodes[inode]!.lookups += 1
+            return inode
+        }
+    }
+
+    /// FUSE `forget`: the kernel dropped `count` references; an unused name is forgotten.
+    public func forget(_ inode: InodeNumber, count: UInt64) {
+        state.withLock { state in
+            guard var node = state.nodes[inode] else { return }
+            node.lookups -= min(count, node.lookups)
+            state.nodes[inode] = node
+            state.removeIfUnused(node)
+        }
+    }
+
+    /// The name and pipe behind an inode, or nil if the kernel never looked it up.
+    public func node(_ inode: InodeNumber) -> (name: PipeName, status: Pipe.Status?)? {
+        let found = state.withLock { state in state.nodes[inode].map { ($0.name, $0.pipe) } }
+        guard let (name, pipe) = found else { return nil }
+        return (name, pipe?.status)
+    }
+
+    /// The live pipes (with at least one open, complete or waiting), for `readdir`.
+    public func livePipes() -> [(inode: InodeNumber, name: PipeName)] {
+        state.withLock { state in
+            state.nodes.values.filter { $0.pipe != nil }.map { ($0.inode, $0.name) }
+        }.sorted { $0.inode.rawValue < $1.inode.rawValue }
+    }
+
+    // MARK: Open and release
+
+    /// FUSE `open`. The waiter is resumed with `.opened` once the pipe's other end appears;
+    /// a `.done` answer is immediate. Creates the pipe on the first open of a name.
+    public func open(_ inode: InodeNumber, flags: Int32, waiter: any PipeWaiter) -> Attempt {
+        guard let access = AccessMode(openFlags: flags) else { return .done(.failed(.invalidArgument)) }
+        let nonblocking = flags & O_NONBLOCK != 0
+        var deliveries = Deliveries()
+        let attempt: Attempt = state.withLock { state in
+            guard var node = state.nodes[inode] else { return .done(.failed(.noSuchFileOrDirectory)) }
+            let pipe = node.pipe ?? Pipe(config: configuration.pipe)
+            let handle = PipeHandle(rawValue: state.nextHandle)
+            state.nextHandle += 1
+            let (attempt, hangUpVersion) = pipe.open(handle, access: access, nonblocking: nonblocking,
+                                                     waiter: waiter, deliveries: &deliveries)
+            switch attempt {
+            case .done(.failed):
+                break
+            default:
+                node.pipe = pipe
+                node.opens += 1
+                state.nodes[inode] = node
+                state.handles[handle] = OpenFile(pipe: pipe, inode: inode, access: access, hangUpVersion: hangUpVersion)
+            }
+            return attempt
+        }
+        deliveries.deliver()
+        return attempt
+    }
+
+    /// FUSE `release`, and an open whose reply the kernel refused: the open is gone.
+    public func release(_ handle: PipeHandle) {
+        var deliveries = Deliveries()
+        state.withLock { state in
+            guard let open = state.handles.removeValue(forKey: handle) else { return }
+            open.pipe.close(handle, access: open.access, deliveries: &deliveries)
+            state.dropOpen(of: open.inode)
+        }
+        deliveries.deliver()
+    }
+
+    /// Ends a waiting request that was interrupted: it is answered EINTR (or a write with
+    /// the count it had taken) and, if it was an open, counts as never made.
+    /// Does nothing if the request was answered already.
+    public func interrupt(_ waiter: any PipeWaiter, inode: InodeNumber) {
+        var deliveries = Deliveries()
+        state.withLock { state in
+            guard let pipe = state.nodes[inode]?.pipe else { return }
+            if case .open(let handle) = pipe.cancel(waiter, deliveries: &deliveries) {
+                state.handles[handle] = nil
+                state.dropOpen(of: inode)
+            }
+        }
+        deliveries.deliver()
+    }
+
+    /// Answers every waiting request (the daemon is shutting down): waiting opens fail
+    /// ENXIO, reads see end of file, writes return what they wrote or EPIPE.
+    public func releaseAllWaiters() {
+        var deliveries = Deliveries()
+        state.withLock { state in
+            for node in state.nodes.values {
+                guard let pipe = node.pipe else { continue }
+                for handle in pipe.releaseAllWaiters(deliveries: &deliveries) {
+                    state.handles[handle] = nil
+                    state.dropOpen(of: node.inode)
+                }
+            }
+        }
+        deliveries.deliver()
+    }
+
+    // MARK: Data
+
+    /// FUSE `read`. With no waiter, answers `.mustWait` (changing nothing) where it would wait.
+    public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?) -> Attempt {
+        guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
+        return open.pipe.read(size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter)
+    }
+
+    /// FUSE `write`. With no waiter, answers `.mustWait` (changing nothing) where it would wait.
+    public func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32,
+                      waiter: (any PipeWaiter)?) -> Attempt {
+        guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
+        return open.pipe.write(bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter)
+    }
+
+    /// FUSE `poll`: the open's readiness; a notifier, if given, is told of the next change.
+    public func poll(_ handle: PipeHandle, notifier: (any PollNotifier)?) -> PollEvents? {
+        guard let open = openFile(handle) else { return nil }
+        return open.pipe.poll(handle, access: open.access, hangUpVersion: open.hangUpVersion, notifier: notifier)
+    }
+
+    /// The inode an open belongs to.
+    public func inode(of handle: PipeHandle) -> InodeNumber? { openFile(handle)?.inode }
+
+    private func openFile(_ handle: PipeHandle) -> OpenFile? {
+        state.withLock { $0.handles[handle] }
+    }
+}
+
+extension PipeRegistry.State {
+    /// One open of the inode's pipe is gone; the last one frees the pipe.
+    mutating func dropOpen(of inode: InodeNumber) {
+        guard var node = nodes[inode] else { return }
+        node.opens -= 1
+        assert(node.opens >= 0)
+        if node.opens == 0 { node.pipe = nil }
+        nodes[inode] = node
+        removeIfUnused(node)
+    }
+
+    /// Forgets a name the kernel no longer references and no open uses.
+    mutating func removeIfUnused(_ node: PipeRegistry.Node) {
+        guard node.lookups == 0, node.opens == 0 else { return }
+        nodes[node.inode] = nil
+        inodeByKey[node.key] = nil
+    }
+}

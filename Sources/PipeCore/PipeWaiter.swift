@@ -1,0 +1,19 @@
+/// A request that waits: an open for its partner, a read for data, a write for room.
+///
+/// The core queues it and later calls `resume` exactly once, always after releasing its
+/// locks. The adapter's implementation holds the FUSE request; tests record the reply.
+public protocol PipeWaiter: AnyObject, Sendable {
+    /// True once the request was interrupted. Set from any thread; the core reads it
+    /// under the pipe's lock before queueing, so an interrupt that comes before the
+    /// waiter is queued is not lost.
+    var isInterrupted: Bool { get }
+    func resume(_ reply: PipeReply)
+}
+
+/// A poll that asked to be told when an open's readiness may have changed.
+///
+/// The core keeps at most one per open, drops it when replaced, and calls `notify`
+/// at most once, after releasing its locks; the kernel then polls again.
+public protocol PollNotifier: AnyObject, Sendable {
+    func notify()
+}

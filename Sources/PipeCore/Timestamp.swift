@@ -1,0 +1,13 @@
+import Glibc
+
+/// A wall-clock time with nanoseconds, as `stat` reports it.
+public struct Timestamp: Sendable, Equatable {
+    public var seconds: Int
+    public var nanoseconds: Int
+
+    public static func now() -> Timestamp {
+        var ts = timespec()
+        clock_gettime(CLOCK_REALTIME, &ts)
+        return Timestamp(seconds: ts.tv_sec, nanoseconds: ts.tv_nsec)
+    }
+}

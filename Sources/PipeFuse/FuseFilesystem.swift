@@ -1,0 +1,232 @@
+import CFuse3
+import Dispatch
+import Glibc
+import PipeCore
+import Synchronization
+import SystemPackage
+
+/// The adapter between FUSE requests and the pipe core.
+///
+/// Each handler translates one low-level operation into a core call and the core's answer
+/// into one reply. Nothing here decides pipe semantics, and no handler ever blocks: a
+/// request that must wait becomes a `FuseWaiter` the core resumes later.
+public final class FuseFilesystem: Sendable {
+    public let registry: PipeRegistry
+    /// How long the kernel may cache a name's entry; every valid name exists, so any is right.
+    static let entryTimeout = 1.0
+
+    private let owner: (uid: uid_t, gid: gid_t)
+    private let mounted = Timestamp.now()
+    /// Waiters that registered for interrupts, by the key libfuse hands back to the callback.
+    private let waiters = Mutex<[UInt64: FuseWaiter]>([:])
+    private let nextWaiterID = Atomic<UInt64>(1)
+    /// `ls` snapshots: the live pipes when the directory was opened, by directory handle.
+    private let listings = Mutex<(next: UInt64, open: [UInt64: [(inode: UInt64, name: [UInt8], isDirectory: Bool)]])>((1, [:]))
+
+    public init(registry: PipeRegistry) {
+        self.registry = registry
+        self.owner = (getuid(), getgid())
+    }
+
+    // MARK: Names and attributes
+
+    /// `lookup`: any valid name under the root is a pipe. Replies entry, ENOENT or ENAMETOOLONG.
+    func lookup(_ request: consuming FuseRequest, parent: UInt64, name: [UInt8]) {
+        guard parent == InodeNumber.root.rawValue else { return request.fail(.noSuchFileOrDirectory) }
+        let pipeName: PipeName
+        do { pipeName = try PipeName(bytes: name) } catch { return request.fail(error) }
+        let inode = registry.lookup(pipeName)
+        request.entry(inode, attributes: attributes(of: inode) ?? stat(), entryTimeout: Self.entryTimeout)
+    }
+
+    /// `forget`: the kernel dropped references to an inode. Replies none.
+    func forget(_ request: consuming FuseRequest, inode: UInt64, count: UInt64) {
+        registry.forget(InodeNumber(inode), count: count)
+        request.noReply()
+    }
+
+    /// `getattr`. Replies attributes or ENOENT.
+    func getattr(_ request: consuming FuseRequest, inode: UInt64) {
+        guard let attributes = attributes(of: InodeNumber(inode)) else { return request.fail(.noSuchFileOrDirectory) }
+        request.attributes(attributes)
+    }
+
+    /// `setattr`: times are accepted (touch), `truncate` to 0 is a no-op as O_TRUNC is on a
+    /// FIFO; other sizes fail EINVAL, owner and mode changes EPERM.
+    func setattr(_ request: consuming FuseRequest, inode: UInt64, changes: AttributeChanges) {
+        guard let attributes = attributes(of: InodeNumber(inode)) else { return request.fail(.noSuchFileOrDirectory) }
+        if let size = changes.size, size != 0 || inode == InodeNumber.root.rawValue { return request.fail(.invalidArgument) }
+        if changes.ownerOrMode { return request.fail(.notPermitted) }
+        request.attributes(attributes)
+    }
+
+    func attributes(of inode: InodeNumber) -> stat? {
+        var st = stat()
+        st.st_ino = ino_t(inode.rawValue)
+        st.st_uid = owner.uid
+        st.st_gid = owner.gid
+        st.st_blksize = 4096
+        if inode == .root {
+            st.st_mode = npfs_s_ifdir() | 0o755
+            st.st_nlink = 2
+            setTimes(&st, access: mounted, modify: mounted, change: mounted)
+            return st
+        }
+        guard let (_, status) = registry.node(inode) else { return nil }
+        st.st_mode = npfs_s_ifreg() | 0o666
+        st.st_nlink = 1
+        st.st_size = off_t(status?.buffered ?? 0)
+        st.st_blocks = (st.st_size + 511) / 512
+        if let status {
+            setTimes(&st, access: status.lastRead, modify: status.lastWrite, change: status.created)
+        } else {
+            setTimes(&st, access: mounted, modify: mounted, change: mounted)
+        }
+        return st
+    }
+
+    private func setTimes(_ st: inout stat, access: Timestamp, modify: Timestamp, change: Timestamp) {
+        st.st_atim = timespec(tv_sec: access.seconds, tv_nsec: access.nanoseconds)
+        st.st_mtim = timespec(tv_sec: modify.seconds, tv_nsec: modify.nanoseconds)
+        st.st_ctim = timespec(tv_sec: change.seconds, tv_nsec: change.nanoseconds)
+    }
+
+    // MARK: Directory
+
+    /// `opendir`: snapshots `.`, `..` and the live pipes so that `ls` pages through one listing.
+    func opendir(_ request: consuming FuseRequest, inode: UInt64) {
+        guard inode == InodeNumber.root.rawValue else { return request.fail(.notDirectory) }
+        let root = InodeNumber.root.rawValue
+        let entries = [(root, Array(".".utf8), true), (root, Array("..".utf8), true)]
+            + registry.livePipes().map { ($0.inode.rawValue, $0.name.bytes, false) }
+        let handle = listings.withLock { listings in
+            let handle = listings.next
+            listings.next += 1
+            listings.open[handle] = entries
+            return handle
+        }
+        request.openedDirectory(handle)
+    }
+
+    /// `readdir`: entries from `offset` on. Replies a buffer (empty at the end) or EBADF.
+    func readdir(_ request: consuming FuseRequest, handle: UInt64, size: Int, offset: Int) {
+        guard let entries = listings.withLock({ $0.open[handle] }) else { return request.fail(.badFileDescriptor) }
+        let start = min(max(offset, 0), entries.count)
+        request.directory(entries[start...], bufferSize: size, firstOffset: start)
+    }
+
+    /// `releasedir`. Replies success.
+    func releasedir(_ request: consuming FuseRequest, handle: UInt64) {
+        _ = listings.withLock { $0.open.removeValue(forKey: handle) }
+        request.succeed()
+    }
+
+    // MARK: Open, read, write, poll, release
+
+    /// `open`: may wait for the other end (a deferred reply). Replies open, ENXIO, EINTR or EISDIR.
+    func open(_ request: consuming FuseRequest, inode: UInt64, flags: Int32) {
+        guard inode != InodeNumber.root.rawValue else { return request.fail(.isDirectory) }
+        let waiter = makeWaiter(request, inode: InodeNumber(inode))
+        if case .done(let reply) = registry.open(InodeNumber(inode), flags: flags, waiter: waiter) {
+            waiter.resume(reply)
+        }
+    }
+
+    /// `read`: data, end of file (empty), EAGAIN, or a deferred reply while a writer may still write.
+    func read(_ request: consuming FuseRequest, inode: UInt64, handle: UInt64, size: Int, offset: Int64, flags: Int32) {
+        let handle = PipeHandle(rawValue: handle)
+        switch registry.read(handle, size: size, offset: offset, flags: flags, waiter: nil) {
+        case .done(let reply):
+            request.send(reply)
+        case .mustWait, .queued:
+            let waiter = makeWaiter(request, inode: InodeNumber(inode))
+            if case .done(let reply) = registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter) {
+                waiter.resume(reply)
+            }
+        }
+    }
+
+    /// `write`: the count taken, EPIPE, EAGAIN, or a deferred reply until there is room.
+    /// `bytes` is valid only during this call: the core copies what it keeps.
+    func write(_ request: consuming FuseRequest, inode: UInt64, handle: UInt64, bytes: UnsafeRawBufferPointer,
+               offset: Int64, flags: Int32) {
+        let handle = PipeHandle(rawValue: handle)
+        switch registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: nil) {
+        case .done(let reply):
+            request.send(reply)
+        case .mustWait, .queued:
+            let waiter = makeWaiter(request, inode: InodeNumber(inode))
+            if case .done(let reply) = registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: waiter) {
+                waiter.resume(reply)
+            }
+        }
+    }
+
+    /// `poll`: the open's readiness now; a poll handle, if given, is notified on the next change.
+    func poll(_ request: consuming FuseRequest, handle: UInt64, pollHandle: OpaquePointer?) {
+        let notifier = pollHandle.map(FusePollNotifier.init)
+        guard let events = registry.poll(PipeHandle(rawValue: handle), notifier: notifier) else {
+            return request.fail(.badFileDescriptor)
+        }
+        request.poll(events)
+    }
+
+    /// `release`: the last descriptor of an open closed. Replies success.
+    func release(_ request: consuming FuseRequest, handle: UInt64) {
+        registry.release(PipeHandle(rawValue: handle))
+        request.succeed()
+    }
+
+    // MARK: Extended attributes
+
+    /// The root's `user.npfs.pid` tells `npfs unmount` which daemon serves the mount.
+    static let pidAttribute = "user.npfs.pid"
+
+    /// `getxattr`. Replies the value, its size, ERANGE or ENODATA.
+    func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: String, size: Int) {
+        guard inode == InodeNumber.root.rawValue, name == Self.pidAttribute else { return request.fail(.noData) }
+        request.xattr(Array(String(getpid()).utf8), bufferSize: size)
+    }
+
+    /// `listxattr`. Replies the names, their size or ERANGE.
+    func listxattr(_ request: consuming FuseRequest, inode: UInt64, size: Int) {
+        let names: [UInt8] = inode == InodeNumber.root.rawValue ? Array(Self.pidAttribute.utf8) + [0] : []
+        request.xattr(names, bufferSize: size)
+    }
+
+    // MARK: Waiters and interrupts
+
+    /// Turns a request into a waiter that interrupts can reach. The interrupt callback may
+    /// run at once (the request was interrupted already), so the waiter is findable first.
+    private func makeWaiter(_ request: consuming FuseRequest, inode: InodeNumber) -> FuseWaiter {
+        let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
+        let raw = request.raw
+        let waiter = FuseWaiter(request, id: id, inode: inode, filesystem: self)
+        waiters.withLock { $0[id] = waiter }
+        FuseRequest.registerInterrupt(raw, key: id)
+        return waiter
+    }
+
+    /// Called by `FuseWaiter` just before it replies.
+    func forgetWaiter(_ id: UInt64) {
+        _ = waiters.withLock { $0.removeValue(forKey: id) }
+    }
+
+    /// The interrupt callback: runs inside libfuse with the request's lock held, so it only
+    /// marks the waiter and hands the withdrawal (which replies) to another thread.
+    func interrupted(_ id: UInt64) {
+        guard let waiter = waiters.withLock({ $0[id] }) else { return }
+        waiter.markInterrupted()
+        let registry = self.registry
+        DispatchQueue.global().async { registry.interrupt(waiter, inode: waiter.inode) }
+    }
+
+    /// Shutdown: answers every waiting request.
+    public func releaseAllWaiters() { registry.releaseAllWaiters() }
+}
+
+/// What a `setattr` asks to change, as far as npfs cares.
+struct AttributeChanges {
+    var size: Int64?
+    var ownerOrMode: Bool
+}

@@ -1,0 +1,134 @@
+import CFuse3
+import Glibc
+import PipeCore
+import SystemPackage
+
+/// A FUSE request that must be answered exactly once: each reply consumes it, and one
+/// dropped unanswered stops a debug build. Every `fuse_reply_*` call of npfs is here.
+///
+/// Unchecked Sendable: libfuse lets any thread answer a request, and being non-copyable
+/// it is answered by whoever holds it, once.
+struct FuseRequest: ~Copyable, @unchecked Sendable {
+    let raw: fuse_req_t
+
+    init(_ raw: fuse_req_t) { self.raw = raw }
+
+    deinit { assertionFailure("a FUSE request was dropped without a reply") }
+
+    // MARK: Replies
+
+    consuming func fail(_ errno: Errno) {
+        fuse_reply_err(raw, errno.rawValue)
+        discard self
+    }
+
+    consuming func succeed() {
+        fuse_reply_err(raw, 0)
+        discard self
+    }
+
+    /// For `forget`, which takes no reply.
+    consuming func noReply() {
+        fuse_reply_none(raw)
+        discard self
+    }
+
+    consuming func entry(_ inode: InodeNumber, attributes: stat, entryTimeout: Double) {
+        var entry = fuse_entry_param()
+        entry.ino = inode.rawValue
+        entry.generation = 1
+        entry.attr = attributes
+        entry.attr_timeout = 0   // st_size is the buffered count: never cache it
+        entry.entry_timeout = entryTimeout
+        fuse_reply_entry(raw, &entry)
+        discard self
+    }
+
+    consuming func attributes(_ attributes: stat) {
+        var attributes = attributes
+        fuse_reply_attr(raw, &attributes, 0)
+        discard self
+    }
+
+    /// Answers an open as a direct-I/O stream file (FOPEN_STREAM, which fuse_reply_open
+    /// cannot send in libfuse 3.14). Returns false if the kernel refused the reply: the
+    /// open was abandoned and no release will come for it.
+    consuming func opened(_ handle: UInt64) -> Bool {
+        var out = fuse_open_out(fh: handle, open_flags: npfs_fopen_stream_flags(), padding: 0)
+        let result = withUnsafeMutableBytes(of: &out) { bytes -> Int32 in
+            var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
+            return fuse_reply_iov(raw, &vector, 1)
+        }
+        discard self
+        return result == 0
+    }
+
+    /// Answers `opendir` with a directory handle.
+    consuming func openedDirectory(_ handle: UInt64) {
+        var info = fuse_file_info()
+        info.fh = handle
+        fuse_reply_open(raw, &info)
+        discard self
+    }
+
+    consuming func data(_ bytes: [UInt8]) {
+        bytes.withUnsafeBytes { _ = fuse_reply_buf(raw, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        discard self
+    }
+
+    consuming func written(_ count: Int) {
+        fuse_reply_write(raw, count)
+        discard self
+    }
+
+    consuming func poll(_ events: PollEvents) {
+        fuse_reply_poll(raw, events.rawValue)
+        discard self
+    }
+
+    /// `getxattr`/`listxattr` with size 0 ask only for the length.
+    consuming func xattr(_ value: [UInt8], bufferSize: Int) {
+        if bufferSize == 0 {
+            fuse_reply_xattr(raw, value.count)
+        } else if value.count > bufferSize {
+            fuse_reply_err(raw, ERANGE)
+        } else {
+            value.withUnsafeBytes { _ = fuse_reply_buf(raw, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        }
+        discard self
+    }
+
+    /// Answers with directory entries `(inode, name)` from index `offset` on, as many as fit.
+    consuming func directory(_ entries: ArraySlice<(inode: UInt64, name: [UInt8], isDirectory: Bool)>, bufferSize: Int, firstOffset: Int) {
+        var buffer = [CChar](repeating: 0, count: bufferSize)
+        var used = 0
+        var offset = firstOffset
+        for entry in entries {
+            var attributes = stat()
+            attributes.st_ino = ino_t(entry.inode)
+            attributes.st_mode = entry.isDirectory ? npfs_s_ifdir() : npfs_s_ifreg()
+            offset += 1
+            let needed = (entry.name + [0]).withUnsafeBufferPointer { name in
+                buffer.withUnsafeMutableBufferPointer { out in
+                    fuse_add_direntry(raw, out.baseAddress! + used, bufferSize - used,
+                                      UnsafeRawPointer(name.baseAddress!).assumingMemoryBound(to: CChar.self),
+                                      &attributes, off_t(offset))
+                }
+            }
+            if used + needed > bufferSize { break }
+            used += needed
+        }
+        buffer.withUnsafeBufferPointer { _ = fuse_reply_buf(raw, $0.baseAddress, used) }
+        discard self
+    }
+
+    /// Sends a core reply (read, write or error; opens go through `opened`).
+    consuming func send(_ reply: PipeReply) {
+        switch reply {
+        case .data(let bytes): data(bytes)
+        case .written(let count): written(count)
+        case .failed(let errno): fail(errno)
+        case .opened(let handle): _ = opened(handle.rawValue)
+        }
+    }
+}

@@ -1,0 +1,51 @@
+import PipeCore
+import Synchronization
+
+/// A FUSE request waiting in the core: the deferred reply of an open, read or write.
+///
+/// The core resumes it exactly once, from whichever thread made the pipe ready; an
+/// interrupt marks it and asks the core to withdraw it (see `FuseFilesystem.interrupted`).
+final class FuseWaiter: PipeWaiter {
+    let id: UInt64
+    let inode: InodeNumber
+    private let request: Mutex<FuseRequest?>
+    private let interrupted = Atomic<Bool>(false)
+    private unowned let filesystem: FuseFilesystem
+
+    init(_ request: consuming FuseRequest, id: UInt64, inode: InodeNumber, filesystem: FuseFilesystem) {
+        self.id = id
+        self.inode = inode
+        self.filesystem = filesystem
+        self.request = Mutex(Optional(request))
+    }
+
+    var isInterrupted: Bool { interrupted.load(ordering: .acquiring) }
+
+    func markInterrupted() { interrupted.store(true, ordering: .releasing) }
+
+    func resume(_ reply: PipeReply) {
+        filesystem.forgetWaiter(id)
+        guard let request = request.withLock({ $0.take() }) else {
+            assertionFailure("a waiter was resumed twice")
+            return
+        }
+        if case .opened(let handle) = reply {
+            // A refused open reply means the open was abandoned: no release will come.
+            if !request.opened(handle.rawValue) { filesystem.registry.release(handle) }
+        } else {
+            request.send(reply)
+        }
+    }
+}
+
+/// The kernel's wish to hear when an open's poll readiness changes.
+/// Unchecked Sendable: libfuse's poll handle may be notified and freed from any thread, once.
+final class FusePollNotifier: PollNotifier, @unchecked Sendable {
+    private let handle: OpaquePointer
+
+    init(_ handle: OpaquePointer) { self.handle = handle }
+
+    func notify() { FuseFilesystem.notifyPoll(handle) }
+
+    deinit { FuseFilesystem.destroyPollHandle(handle) }
+}

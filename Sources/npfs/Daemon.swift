@@ -1,0 +1,77 @@
+import Dispatch
+import Glibc
+import PipeCore
+import PipeFuse
+
+/// The npfs daemon in the foreground: mounts, serves until unmounted or signalled, exits.
+struct Daemon {
+    let path: String
+    let options: MountOptions
+    let debug: Bool
+    /// Background mode: told "mounted" by one byte, after which stdio goes to /dev/null.
+    let readyFD: Int32?
+    /// Tests: when this descriptor reports hang-up (its writer died), shut down.
+    let watchdogFD: Int32?
+
+    func serve() throws -> Int32 {
+        prepareSignals()
+        let registry = PipeRegistry(configuration: .init(pipe: options.pipe))
+        let filesystem = FuseFilesystem(registry: registry)
+        let session: FuseSession
+        do {
+            session = try FuseSession(filesystem: filesystem, options: options.fuseOptions, debug: debug)
+        } catch {
+            throw CommandError(error.description)
+        }
+        do {
+            try session.mount(at: path)
+        } catch {
+            session.close()
+            throw CommandError(error.description)
+        }
+        if let readyFD { detachFromCaller(readyFD) }
+        if let watchdogFD { startWatchdog(watchdogFD) }
+        return withExtendedLifetime(filesystem) { session.run() }
+    }
+
+    /// A caller may have blocked or ignored the shutdown signals (test runners, `nohup`,
+    /// background jobs of a non-interactive shell): restore them so libfuse can install
+    /// its handlers (it leaves alone a signal that is not at its default).
+    private func prepareSignals() {
+        var set = sigset_t()
+        sigemptyset(&set)
+        for signal in [SIGINT, SIGTERM, SIGHUP] {
+            Glibc.signal(signal, SIG_DFL)
+            sigaddset(&set, signal)
+        }
+        pthread_sigmask(SIG_UNBLOCK, &set, nil)
+    }
+
+    /// Tells the waiting `npfs mount` that the mount is up, and lets go of its terminal.
+    private func detachFromCaller(_ fd: Int32) {
+        var byte: UInt8 = 1
+        _ = write(fd, &byte, 1)
+        close(fd)
+        let null = open("/dev/null", O_RDWR)
+        if null >= 0 {
+            for target in [STDIN_FILENO, STDOUT_FILENO, STDERR_FILENO] { dup2(null, target) }
+            if null > STDERR_FILENO { close(null) }
+        }
+    }
+
+    /// Waits (on a Dispatch thread, which blocks signals) for the descriptor to hang up,
+    /// then asks this process to shut down as SIGTERM would.
+    private func startWatchdog(_ fd: Int32) {
+        DispatchQueue.global().async {
+            var entry = pollfd(fd: fd, events: Int16(POLLIN), revents: 0)
+            while true {
+                let ready = poll(&entry, 1, -1)
+                if ready < 0 && errno == EINTR { continue }
+                if ready < 0 || entry.revents & Int16(POLLHUP | POLLERR | POLLNVAL) != 0 { break }
+                var scratch = [UInt8](repeating: 0, count: 64)
+                if read(fd, &scratch, scratch.count) <= 0 { break }
+            }
+            kill(getpid(), SIGTERM)
+        }
+    }
+}

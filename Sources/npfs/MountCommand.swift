@@ -1,0 +1,88 @@
+import ArgumentParser
+import Glibc
+import PipeCore
+
+/// `npfs mount [-f] [-d] [-o OPT[,OPT...]] MOUNTPOINT`
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount npfs on MOUNTPOINT (an existing, empty directory).",
+        discussion: """
+            Options for -o: capacity=SIZE (bytes per pipe, K/M/G suffixes, 4K to 1G; default 64K), \
+            and the standard FUSE options allow_other, allow_root, auto_unmount, default_permissions, \
+            fsname=, subtype=, max_read=, ro, rw, nosuid, nodev, noexec, noatime, sync, async, dirsync.
+            """
+    )
+
+    @Flag(name: [.customShort("f"), .long], help: "Stay in the foreground until unmounted or signalled.")
+    var foreground = false
+
+    @Flag(name: [.customShort("d"), .long], help: "Log every FUSE request to standard error (implies -f).")
+    var debug = false
+
+    @Option(name: .customShort("o"), help: ArgumentHelp("Mount options, comma-separated.", valueName: "OPT[,OPT...]"))
+    var options: [String] = []
+
+    @Argument(help: "Where to mount: an existing, empty directory.")
+    var mountpoint: String
+
+    @Option(name: .customLong("ready-fd"), help: .hidden)
+    var readyFD: Int32?
+
+    @Option(name: .customLong("watchdog-fd"), help: .hidden)
+    var watchdogFD: Int32?
+
+    func validate() throws {
+        _ = try parsedOptions()
+        try checkMountpoint(absolutePath(mountpoint))
+    }
+
+    func run() throws {
+        let parsed = try parsedOptions()
+        let path = absolutePath(mountpoint)
+        if foreground || debug {
+            let status = try Daemon(path: path, options: parsed, debug: debug,
+                                    readyFD: readyFD, watchdogFD: watchdogFD).serve()
+            throw ExitCode(status)
+        }
+        try startInBackground()
+    }
+
+    private func parsedOptions() throws -> MountOptions {
+        do { return try MountOptions.parse(options) } catch { throw CommandError(error.description) }
+    }
+
+    /// Re-runs this command with `-f` in a new session, and returns once it has mounted
+    /// (or with its failure). A fresh process, not fork(), since threads may exist.
+    private func startInBackground() throws {
+        var arguments = ["mount", "-f"]
+        for option in options { arguments += ["-o", option] }
+        if let watchdogFD { arguments += ["--watchdog-fd", String(watchdogFD)] }
+        let status = try Spawn.daemon(arguments: arguments, mountpoint: mountpoint)
+        if status != 0 { throw ExitCode(status) }
+    }
+}
+
+/// Refuses a mount point that is missing, not a directory, in use, or not empty.
+func checkMountpoint(_ path: String) throws {
+    if let entry = MountTable.current().entry(at: path) {
+        var info = stat()
+        if stat(path, &info) != 0 && errno == ENOTCONN {
+            throw CommandError("\(path) is a stale mount (its daemon died); clear it with: npfs unmount \(path)")
+        }
+        throw CommandError("\(path) is already a mount point (\(entry.type))")
+    }
+    var info = stat()
+    guard stat(path, &info) == 0 else {
+        throw CommandError("mount point \(path): \(String(cString: strerror(errno)))")
+    }
+    guard info.st_mode & S_IFMT == S_IFDIR else { throw CommandError("mount point \(path) is not a directory") }
+    guard let directory = opendir(path) else {
+        throw CommandError("mount point \(path): \(String(cString: strerror(errno)))")
+    }
+    defer { closedir(directory) }
+    while let entry = readdir(directory) {
+        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
+        if name != "." && name != ".." { throw CommandError("mount point \(path) is not empty") }
+    }
+}

@@ -1,0 +1,66 @@
+import ArgumentParser
+import Glibc
+import PipeFuse
+import SystemPackage
+
+/// `npfs unmount MOUNTPOINT`: a clean shutdown, even while pipes are open and requests wait.
+struct UnmountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "unmount",
+        abstract: "Unmount npfs: answer every waiting request, unmount, and stop the daemon.",
+        discussion: "Also clears a stale mount left by a daemon that was killed (\"Transport endpoint is not connected\")."
+    )
+
+    @Argument(help: "The mount point.")
+    var mountpoint: String
+
+    @Option(help: "Seconds to wait for the daemon to finish.")
+    var timeout: Double = 10
+
+    func run() throws {
+        let path = absolutePath(mountpoint)
+        guard let entry = MountTable.current().entry(at: path) else { throw CommandError("\(path) is not mounted") }
+        guard entry.type.hasPrefix("fuse") else { throw CommandError("\(path) is not a FUSE mount (\(entry.type))") }
+        let pid: pid_t
+        do {
+            pid = try FuseFilesystem.daemonProcess(servingMountAt: path)
+        } catch .socketNotConnected {
+            // The daemon is gone: detach the dead mount.
+            try detach(path)
+            print("npfs: cleared the stale mount at \(path)")
+            return
+        } catch {
+            throw CommandError("\(path) is not served by npfs: \(error)")
+        }
+        guard kill(pid, SIGTERM) == 0 else {
+            throw CommandError("cannot signal the npfs daemon (pid \(pid)): \(String(cString: strerror(errno)))")
+        }
+        let deadline = Clock.now + timeout
+        while Clock.now < deadline {
+            if MountTable.current().entry(at: path) == nil && kill(pid, 0) != 0 { return }
+            usleep(20_000)
+        }
+        throw CommandError("the npfs daemon (pid \(pid)) did not finish within \(timeout) s")
+    }
+
+    /// Lazily unmounts a mount whose daemon died.
+    private func detach(_ path: String) throws {
+        if geteuid() == 0 {
+            guard umount2(path, Int32(MNT_DETACH)) == 0 else {
+                throw CommandError("cannot unmount \(path): \(String(cString: strerror(errno)))")
+            }
+            return
+        }
+        let status = Spawn.run(["fusermount3", "-u", "-z", path])
+        if status != 0 { throw CommandError("fusermount3 -u -z \(path) failed") }
+    }
+}
+
+/// Monotonic seconds.
+enum Clock {
+    static var now: Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+}
