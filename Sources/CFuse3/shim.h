@@ -18,8 +18,11 @@ static inline struct fuse_args npfs_fuse_args(int argc, char **argv) {
 }
 static inline mode_t npfs_s_ifreg(void) { return S_IFREG; }
 static inline mode_t npfs_s_ifdir(void) { return S_IFDIR; }
+// Pipes open as direct-I/O stream files. Parallel direct writes let a second writer
+// wait in npfs (interruptibly) instead of on the inode lock in the kernel, whenever
+// the write does not reach past the kernel's idea of the file size.
 static inline uint32_t npfs_fopen_stream_flags(void) {
-    return FOPEN_DIRECT_IO | FOPEN_STREAM | FOPEN_NONSEEKABLE;
+    return FOPEN_DIRECT_IO | FOPEN_STREAM | FOPEN_NONSEEKABLE | FOPEN_PARALLEL_DIRECT_WRITES;
 }
 
 #endif

@@ -96,16 +96,13 @@ struct PipeState: ~Copyable {
     struct ReadWait { let waiter: any PipeWaiter; let size: Int }
     struct WriteWait {
         let waiter: any PipeWaiter
-        /// The part of the request not yet taken when it was queued.
+        /// The request's bytes.
         let data: [UInt8]
-        /// How much of `data` has been taken since.
-        var consumed: Int
-        /// Bytes of the request taken before it was queued.
-        let takenBefore: Int
+        /// How many of them the pipe has taken.
+        var taken: Int
         /// A write of at most PIPE_BUF bytes goes in whole or not at all.
         let atomic: Bool
-        var remaining: Int { data.count - consumed }
-        var taken: Int { takenBefore + consumed }
+        var remaining: Int { data.count - taken }
     }
     /// What an interrupted waiter was doing.
     enum Cancelled { case open(PipeHandle), read, write }
@@ -302,10 +299,10 @@ struct PipeState: ~Copyable {
         }
         guard let waiter else { return .mustWait }
         if waiter.isInterrupted { return .done(.failed(.interrupted)) }
-        let taken = (!atomic && mayGoNow) ? min(ring.free, n) : 0
-        if taken > 0 { append(UnsafeRawBufferPointer(rebasing: bytes[..<taken]), deliveries: &deliveries) }
-        writeWaiters.append(WriteWait(waiter: waiter, data: Array(bytes[taken...]), consumed: 0,
-                                      takenBefore: taken, atomic: atomic))
+        // Queue first, then let `settle` move what fits: the one place data moves between
+        // waiting writers, the ring and waiting readers (it may even complete this write).
+        writeWaiters.append(WriteWait(waiter: waiter, data: Array(bytes), taken: 0, atomic: atomic))
+        settle(&deliveries)
         return .queued
     }
 
@@ -319,38 +316,50 @@ struct PipeState: ~Copyable {
     }
 
     /// Moves data until nobody waiting can proceed: waiting readers take what is buffered,
-    /// waiting writers (in order) fill the room that frees up.
+    /// waiting writers (in order) fill the room that frees up. Afterwards no reader waits
+    /// while bytes are buffered, and no writer waits while its next part would fit.
     private mutating func settle(_ deliveries: inout Deliveries) {
-        var progress = true
-        while progress {
-            progress = false
-            while !ring.isEmpty, !readWaiters.isEmpty {
-                let wait = readWaiters.removeFirst()
-                let bytes = ring.read(maxCount: wait.size)
-                bytesRead += UInt64(bytes.count)
-                lastRead = .now()
-                deliveries.resume(wait.waiter, with: .data(bytes))
-                progress = true
-            }
-            while var wait = writeWaiters.first {
-                let room = ring.free
-                if wait.atomic && room < wait.remaining { break }
-                let n = min(room, wait.remaining)
-                guard n > 0 else { break }
-                wait.data.withUnsafeBytes { ring.write(UnsafeRawBufferPointer(rebasing: $0[wait.consumed..<(wait.consumed + n)])) }
-                bytesWritten += UInt64(n)
-                lastWrite = .now()
-                wait.consumed += n
-                progress = true
-                if wait.remaining == 0 {
-                    writeWaiters.removeFirst()
-                    deliveries.resume(wait.waiter, with: .written(wait.taken))
-                } else {
-                    writeWaiters[0] = wait
-                    break
-                }
-            }
+        var moved = false
+        while serveWaitingReaders(&deliveries) || feedWaitingWriters(&deliveries) { moved = true }
+        if moved { notifyPollers(&deliveries) }
+    }
+
+    /// Hands buffered bytes to waiting readers, oldest first. Returns whether any moved.
+    private mutating func serveWaitingReaders(_ deliveries: inout Deliveries) -> Bool {
+        var moved = false
+        while !ring.isEmpty, !readWaiters.isEmpty {
+            let wait = readWaiters.removeFirst()
+            let bytes = ring.read(maxCount: wait.size)
+            bytesRead += UInt64(bytes.count)
+            lastRead = .now()
+            deliveries.resume(wait.waiter, with: .data(bytes))
+            moved = true
         }
+        return moved
+    }
+
+    /// Fills free room from waiting writers in order; an atomic one only when it fits whole.
+    /// Returns whether any bytes moved.
+    private mutating func feedWaitingWriters(_ deliveries: inout Deliveries) -> Bool {
+        var moved = false
+        while var wait = writeWaiters.first {
+            let room = ring.free
+            if wait.atomic && room < wait.remaining { break }
+            let n = min(room, wait.remaining)
+            guard n > 0 else { break }
+            wait.data.withUnsafeBytes { ring.write(UnsafeRawBufferPointer(rebasing: $0[wait.taken..<(wait.taken + n)])) }
+            bytesWritten += UInt64(n)
+            lastWrite = .now()
+            wait.taken += n
+            moved = true
+            guard wait.remaining == 0 else {
+                writeWaiters[0] = wait
+                break
+            }
+            writeWaiters.removeFirst()
+            deliveries.resume(wait.waiter, with: .written(wait.taken))
+        }
+        return moved
     }
 
     // MARK: poll

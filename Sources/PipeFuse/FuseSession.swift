@@ -4,8 +4,8 @@ import Glibc
 /// One mounted npfs: a libfuse low-level session from creation to unmount.
 ///
 /// Signals: libfuse's handlers turn SIGINT, SIGTERM and SIGHUP into a clean exit of the
-/// loop (its worker threads block them, so they reach the thread running `run`); npfs
-/// then answers every waiting request, unmounts and destroys the session.
+/// loop (its read of /dev/fuse is interrupted: other threads, Dispatch's, block them);
+/// npfs then answers every waiting request, unmounts and destroys the session.
 public final class FuseSession {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -47,12 +47,13 @@ public final class FuseSession {
 
     /// Serves requests until unmounted or signalled, then answers every waiting request,
     /// unmounts and destroys the session. Returns 0 on a clean exit.
-    public func run(maxThreads: UInt32 = 8) -> Int32 {
-        let config = fuse_loop_cfg_create()
-        fuse_loop_cfg_set_max_threads(config, maxThreads)
-        fuse_loop_cfg_set_idle_threads(config, 2)
-        let result = fuse_session_loop_mt(session, config)
-        fuse_loop_cfg_destroy(config)
+    ///
+    /// One thread serves every request, in the order the kernel queued them. No handler
+    /// blocks, so more threads would add no waiting capacity, only reordering: a close()
+    /// queues its (asynchronous) RELEASE before it returns, and a reader's next poll or
+    /// read must not overtake it, or it would miss the hang-up a kernel FIFO shows at once.
+    public func run() -> Int32 {
+        let result = fuse_session_loop(session)
         close()
         // A signal that ended the loop is a requested, clean exit.
         return result < 0 ? 1 : 0
