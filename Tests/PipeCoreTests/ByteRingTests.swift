@@ -1,0 +1,103 @@
+import PipeCore
+import Testing
+
+@Suite struct ByteRingTests {
+    @Test func wrapsAroundWithTwoCopies() {
+        let ring = ByteRing(limit: 8)
+        let first: [UInt8] = [1, 2, 3, 4, 5, 6]
+        first.withUnsafeBytes { ring.write($0) }
+        #expect(ring.read(maxCount: 4) == [1, 2, 3, 4])
+        // 6 more bytes: 2 at the end of storage, 4 wrapped to its start.
+        let second: [UInt8] = [7, 8, 9, 10, 11, 12]
+        second.withUnsafeBytes { ring.write($0) }
+        #expect(ring.count == 8)
+        #expect(ring.free == 0)
+        #expect(ring.verifyInvariants())
+        #expect(ring.read(maxCount: 100) == [5, 6, 7, 8, 9, 10, 11, 12])
+        #expect(ring.isEmpty)
+    }
+
+    @Test func storageIsLazyAndBoundedByThePowerOfTwoAboveTheLimit() {
+        let ring = ByteRing(limit: 100_000)
+        #expect(ring.allocatedBytes == 0)
+        [UInt8](repeating: 7, count: 10).withUnsafeBytes { ring.write($0) }
+        #expect(ring.allocatedBytes == ByteRing.minimumStorage)
+        [UInt8](repeating: 7, count: 99_990).withUnsafeBytes { ring.write($0) }
+        #expect(ring.count == 100_000)
+        #expect(ring.free == 0)
+        #expect(ring.allocatedBytes == 131_072)
+        #expect(ring.verifyInvariants())
+    }
+
+    @Test func growthKeepsOrderAcrossTheWrap() {
+        let ring = ByteRing(limit: 65_536)
+        var model: [UInt8] = []
+        var next: UInt8 = 0
+        func put(_ n: Int) {
+            let bytes = (0..<n).map { _ in next &+= 1; return next }
+            bytes.withUnsafeBytes { ring.write($0) }
+            model += bytes
+        }
+        put(3000)
+        #expect(ring.read(maxCount: 2500) == Array(model.prefix(2500)))
+        model.removeFirst(2500)
+        put(4000)   // wraps in 4 KiB storage, then must grow
+        put(20_000)
+        #expect(ring.verifyInvariants())
+        #expect(ring.read(maxCount: 1 << 20) == model)
+    }
+
+    @Test func shrinkingBelowTheBufferedCountFails() {
+        let ring = ByteRing(limit: 65_536)
+        [UInt8](repeating: 1, count: 10_000).withUnsafeBytes { ring.write($0) }
+        #expect(!ring.setLimit(8192))
+        #expect(ring.setLimit(16_384))
+        #expect(ring.limit == 16_384)
+        #expect(ring.allocatedBytes <= 16_384)
+        #expect(ring.read(maxCount: 20_000).count == 10_000)
+    }
+
+    /// Random writes, reads and discards against an array, over many seeds.
+    @Test(arguments: 1...40)
+    func matchesAnArrayModel(seed: UInt64) {
+        var random = SplitMix(seed: seed)
+        let limit = [4096, 5000, 65_536, 100_000][Int(seed % 4)]
+        let ring = ByteRing(limit: limit)
+        var model: [UInt8] = []
+        for _ in 0..<400 {
+            switch random.next() % 3 {
+            case 0:
+                let n = Int(random.next() % UInt64(ring.free + 1))
+                let bytes = (0..<n).map { _ in UInt8(truncatingIfNeeded: random.next()) }
+                bytes.withUnsafeBytes { ring.write($0) }
+                model += bytes
+            case 1:
+                let n = Int(random.next() % UInt64(limit + 1))
+                let got = ring.read(maxCount: n)
+                #expect(got == Array(model.prefix(n)))
+                model.removeFirst(got.count)
+            default:
+                let n = Int(random.next() % UInt64(model.count + 1))
+                ring.discard(n)
+                model.removeFirst(n)
+            }
+            #expect(ring.count == model.count)
+            #expect(ring.free == limit - model.count)
+            #expect(ring.verifyInvariants())
+        }
+        #expect(ring.read(maxCount: limit) == model)
+    }
+}
+
+/// A small deterministic generator, so a failing seed can be replayed.
+struct SplitMix {
+    var state: UInt64
+    init(seed: UInt64) { state = seed }
+    mutating func next() -> UInt64 {
+        state &+= 0x9E37_79B9_7F4A_7C15
+        var z = state
+        z = (z ^ (z >> 30)) &* 0xBF58_476D_1CE4_E5B9
+        z = (z ^ (z >> 27)) &* 0x94D0_49BB_1331_11EB
+        return z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,35 @@
+import PipeCore
+import Testing
+
+@Suite struct MountOptionsTests {
+    @Test func sizes() {
+        #expect(MountOptions.parseSize("65536") == 65_536)
+        #expect(MountOptions.parseSize("64K") == 65_536)
+        #expect(MountOptions.parseSize("64k") == 65_536)
+        #expect(MountOptions.parseSize("1M") == 1 << 20)
+        #expect(MountOptions.parseSize("1MiB") == 1 << 20)
+        #expect(MountOptions.parseSize("2G") == 2 << 30)
+        for bad in ["", "K", "-1", "1.5M", "12Q", "0x10", "99999999999999999999G"] {
+            #expect(MountOptions.parseSize(bad) == nil, "\(bad)")
+        }
+    }
+
+    @Test func capacityAndPassThrough() throws {
+        let options = try MountOptions.parse(["capacity=1M,allow_other", "fsname=pipes"])
+        #expect(options.pipe.capacity == 1 << 20)
+        #expect(options.fuseOptions == ["default_permissions", "subtype=npfs", "allow_other", "fsname=pipes"])
+        #expect(try MountOptions.parse([]).pipe.capacity == 65_536)
+    }
+
+    @Test func badOptionsAreRejectedWithTheirName() {
+        for (arguments, fragment) in [(["bogus"], "bogus"), (["capacity=12Q"], "12Q"), (["capacity=1K"], "out of range"),
+                                      (["capacity"], "capacity"), (["fsname="], "fsname"), (["allow_other=1"], "allow_other")] {
+            do {
+                _ = try MountOptions.parse(arguments)
+                Issue.record("\(arguments) accepted")
+            } catch {
+                #expect(error.description.contains(fragment), "\(error.description)")
+            }
+        }
+    }
+}

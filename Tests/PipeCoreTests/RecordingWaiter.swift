@@ -1,0 +1,71 @@
+import PipeCore
+import Synchronization
+
+/// A waiter that records the replies it gets, for tests of the core's decisions.
+final class RecordingWaiter: PipeWaiter {
+    private let state = Mutex<(replies: [PipeReply], interrupted: Bool)>(([], false))
+
+    var isInterrupted: Bool { state.withLock { $0.interrupted } }
+    func markInterrupted() { state.withLock { $0.interrupted = true } }
+
+    func resume(_ reply: PipeReply) { state.withLock { $0.replies.append(reply) } }
+
+    var replies: [PipeReply] { state.withLock { $0.replies } }
+    /// The one reply, or nil while still waiting.
+    var reply: PipeReply? {
+        let all = replies
+        precondition(all.count <= 1, "a waiter was resumed more than once: \(all)")
+        return all.first
+    }
+}
+
+final class RecordingNotifier: PollNotifier {
+    private let count = Mutex(0)
+    func notify() { count.withLock { $0 += 1 } }
+    var notifications: Int { count.withLock { $0 } }
+}
+
+/// A registry with one looked-up name, and shorthands for the calls tests make.
+struct Fixture {
+    let registry: PipeRegistry
+    let inode: InodeNumber
+
+    init(capacity: Int = 65_536) throws {
+        registry = PipeRegistry(configuration: .init(pipe: try PipeConfig(capacity: capacity)))
+        inode = registry.lookup(try PipeName("P"))
+    }
+
+    static let read: Int32 = 0, write: Int32 = 1, readWrite: Int32 = 2, nonblocking: Int32 = 0o4000
+
+    /// Opens and expects an immediate answer; returns the handle.
+    func open(_ flags: Int32) throws -> PipeHandle {
+        let waiter = RecordingWaiter()
+        guard case .done(.opened(let handle)) = registry.open(inode, flags: flags, waiter: waiter) else {
+            throw FixtureError.unexpected("open(\(flags)) did not complete at once")
+        }
+        return handle
+    }
+
+    func openWaiting(_ flags: Int32) -> (RecordingWaiter, Attempt) {
+        let waiter = RecordingWaiter()
+        return (waiter, registry.open(inode, flags: flags, waiter: waiter))
+    }
+
+    func write(_ handle: PipeHandle, _ bytes: [UInt8], flags: Int32 = 0, offset: Int64 = 0,
+               waiter: RecordingWaiter? = nil) -> Attempt {
+        bytes.withUnsafeBytes { registry.write(handle, bytes: $0, offset: offset, flags: flags, waiter: waiter) }
+    }
+
+    func read(_ handle: PipeHandle, _ size: Int, flags: Int32 = 0, offset: Int64 = 0,
+              waiter: RecordingWaiter? = nil) -> Attempt {
+        registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter)
+    }
+}
+
+enum FixtureError: Error { case unexpected(String) }
+
+extension Array where Element == UInt8 {
+    static func pattern(_ count: Int, seed: UInt8 = 0) -> [UInt8] {
+        (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
+    }
+}
