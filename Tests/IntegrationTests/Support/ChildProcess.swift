@@ -1,0 +1,121 @@
+import Foundation
+import Glibc
+
+/// A process the test started, stopped only by its PID.
+///
+/// Started with posix_spawn, an empty signal mask and default dispositions: the test
+/// runner's threads block most signals, and a child would otherwise inherit that
+/// (a `cat` that ignores Ctrl-C, a daemon deaf to SIGTERM).
+final class ChildProcess: @unchecked Sendable {
+    let pid: pid_t
+    let arguments: [String]
+    private let outputPath: String
+    private var status: Int32?
+
+    /// Starts `arguments` (searched in PATH); stdout and stderr go to one temp file.
+    /// `stdin` is a path opened read-only (default /dev/null); `keep` are descriptors the child inherits.
+    init(_ arguments: [String], stdin: String = "/dev/null", environment: [String: String] = [:],
+         keep: [Int32] = []) throws {
+        self.arguments = arguments
+        outputPath = NSTemporaryDirectory() + "npfs-child-\(UUID().uuidString).out"
+        var attributes = posix_spawnattr_t()
+        posix_spawnattr_init(&attributes)
+        defer { posix_spawnattr_destroy(&attributes) }
+        var empty = sigset_t()
+        sigemptyset(&empty)
+        var defaults = sigset_t()
+        sigfillset(&defaults)
+        sigdelset(&defaults, SIGKILL)
+        sigdelset(&defaults, SIGSTOP)
+        posix_spawnattr_setsigmask(&attributes, &empty)
+        posix_spawnattr_setsigdefault(&attributes, &defaults)
+        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
+        var actions = posix_spawn_file_actions_t()
+        posix_spawn_file_actions_init(&actions)
+        defer { posix_spawn_file_actions_destroy(&actions) }
+        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
+        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
+        posix_spawn_file_actions_adddup2(&actions, 1, 2)
+        for fd in keep { posix_spawn_file_actions_adddup2(&actions, fd, fd) }   // clears FD_CLOEXEC
+        var env = ProcessInfo.processInfo.environment
+        env.merge(environment) { $1 }
+        var cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
+        var cArgs = arguments.map { strdup($0) } + [nil]
+        defer { (cArgs + cEnv).forEach { free($0) } }
+        var pid: pid_t = 0
+        let result = posix_spawnp(&pid, arguments[0], &actions, &attributes, &cArgs, &cEnv)
+        guard result == 0 else { throw TestFailure("cannot start \(arguments): \(String(cString: strerror(result)))") }
+        self.pid = pid
+    }
+
+    deinit {
+        if status == nil { _ = signal(SIGKILL); _ = wait(timeout: 2) }
+        unlink(outputPath)
+    }
+
+    /// Exit code, or 128 + signal; nil if still running after `timeout` seconds.
+    @discardableResult
+    func wait(timeout: Double) -> Int32? {
+        if let status { return status }
+        let deadline = Date().addingTimeInterval(timeout)
+        repeat {
+            var raw: Int32 = 0
+            let result = waitpid(pid, &raw, WNOHANG)
+            if result == pid {
+                let code = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+                status = code
+                return code
+            }
+            if result < 0 && errno != EINTR { return nil }
+            usleep(2000)
+        } while Date() < deadline
+        return nil
+    }
+
+    var isRunning: Bool { status == nil && wait(timeout: 0) == nil }
+
+    @discardableResult
+    func signal(_ signal: Int32) -> Bool { status == nil && kill(pid, signal) == 0 }
+
+    /// Everything the child wrote to stdout and stderr so far.
+    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+
+    /// The kernel's view of the process: its state letter (R, S, D, ...).
+    var state: String? {
+        guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
+              let close = stat.lastIndex(of: ")") else { return nil }
+        return stat[stat.index(close, offsetBy: 2)...].split(separator: " ").first.map(String.init)
+    }
+
+    /// Runs to completion (or is killed after `timeout` seconds).
+    static func run(_ arguments: [String], timeout: Double = 30, stdin: String = "/dev/null",
+                    environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        let child = try ChildProcess(arguments, stdin: stdin, environment: environment)
+        guard let status = child.wait(timeout: timeout) else {
+            child.signal(SIGKILL)
+            child.wait(timeout: 5)
+            throw TestFailure("\(arguments) did not finish within \(timeout) s; output: \(child.output)")
+        }
+        return (status, child.output)
+    }
+
+    /// `sh -c SCRIPT`.
+    static func shell(_ script: String, timeout: Double = 30, environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+        try run(["/bin/sh", "-c", script], timeout: timeout, environment: environment)
+    }
+}
+
+struct TestFailure: Error, CustomStringConvertible {
+    let description: String
+    init(_ description: String) { self.description = description }
+}
+
+/// Polls `condition` every few milliseconds until it holds or `timeout` seconds pass.
+func eventually(timeout: Double = 5, _ condition: () -> Bool) -> Bool {
+    let deadline = Date().addingTimeInterval(timeout)
+    repeat {
+        if condition() { return true }
+        usleep(5000)
+    } while Date() < deadline
+    return condition()
+}
