@@ -1,0 +1,10 @@
+#!/usr/bin/env bash
+# The test command: installs what is missing, builds, and runs every test, including the
+# integration tests, which mount npfs (under fusermount3) in temporary directories.
+#   ./test.sh [extra swift test arguments, e.g. --filter DifferentialTests]
+set -euo pipefail
+cd "$(dirname "$0")"
+[[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
+./mount.sh --build-only
+# Every blocking step in the tests has its own timeout; this one bounds the whole run.
+timeout --kill-after=30 1200 swift test --no-parallel "$@"
