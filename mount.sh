@@ -47,7 +47,8 @@ if [[ $build_only -eq 1 ]]; then
 fi
 
 mountpoint=$(realpath -m "$mountpoint")
-if ! stat "$mountpoint" >/dev/null 2>&1 && stat "$mountpoint" 2>&1 | grep -q "not connected"; then
+stat_error=$(stat "$mountpoint" 2>&1 >/dev/null) || true
+if [[ "$stat_error" == *"not connected"* ]]; then
     echo "npfs: clearing the stale mount at $mountpoint (its daemon died)"
     "$bin" unmount "$mountpoint"
 fi

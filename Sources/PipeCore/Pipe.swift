@@ -110,6 +110,11 @@ struct PipeState: ~Copyable {
     let ring: ByteRing
     var readers = 0
     var writers = 0
+    /// The daemon is shutting down: nobody waits any more, as if no peer were left.
+    var closed = false
+    /// Readers and writers as decisions see them (none once closed).
+    var liveReaders: Int { closed ? 0 : readers }
+    var liveWriters: Int { closed ? 0 : writers }
     /// Opens of each end ever made (the kernel's r_counter and w_counter): a waiting open
     /// completes when its partner's counter moves, and POLLHUP needs a writer seen since open.
     var readerOpens: UInt64 = 0
@@ -239,7 +244,9 @@ struct PipeState: ~Copyable {
         return nil
     }
 
+    /// Shutdown: answers every waiter and closes the pipe (see `closed`).
     mutating func releaseAllWaiters(deliveries: inout Deliveries) -> [PipeHandle] {
+        closed = true
         let abandoned = openWaiters.map(\.handle)
         for wait in openWaiters { deliveries.resume(wait.waiter, with: .failed(.noSuchAddressOrDevice)) }
         for wait in readWaiters { deliveries.resume(wait.waiter, with: .data([])) }
@@ -266,7 +273,7 @@ struct PipeState: ~Copyable {
             notifyPollers(&deliveries)
             return .done(.data(bytes))
         }
-        if writers == 0 { return .done(.data([])) }
+        if liveWriters == 0 { return .done(.data([])) }
         // A request past offset 0 continues a read(2) whose earlier part was answered in
         // full (the kernel splits large reads); a pipe read returns what it has, so end here.
         if offset > 0 { return .done(.data([])) }
@@ -279,7 +286,7 @@ struct PipeState: ~Copyable {
 
     mutating func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
                         deliveries: inout Deliveries) -> Attempt {
-        if readers == 0 { return .done(.failed(.brokenPipe)) }
+        if liveReaders == 0 { return .done(.failed(.brokenPipe)) }
         let n = bytes.count
         guard n > 0 else { return .done(.written(0)) }
         // Only a whole write(2) of at most PIPE_BUF is atomic; the kernel's later parts of a
@@ -375,12 +382,12 @@ struct PipeState: ~Copyable {
         var events: PollEvents = []
         if access.reads {
             if !ring.isEmpty { events.formUnion([.input, .readNormal]) }
-            if writers == 0 && hangUpVersion != writerOpens { events.insert(.hangUp) }
+            if liveWriters == 0 && hangUpVersion != writerOpens { events.insert(.hangUp) }
         }
         if access.writes {
             // Writable when a PIPE_BUF write fits (the kernel: when a page slot is free).
             if ring.free >= min(Pipe.atomicWriteLimit, ring.limit) { events.formUnion([.output, .writeNormal]) }
-            if readers == 0 { events.insert(.error) }
+            if liveReaders == 0 { events.insert(.error) }
         }
         return events
     }

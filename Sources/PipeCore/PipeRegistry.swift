@@ -51,6 +51,8 @@ public final class PipeRegistry: Sendable {
         var handles: [PipeHandle: OpenFile] = [:]
         var nextInode: UInt64 = 2
         var nextHandle: UInt64 = 1
+        /// Shutting down: opens fail ENXIO and no request waits.
+        var closed = false
     }
 
     public let configuration: Configuration
@@ -114,6 +116,7 @@ public final class PipeRegistry: Sendable {
         var deliveries = Deliveries()
         let attempt: Attempt = state.withLock { state in
             guard var node = state.nodes[inode] else { return .done(.failed(.noSuchFileOrDirectory)) }
+            if state.closed { return .done(.failed(.noSuchAddressOrDevice)) }
             let pipe = node.pipe ?? Pipe(config: configuration.pipe)
             let handle = PipeHandle(rawValue: state.nextHandle)
             state.nextHandle += 1
@@ -160,11 +163,13 @@ public final class PipeRegistry: Sendable {
         deliveries.deliver()
     }
 
-    /// Answers every waiting request (the daemon is shutting down): waiting opens fail
-    /// ENXIO, reads see end of file, writes return what they wrote or EPIPE.
-    public func releaseAllWaiters() {
+    /// Shutdown: answers every waiting request (waiting opens fail ENXIO, reads see end
+    /// of file, writes return what they wrote or EPIPE) and from then on nothing waits:
+    /// reads drain what is buffered and then see end of file, writes fail EPIPE, opens ENXIO.
+    public func close() {
         var deliveries = Deliveries()
         state.withLock { state in
+            state.closed = true
             for node in state.nodes.values {
                 guard let pipe = node.pipe else { continue }
                 for handle in pipe.releaseAllWaiters(deliveries: &deliveries) {
@@ -196,6 +201,9 @@ public final class PipeRegistry: Sendable {
         guard let open = openFile(handle) else { return nil }
         return open.pipe.poll(handle, access: open.access, hangUpVersion: open.hangUpVersion, notifier: notifier)
     }
+
+    /// Opens that have not been released yet.
+    public var openCount: Int { state.withLock { $0.handles.count } }
 
     /// The inode an open belongs to.
     public func inode(of handle: PipeHandle) -> InodeNumber? { openFile(handle)?.inode }

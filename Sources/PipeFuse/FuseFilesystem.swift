@@ -221,8 +221,8 @@ public final class FuseFilesystem: Sendable {
         DispatchQueue.global().async { registry.interrupt(waiter, inode: waiter.inode) }
     }
 
-    /// Shutdown: answers every waiting request.
-    public func releaseAllWaiters() { registry.releaseAllWaiters() }
+    /// Shutdown: answers every waiting request; from now on nothing waits.
+    public func shutDown() { registry.close() }
 }
 
 /// What a `setattr` asks to change, as far as npfs cares.

@@ -1,11 +1,12 @@
 import CFuse3
+import Dispatch
+import Foundation
 import Glibc
 
 /// One mounted npfs: a libfuse low-level session from creation to unmount.
 ///
 /// Signals: libfuse's handlers turn SIGINT, SIGTERM and SIGHUP into a clean exit of the
-/// loop (its read of /dev/fuse is interrupted: other threads, Dispatch's, block them);
-/// npfs then answers every waiting request, unmounts and destroys the session.
+/// loop (its read of /dev/fuse is interrupted: other threads, Dispatch's, block them).
 public final class FuseSession {
     public struct Failure: Error, CustomStringConvertible {
         public let description: String
@@ -15,6 +16,7 @@ public final class FuseSession {
     private let session: OpaquePointer
     private var mountpoint: String?
     private var closed = false
+    private var handlersInstalled = false
 
     /// Creates the session. `options` are FUSE `-o` options; `debug` makes libfuse log every request.
     public init(filesystem: FuseFilesystem, options: [String], debug: Bool) throws(Failure) {
@@ -38,37 +40,82 @@ public final class FuseSession {
     /// Mounts at `path` and installs the signal handlers.
     public func mount(at path: String) throws(Failure) {
         guard fuse_set_signal_handlers(session) == 0 else { throw Failure(description: "cannot install signal handlers") }
-        guard fuse_session_mount(session, path) == 0 else {
-            fuse_remove_signal_handlers(session)
-            throw Failure(description: "cannot mount on \(path)")
-        }
+        handlersInstalled = true
+        guard fuse_session_mount(session, path) == 0 else { throw Failure(description: "cannot mount on \(path)") }
         mountpoint = path
     }
 
-    /// Serves requests until unmounted or signalled, then answers every waiting request,
-    /// unmounts and destroys the session. Returns 0 on a clean exit.
+    /// Serves requests until unmounted or signalled, then shuts down cleanly: answers every
+    /// waiting request, detaches the mount, lets the processes that still hold pipes see
+    /// end of file and close them (for at most `grace` seconds), and destroys the session.
+    /// Returns 0 on a clean exit.
     ///
     /// One thread serves every request, in the order the kernel queued them. No handler
     /// blocks, so more threads would add no waiting capacity, only reordering: a close()
     /// queues its (asynchronous) RELEASE before it returns, and a reader's next poll or
     /// read must not overtake it, or it would miss the hang-up a kernel FIFO shows at once.
-    public func run() -> Int32 {
+    public func run(grace: Double = 2) -> Int32 {
         let result = fuse_session_loop(session)
+        filesystem.shutDown()
+        detach()
+        if filesystem.registry.openCount > 0 { serveLastCloses(grace: grace) }
         close()
-        // A signal that ended the loop is a requested, clean exit.
         return result < 0 ? 1 : 0
+    }
+
+    /// Serves again until the last open pipe is closed (the kernel then ends the detached
+    /// mount's connection) or `grace` seconds pass (a signal ends the loop).
+    private func serveLastCloses(grace: Double) {
+        fuse_session_reset(session)
+        let loopThread = LoopThread(pthread_self())
+        DispatchQueue.global().asyncAfter(deadline: .now() + grace) { loopThread.interrupt() }
+        _ = fuse_session_loop(session)
+        loopThread.finish()
+    }
+
+    /// Lazily unmounts, keeping the connection open (fuse_session_unmount would close it).
+    private func detach() {
+        guard let path = mountpoint else { return }
+        mountpoint = nil
+        if geteuid() == 0 {
+            _ = umount2(path, Int32(MNT_DETACH))
+        } else {
+            runQuietly(["fusermount3", "-u", "-z", "-q", path])
+        }
     }
 
     /// Answers waiting requests, unmounts and frees the session (also when `run` never ran).
     public func close() {
         guard !closed else { return }
         closed = true
-        filesystem.releaseAllWaiters()
-        if mountpoint != nil {
-            fuse_session_unmount(session)
-            fuse_remove_signal_handlers(session)
-            mountpoint = nil
-        }
+        filesystem.shutDown()
+        if handlersInstalled { fuse_remove_signal_handlers(session) }
+        detach()
         fuse_session_destroy(session)
     }
+}
+
+/// The thread serving the session, to be woken once by a signal unless it finished first.
+/// Unchecked Sendable: the pthread_t is only used under the lock.
+private final class LoopThread: @unchecked Sendable {
+    private let thread: pthread_t
+    private let lock = NSLock()
+    private var finished = false
+
+    init(_ thread: pthread_t) { self.thread = thread }
+
+    /// SIGTERM reaches libfuse's handler, which ends the loop (only while it still runs).
+    func interrupt() { lock.withLock { if !finished { _ = pthread_kill(thread, SIGTERM) } } }
+
+    func finish() { lock.withLock { finished = true } }
+}
+
+/// Runs a helper program and waits for it, with its output discarded.
+private func runQuietly(_ argv: [String]) {
+    var cArgs = argv.map { strdup($0) } + [nil]
+    defer { cArgs.forEach { free($0) } }
+    var pid: pid_t = 0
+    guard posix_spawnp(&pid, argv[0], nil, nil, &cArgs, environ) == 0 else { return }
+    var status: Int32 = 0
+    while waitpid(pid, &status, 0) < 0 && errno == EINTR {}
 }

@@ -37,7 +37,7 @@ struct UnmountCommand: ParsableCommand {
         }
         let deadline = Clock.now + timeout
         while Clock.now < deadline {
-            if MountTable.current().entry(at: path) == nil && kill(pid, 0) != 0 { return }
+            if MountTable.current().entry(at: path) == nil && !isAlive(pid) { return }
             usleep(20_000)
         }
         throw CommandError("the npfs daemon (pid \(pid)) did not finish within \(timeout) s")
@@ -54,6 +54,18 @@ struct UnmountCommand: ParsableCommand {
         let status = Spawn.run(["fusermount3", "-u", "-z", path])
         if status != 0 { throw CommandError("fusermount3 -u -z \(path) failed") }
     }
+}
+
+/// Whether a process still runs (a zombie, exited but not yet reaped by its parent, does not).
+func isAlive(_ pid: pid_t) -> Bool {
+    guard kill(pid, 0) == 0 else { return false }
+    guard let file = fopen("/proc/\(pid)/stat", "r") else { return false }
+    defer { fclose(file) }
+    var buffer = [CChar](repeating: 0, count: 512)
+    guard fgets(&buffer, Int32(buffer.count), file) != nil else { return false }
+    let stat = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    guard let close = stat.lastIndex(of: ")") else { return false }
+    return stat[close...].dropFirst(2).first != "Z"
 }
 
 /// Monotonic seconds.

@@ -234,7 +234,7 @@ import Testing
         #expect(try PipeName("\u{E9}") != PipeName("e\u{301}"))
     }
 
-    @Test func shutdownAnswersEveryWaiter() throws {
+    @Test func closingAnswersEveryWaiterAndNothingWaitsAfter() throws {
         let f = try F()
         let (opener, _) = f.openWaiting(F.write)
         let other = f.registry.lookup(try PipeName("Q"))
@@ -242,9 +242,14 @@ import Testing
         guard case .done(.opened(let handle)) = both else { Issue.record("open failed"); return }
         let reader = RecordingWaiter()
         #expect(f.registry.read(handle, size: 10, offset: 0, flags: 0, waiter: reader) == .queued)
-        f.registry.releaseAllWaiters()
+        f.registry.close()
         #expect(opener.reply == .failed(.noSuchAddressOrDevice))
         #expect(reader.reply == .data([]))
+        // Closed: buffered data drains, then nothing waits.
+        #expect(f.registry.write(handle, bytes: UnsafeRawBufferPointer(start: nil, count: 0), offset: 0, flags: 0, waiter: nil)
+                == .done(.failed(.brokenPipe)))
+        #expect(f.registry.read(handle, size: 10, offset: 0, flags: 0, waiter: RecordingWaiter()) == .done(.data([])))
+        #expect(f.openWaiting(F.readWrite).1 == .done(.failed(.noSuchAddressOrDevice)))
     }
 }
 
