@@ -116,6 +116,43 @@ import Testing
         }
     }
 
+    /// The kernel splits a read(2) into requests of at most 256 pages of the caller's
+    /// buffer. A pipe read returns what is there, so when the first request took it all,
+    /// the next one (offset > 0) must answer at once, not wait for more.
+    @Test func readLargerThanOneRequestReturnsWhatIsBuffered() throws {
+        try TestMount.with(options: ["capacity=2M"]) { mount in
+            let fd = open(mount.path("BIG"), O_RDWR)   // a writer exists: an empty read would wait
+            #expect(fd >= 0)
+            defer { close(fd) }
+            let oneRequest = 1 << 20   // 256 pages of a page-aligned buffer
+            try [UInt8](repeating: 5, count: oneRequest).withUnsafeBytes { try Sys.writeAll(fd, $0) }
+            let reading = BlockingCall {
+                var buffer: UnsafeMutableRawPointer?
+                guard posix_memalign(&buffer, 4096, 3 << 20) == 0, let buffer else { return .error(ENOMEM) }
+                defer { free(buffer) }
+                let n = read(fd, buffer, 3 << 20)
+                return n >= 0 ? .ok(n) : .error(errno)
+            }
+            #expect(reading.wait(timeout: 5) == .ok(oneRequest), "a read with data buffered must not wait")
+            _ = reading.interrupt()
+        }
+    }
+
+    /// One write(2) of 4 MiB (four kernel requests) returns its full count once all is taken.
+    @Test func blockingWriteOfFourMebibytesReturnsItsFullCount() throws {
+        try TestMount.with { mount in
+            let path = mount.path("HUGE")
+            let reader = try ChildProcess(["/bin/sh", "-c", "wc -c < '\(path)'"])
+            let fd = open(path, O_WRONLY)
+            #expect(fd >= 0)
+            let writing = BlockingCall { Sys.write(fd, [UInt8](repeating: 9, count: 4 << 20)) }
+            #expect(writing.wait(timeout: 30) == .ok(4 << 20))
+            close(fd)
+            #expect(reader.wait(timeout: 10) == 0)
+            #expect(reader.output.trimmingCharacters(in: .whitespacesAndNewlines) == "4194304")
+        }
+    }
+
     @Test func ctrlCEndsACatWaitingToOpen() throws {
         try TestMount.with { mount in
             let cat = try ChildProcess(["cat", mount.path("WAITING")])
