@@ -39,9 +39,11 @@ let package = Package(
             name: "PipeCoreTests",
             dependencies: ["PipeCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // Linux headers the tests need beyond Glibc's module (epoll).
+        .systemLibrary(name: "CLinux", path: "Tests/CLinux"),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["npfs", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["CLinux"]
         ),
     ],
     swiftLanguageModes: [.v6]

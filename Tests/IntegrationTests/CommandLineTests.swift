@@ -71,6 +71,14 @@ import Testing
         }
     }
 
+    @Test func standardFuseOptionsPassThrough() throws {
+        try TestMount.with(options: ["allow_other,noatime", "fsname=mypipes"]) { mount in
+            let table = try String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8)
+            let line = table.split(separator: "\n").first { $0.contains(" \(mount.directory) ") } ?? ""
+            #expect(line.contains("noatime") && line.contains("allow_other") && line.contains("fuse.npfs mypipes"), "\(line)")
+        }
+    }
+
     @Test func operationsThatMakeNoSenseFailWithConventionalErrors() throws {
         try TestMount.with { mount in
             // Every name exists already, so the kernel refuses to create one (EEXIST).

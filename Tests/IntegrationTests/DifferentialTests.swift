@@ -35,6 +35,10 @@ enum Step: Sendable, CustomStringConvertible {
     /// poll with no timeout: may block.
     case pollWait(String, Int32)
     case lseek(String)
+    /// epoll_wait with no timeout on a fresh epoll set watching these events (level-triggered).
+    case epollWait(String, Int32)
+    /// select with no timeout, watching for reading (true) or writing (false).
+    case selectWait(String, Bool)
     /// SIGUSR1 to every call still blocked.
     case interrupt
 
@@ -48,6 +52,8 @@ enum Step: Sendable, CustomStringConvertible {
         case .poll(let s, let e): "poll \(s) \(pollNames(Int16(e)))"
         case .pollWait(let s, let e): "poll-wait \(s) \(pollNames(Int16(e)))"
         case .lseek(let s): "lseek \(s)"
+        case .epollWait(let s, let e): "epoll-wait \(s) \(pollNames(Int16(e)))"
+        case .selectWait(let s, let reading): "select-wait \(s) \(reading ? "read" : "write")"
         case .interrupt: "interrupt blocked calls"
         }
     }
@@ -111,6 +117,14 @@ struct Scenario: Sendable, CustomTestStringConvertible {
                  steps: [.open("r", R | NB), .open("w", W), .pollWait("r", POLLIN), .write("w", "x")]),
         Scenario(name: "blocking poll of a full pipe wakes when room frees",
                  steps: [.open("b", RW), .fill("b", 65536), .pollWait("b", POLLOUT), .read("b", 4096)]),
+        Scenario(name: "epoll wakes when data arrives",
+                 steps: [.open("r", R | NB), .open("w", W), .epollWait("r", POLLIN), .write("w", "x")]),
+        Scenario(name: "epoll reports hang-up and error",
+                 steps: [.open("r", R | NB), .open("w", W), .epollWait("w", POLLOUT), .close("r"), .epollWait("w", POLLOUT)]),
+        Scenario(name: "select wakes a writer when room frees",
+                 steps: [.open("b", RW), .fill("b", 65536), .selectWait("b", false), .read("b", 8192)]),
+        Scenario(name: "select wakes a reader on end of file",
+                 steps: [.open("r", R | NB), .open("w", W), .selectWait("r", true), .close("w"), .read("r", 10)]),
         Scenario(name: "blocking poll of a reader wakes on hang-up",
                  steps: [.open("r", R | NB), .open("w", W), .pollWait("r", POLLIN), .close("w")]),
     ]
@@ -187,6 +201,8 @@ final class ScenarioRun: @unchecked Sendable {
         case .poll(let slot, let events): return Sys.poll(fd(slot), Int16(events), timeoutMs: 0)
         case .pollWait(let slot, let events): return Sys.poll(fd(slot), Int16(events), timeoutMs: -1)
         case .lseek(let slot): return Sys.lseek(fd(slot))
+        case .epollWait(let slot, let events): return Sys.epollWait(fd(slot), UInt32(events))
+        case .selectWait(let slot, let reading): return Sys.selectWait(fd(slot), reading: reading)
         case .interrupt: return .ok(0)
         }
     }

@@ -14,10 +14,11 @@ import Testing
         return cat
     }
 
-    @Test func sigtermAnswersWaitingRequestsUnmountsAndExitsZero() throws {
+    @Test(arguments: [SIGTERM, SIGINT, SIGHUP])
+    func signalAnswersWaitingRequestsUnmountsAndExitsZero(_ signal: Int32) throws {
         try TestMount.with { mount in
             let cat = try blockedReader(mount)
-            mount.daemon.signal(SIGTERM)
+            mount.daemon.signal(signal)
             #expect(mount.daemon.wait(timeout: 5) == 0)
             #expect(cat.wait(timeout: 5) == 0, "the waiting read was answered (end of file)")
             #expect(!isMounted(mount.directory))
@@ -42,6 +43,14 @@ import Testing
             mount.daemon.signal(SIGTERM)
             #expect(mount.daemon.wait(timeout: 5) == 0)
             #expect(cat.wait(timeout: 5) == 1, "cat's open fails (ENXIO): \(cat.output)")
+        }
+    }
+
+    @Test func daemonUnmountsWhenTheTestRunnerGoesAway() throws {
+        try TestMount.with { mount in
+            mount.dropWatchdog()   // as if the test runner had died
+            #expect(mount.daemon.wait(timeout: 5) == 0)
+            #expect(!isMounted(mount.directory))
         }
     }
 

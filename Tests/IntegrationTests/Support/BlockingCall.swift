@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Glibc
 
@@ -96,6 +97,32 @@ enum Sys {
         var entry = pollfd(fd: fd, events: events, revents: 0)
         let n = Glibc.poll(&entry, 1, timeoutMs)
         return n >= 0 ? .events(entry.revents) : .error(errno)
+    }
+
+    /// One epoll_wait on a fresh level-triggered epoll set: the events reported for `fd`.
+    static func epollWait(_ fd: Int32, _ events: UInt32) -> Outcome {
+        let epoll = epoll_create1(Int32(EPOLL_CLOEXEC))
+        guard epoll >= 0 else { return .error(errno) }
+        defer { Glibc.close(epoll) }
+        var event = epoll_event()
+        event.events = events
+        event.data.fd = fd
+        guard epoll_ctl(epoll, Int32(EPOLL_CTL_ADD), fd, &event) == 0 else { return .error(errno) }
+        var ready = epoll_event()
+        let n = epoll_wait(epoll, &ready, 1, -1)
+        return n >= 0 ? .events(Int16(truncatingIfNeeded: n == 1 ? ready.events : 0)) : .error(errno)
+    }
+
+    /// One select with no timeout: IN or OUT if `fd` became readable or writable.
+    static func selectWait(_ fd: Int32, reading: Bool) -> Outcome {
+        var set = fd_set()
+        withUnsafeMutableBytes(of: &set) { bits in
+            bits[Int(fd) / 8] |= UInt8(1 << (Int(fd) % 8))
+        }
+        let n = reading ? select(fd + 1, &set, nil, nil, nil) : select(fd + 1, nil, &set, nil, nil)
+        guard n >= 0 else { return .error(errno) }
+        let isSet = withUnsafeBytes(of: &set) { $0[Int(fd) / 8] & UInt8(1 << (Int(fd) % 8)) != 0 }
+        return .events(isSet ? Int16(reading ? POLLIN : POLLOUT) : 0)
     }
 
     static func lseek(_ fd: Int32) -> Outcome {

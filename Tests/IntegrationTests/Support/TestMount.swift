@@ -9,7 +9,7 @@ import Glibc
 final class TestMount: @unchecked Sendable {
     let directory: String
     let daemon: ChildProcess
-    private let watchdogWriteEnd: Int32
+    private var watchdogWriteEnd: Int32
 
     /// The npfs under test: `$NPFS_BIN`, else the debug build next to the test bundle.
     static var binary: String {
@@ -53,6 +53,12 @@ final class TestMount: @unchecked Sendable {
 
     func path(_ name: String) -> String { directory + "/" + name }
 
+    /// Closes this process's end of the watchdog pipe, as the death of the runner would.
+    func dropWatchdog() {
+        close(watchdogWriteEnd)
+        watchdogWriteEnd = -1
+    }
+
     /// Runs `body` with a fresh mount and always unmounts, also when `body` throws.
     static func with<T>(options: [String] = [], _ body: (TestMount) throws -> T) throws -> T {
         let mount = try TestMount(options: options)
@@ -77,7 +83,7 @@ final class TestMount: @unchecked Sendable {
             }
         }
         if isMounted(directory) { _ = try? ChildProcess.run(["fusermount3", "-u", "-z", directory], timeout: 5) }
-        close(watchdogWriteEnd)
+        if watchdogWriteEnd >= 0 { close(watchdogWriteEnd) }
         rmdir(directory)
     }
 }
