@@ -11,20 +11,25 @@ public struct MountOptions: Sendable, Equatable {
         "atime", "noatime", "sync", "async", "dirsync",
     ]
     /// Pass-through options that take a value (`name=value`).
-    public static let passedThroughWithValue: Set<String> = ["fsname", "subtype", "max_read"]
+    public static let passedThroughWithValue: Set<String> = ["fsname", "subtype"]
 
+    /// Every pipe's settings when it is created.
     public var pipe: PipeConfig
+    /// Match names with ASCII letters folded (`ignore_case`).
+    public var ignoreCase: Bool
     /// Options for libfuse, npfs's defaults first.
     public var fuseOptions: [String]
 
-    public init(pipe: PipeConfig, fuseOptions: [String]) {
+    public init(pipe: PipeConfig, ignoreCase: Bool = false, fuseOptions: [String]) {
         self.pipe = pipe
+        self.ignoreCase = ignoreCase
         self.fuseOptions = fuseOptions
     }
 
     /// Parses `-o` arguments, each a comma-separated list.
     public static func parse(_ arguments: [String]) throws(Invalid) -> MountOptions {
-        var capacity = PipeConfig.defaultCapacity
+        var pipe = try! PipeConfig()   // the defaults are valid
+        var ignoreCase = false
         var fuse: [String] = []
         var named: Set<String> = []
         for option in arguments.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: true) }) {
@@ -40,7 +45,17 @@ public struct MountOptions: Sendable, Equatable {
                 guard (PipeConfig.minimumCapacity...PipeConfig.maximumCapacity).contains(bytes) else {
                     throw Invalid(description: "capacity \(value) out of range: from 4K to 1G")
                 }
-                capacity = bytes
+                pipe.capacity = bytes
+            case "mode":
+                pipe.mode = try choice(name, value, PipeConfig.Mode.self)
+            case "overflow":
+                pipe.overflow = try choice(name, value, PipeConfig.Overflow.self)
+            case "framing":
+                pipe.framing = try choice(name, value, PipeConfig.Framing.self)
+            case "ignore_case" where value == nil:
+                ignoreCase = true
+            case _ where ignoredMountFlags.contains(name) && value == nil:
+                continue
             case _ where passedThrough.contains(name) && value == nil:
                 fuse.append(name)
             case _ where passedThroughWithValue.contains(name) && value != nil && !value!.isEmpty:
@@ -52,9 +67,24 @@ public struct MountOptions: Sendable, Equatable {
         var defaults = ["default_permissions"]
         if !named.contains("fsname") { defaults.append("fsname=npfs") }
         if !named.contains("subtype") { defaults.append("subtype=npfs") }
-        // The error is thrown above, so this cannot fail.
-        let pipe = try! PipeConfig(capacity: capacity)
-        return MountOptions(pipe: pipe, fuseOptions: defaults + fuse.filter { $0 != "default_permissions" })
+        return MountOptions(pipe: pipe, ignoreCase: ignoreCase,
+                            fuseOptions: defaults + fuse.filter { $0 != "default_permissions" })
+    }
+
+    /// fstab words that mean nothing to npfs but may reach it through mount.fuse3, and
+    /// atime flags libfuse does not take (relatime is the kernel's default anyway).
+    public static let ignoredMountFlags: Set<String> = [
+        "defaults", "auto", "noauto", "nofail", "user", "users", "nouser", "_netdev",
+        "relatime", "norelatime", "strictatime", "lazytime", "nolazytime", "diratime", "nodiratime",
+    ]
+
+    private static func choice<T: RawRepresentable & CaseIterable>(_ name: String, _ value: String?, _: T.Type) throws(Invalid) -> T
+    where T.RawValue == String {
+        guard let value, let choice = T(rawValue: value) else {
+            let choices = T.allCases.map(\.rawValue).joined(separator: " or ")
+            throw Invalid(description: "bad \(name) '\(value ?? "")': give \(name)=\(choices)")
+        }
+        return choice
     }
 
     /// "65536", "64K", "64k", "64KiB", "1M", "1G": bytes, with binary multiples.

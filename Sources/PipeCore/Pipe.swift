@@ -4,9 +4,11 @@ import SystemPackage
 /// One live named pipe: the seed driver's resource context.
 ///
 /// Created by the first open of a name and dropped by the registry after the last release.
-/// All its decisions follow fifo(7) and pipe(7): who may proceed, who waits, who is woken
-/// and what a read returns. Operations decide under `state`'s lock and hand the wake-ups
-/// they cause to `Deliveries`, which answers them after the lock is released.
+/// All its decisions are here: who may proceed, who waits, who is woken and what a read
+/// returns, in `fifo` mode by fifo(7) and pipe(7), in `ring` mode by the seed driver
+/// (nothing waits; what does not fit overflows, counted). Operations decide under
+/// `state`'s lock and hand the wake-ups they cause to `Deliveries`, which answers them
+/// after the lock is released.
 ///
 /// Lock order: the registry's lock before a pipe's, never the reverse.
 public final class Pipe: Sendable {
@@ -19,20 +21,47 @@ public final class Pipe: Sendable {
         state = Mutex(PipeState(config: config))
     }
 
-    /// Figures for `stat` and `ls -l`.
+    /// A pipe's settings and figures at one moment.
     public struct Status: Sendable, Equatable {
+        public var config: PipeConfig
         public var buffered: Int
-        public var capacity: Int
         public var readers: Int
         public var writers: Int
+        /// Bytes writers handed over: the sum of the counts write(2) reported.
         public var bytesWritten: UInt64
         public var bytesRead: UInt64
+        /// Bytes discarded by overflow (ring mode): new ones dropped or old ones overwritten.
+        /// Always `buffered == bytesWritten - bytesRead - dropped`.
+        public var dropped: UInt64
+        /// Bytes of buffer memory the pipe holds.
+        public var allocated: Int
         public var lastRead: Timestamp
         public var lastWrite: Timestamp
         public var created: Timestamp
     }
 
     public var status: Status { state.withLock { $0.status } }
+
+    /// For tests: the invariants of the buffer, the message queue and the counters.
+    public var isConsistent: Bool { state.withLock { $0.isConsistent } }
+
+    /// One setting of a live pipe.
+    public enum Setting: Sendable, Equatable {
+        case capacity(Int)
+        case mode(PipeConfig.Mode)
+        case overflow(PipeConfig.Overflow)
+        case framing(PipeConfig.Framing)
+    }
+
+    /// Changes a setting at once and wakes whoever that concerns. Throws EINVAL for a
+    /// capacity out of range, EBUSY for a capacity below what is buffered or a framing
+    /// change while bytes are buffered or writers wait.
+    public func apply(_ setting: Setting) throws(Errno) {
+        var deliveries = Deliveries()
+        let error = state.withLock { $0.apply(setting, deliveries: &deliveries) }
+        deliveries.deliver()
+        if let error { throw error }
+    }
 
     // MARK: Opening and closing (called by the registry, under its lock)
 
@@ -52,9 +81,9 @@ public final class Pipe: Sendable {
         state.withLock { $0.cancel(waiter, deliveries: &deliveries) }
     }
 
-    /// Answers every waiter (shutdown); returns the handles of opens that never completed.
-    func releaseAllWaiters(deliveries: inout Deliveries) -> [PipeHandle] {
-        state.withLock { $0.releaseAllWaiters(deliveries: &deliveries) }
+    /// Answers every waiter and stops all waiting (shutdown); returns the handles of opens that never completed.
+    func closeForShutdown(deliveries: inout Deliveries) -> [PipeHandle] {
+        state.withLock { $0.closeForShutdown(deliveries: &deliveries) }
     }
 
     // MARK: Data (called with no registry lock held)
@@ -100,7 +129,7 @@ struct PipeState: ~Copyable {
         let data: [UInt8]
         /// How many of them the pipe has taken.
         var taken: Int
-        /// A write of at most PIPE_BUF bytes goes in whole or not at all.
+        /// Goes in whole or not at all: a write of at most PIPE_BUF bytes, or a message.
         let atomic: Bool
         var remaining: Int { data.count - taken }
     }
@@ -108,6 +137,10 @@ struct PipeState: ~Copyable {
     enum Cancelled { case open(PipeHandle), read, write }
 
     let ring: ByteRing
+    /// Mode, overflow and framing (the capacity is `ring.limit`).
+    var config: PipeConfig
+    /// Message boundaries, with `framing == .message`.
+    var messages = MessageQueue()
     var readers = 0
     var writers = 0
     /// The daemon is shutting down: nobody waits any more, as if no peer were left.
@@ -126,19 +159,34 @@ struct PipeState: ~Copyable {
     var pollers: [PipeHandle: any PollNotifier] = [:]
     var bytesWritten: UInt64 = 0
     var bytesRead: UInt64 = 0
+    var dropped: UInt64 = 0
     let created = Timestamp.now()
     var lastRead: Timestamp
     var lastWrite: Timestamp
 
     init(config: PipeConfig) {
         ring = ByteRing(limit: config.capacity)
+        self.config = config
         lastRead = created
         lastWrite = created
     }
 
+    var waits: Bool { config.mode == .fifo }
+    var framed: Bool { config.framing == .message }
+
     var status: Pipe.Status {
-        .init(buffered: ring.count, capacity: ring.limit, readers: readers, writers: writers,
-              bytesWritten: bytesWritten, bytesRead: bytesRead, lastRead: lastRead, lastWrite: lastWrite, created: created)
+        var current = config
+        current.capacity = ring.limit
+        return .init(config: current, buffered: ring.count, readers: readers, writers: writers,
+                     bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped, allocated: ring.allocatedBytes,
+                     lastRead: lastRead, lastWrite: lastWrite, created: created)
+    }
+
+    /// For tests: the ring's invariants, message lengths that add up to the bytes
+    /// buffered, and counters that account for every byte.
+    var isConsistent: Bool {
+        ring.verifyInvariants() && (!framed || messages.unreadBytes == ring.count)
+            && UInt64(ring.count) == bytesWritten - bytesRead - dropped
     }
 
     // MARK: open / close
@@ -152,17 +200,17 @@ struct PipeState: ~Copyable {
             readers += 1
             readerOpens += 1
             completeOpenWaiters(for: .write, deliveries: &deliveries)
-            if writers == 0 && nonblocking {
+            if liveWriters == 0 && nonblocking {
                 // POLLHUP stays off until a writer has come and gone (pipe_poll).
                 hangUpVersion = writerOpens
             }
-            mustWaitForPartner = writers == 0 && !nonblocking
+            mustWaitForPartner = liveWriters == 0 && !nonblocking
         case .write:
-            if nonblocking && readers == 0 { return (.done(.failed(.noSuchAddressOrDevice)), 0) }
+            if waits && nonblocking && liveReaders == 0 { return (.done(.failed(.noSuchAddressOrDevice)), 0) }
             writers += 1
             writerOpens += 1
             completeOpenWaiters(for: .read, deliveries: &deliveries)
-            mustWaitForPartner = readers == 0
+            mustWaitForPartner = liveReaders == 0
         case .readWrite:
             readers += 1
             writers += 1
@@ -173,7 +221,7 @@ struct PipeState: ~Copyable {
             mustWaitForPartner = false
         }
         notifyPollers(&deliveries)
-        guard mustWaitForPartner else { return (.done(.opened(handle)), hangUpVersion) }
+        guard mustWaitForPartner && waits else { return (.done(.opened(handle)), hangUpVersion) }
         if waiter.isInterrupted {
             dropEnds(of: access, deliveries: &deliveries)
             return (.done(.failed(.interrupted)), 0)
@@ -244,8 +292,7 @@ struct PipeState: ~Copyable {
         return nil
     }
 
-    /// Shutdown: answers every waiter and closes the pipe (see `closed`).
-    mutating func releaseAllWaiters(deliveries: inout Deliveries) -> [PipeHandle] {
+    mutating func closeForShutdown(deliveries: inout Deliveries) -> [PipeHandle] {
         closed = true
         let abandoned = openWaiters.map(\.handle)
         for wait in openWaiters { deliveries.resume(wait.waiter, with: .failed(.noSuchAddressOrDevice)) }
@@ -265,18 +312,17 @@ struct PipeState: ~Copyable {
     mutating func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
                        deliveries: inout Deliveries) -> Attempt {
         guard size > 0 else { return .done(.data([])) }
+        // A request past offset 0 continues a read(2) whose earlier part was answered in
+        // full (the kernel splits large reads). A pipe read returns what it has and a
+        // message read one message: never wait, and never start a second message.
+        if offset > 0 && (framed || ring.isEmpty) { return .done(.data([])) }
         if !ring.isEmpty {
-            let bytes = ring.read(maxCount: size)
-            bytesRead += UInt64(bytes.count)
-            lastRead = .now()
+            let bytes = take(size)
             settle(&deliveries)
             notifyPollers(&deliveries)
             return .done(.data(bytes))
         }
-        if liveWriters == 0 { return .done(.data([])) }
-        // A request past offset 0 continues a read(2) whose earlier part was answered in
-        // full (the kernel splits large reads); a pipe read returns what it has, so end here.
-        if offset > 0 { return .done(.data([])) }
+        if !waits || liveWriters == 0 { return .done(.data([])) }
         if nonblocking { return .done(.failed(.resourceTemporarilyUnavailable)) }
         guard let waiter else { return .mustWait }
         if waiter.isInterrupted { return .done(.failed(.interrupted)) }
@@ -286,22 +332,35 @@ struct PipeState: ~Copyable {
 
     mutating func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
                         deliveries: inout Deliveries) -> Attempt {
-        if liveReaders == 0 { return .done(.failed(.brokenPipe)) }
         let n = bytes.count
         guard n > 0 else { return .done(.written(0)) }
+        // A message is one FUSE request: a later part of a larger write(2) (offset > 0)
+        // cannot join it, and a message larger than the pipe never fits.
+        if framed && (offset > 0 || n > ring.limit) { return .done(.failed(.messageTooLong)) }
+        if !waits {
+            overflowingStore(bytes)
+            settle(&deliveries)
+            notifyPollers(&deliveries)
+            return .done(.written(n))
+        }
+        if liveReaders == 0 { return .done(.failed(.brokenPipe)) }
         // Only a whole write(2) of at most PIPE_BUF is atomic; the kernel's later parts of a
-        // large write arrive with offset > 0.
-        let atomic = offset == 0 && n <= Pipe.atomicWriteLimit
+        // large write arrive with offset > 0. A message is always whole.
+        let atomic = framed || (offset == 0 && n <= Pipe.atomicWriteLimit)
         // Blocking writers queue behind those already waiting, so none starves.
         let mayGoNow = writeWaiters.isEmpty || nonblocking
         if mayGoNow && ring.free >= n {
-            append(bytes, deliveries: &deliveries)
+            store(bytes)
+            settle(&deliveries)
+            notifyPollers(&deliveries)
             return .done(.written(n))
         }
         if nonblocking {
             let fits = atomic ? 0 : min(ring.free, n)
             guard fits > 0 else { return .done(.failed(.resourceTemporarilyUnavailable)) }
-            append(UnsafeRawBufferPointer(rebasing: bytes[..<fits]), deliveries: &deliveries)
+            store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]))
+            settle(&deliveries)
+            notifyPollers(&deliveries)
             return .done(.written(fits))
         }
         guard let waiter else { return .mustWait }
@@ -313,13 +372,52 @@ struct PipeState: ~Copyable {
         return .queued
     }
 
-    /// Buffers bytes that fit and wakes readers.
-    private mutating func append(_ bytes: UnsafeRawBufferPointer, deliveries: inout Deliveries) {
+    /// Buffers bytes that fit; with message framing, `bytes` is one whole message.
+    /// `counted`: they are written bytes (a ring write counts what it was handed instead).
+    private mutating func store(_ bytes: UnsafeRawBufferPointer, counted: Bool = true) {
         ring.write(bytes)
-        bytesWritten += UInt64(bytes.count)
+        if framed { messages.append(bytes.count) }
+        if counted { bytesWritten += UInt64(bytes.count) }
         lastWrite = .now()
-        settle(&deliveries)
-        notifyPollers(&deliveries)
+    }
+
+    /// A read of at most `size` bytes: from the stream, or from the oldest message only.
+    private mutating func take(_ size: Int) -> [UInt8] {
+        let n = framed ? min(size, messages.oldestRemaining ?? 0) : size
+        let bytes = ring.read(maxCount: n)
+        if framed { messages.consume(bytes.count) }
+        bytesRead += UInt64(bytes.count)
+        lastRead = .now()
+        return bytes
+    }
+
+    /// Ring mode: buffers `bytes` whatever the room, discarding (and counting) new bytes
+    /// with `overflow=drop` or the oldest with `overflow=overwrite`; messages whole.
+    private mutating func overflowingStore(_ bytes: UnsafeRawBufferPointer) {
+        let n = bytes.count
+        bytesWritten += UInt64(n)
+        switch (config.framing, config.overflow) {
+        case (.stream, .drop):
+            let fits = min(ring.free, n)
+            if fits > 0 { store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]), counted: false) }
+            dropped += UInt64(n - fits)
+        case (.stream, .overwrite):
+            // Only the newest `capacity` bytes can survive.
+            let kept = min(n, ring.limit)
+            let evicted = max(0, kept - ring.free)
+            ring.discard(evicted)
+            dropped += UInt64(evicted + (n - kept))
+            store(UnsafeRawBufferPointer(rebasing: bytes[(n - kept)...]), counted: false)
+        case (.message, .drop):
+            if ring.free >= n { store(bytes, counted: false) } else { dropped += UInt64(n) }
+        case (.message, .overwrite):
+            while ring.free < n {
+                let evicted = messages.removeOldest()
+                ring.discard(evicted)
+                dropped += UInt64(evicted)
+            }
+            store(bytes, counted: false)
+        }
     }
 
     /// Moves data until nobody waiting can proceed: waiting readers take what is buffered,
@@ -336,10 +434,7 @@ struct PipeState: ~Copyable {
         var moved = false
         while !ring.isEmpty, !readWaiters.isEmpty {
             let wait = readWaiters.removeFirst()
-            let bytes = ring.read(maxCount: wait.size)
-            bytesRead += UInt64(bytes.count)
-            lastRead = .now()
-            deliveries.resume(wait.waiter, with: .data(bytes))
+            deliveries.resume(wait.waiter, with: .data(take(wait.size)))
             moved = true
         }
         return moved
@@ -354,9 +449,7 @@ struct PipeState: ~Copyable {
             if wait.atomic && room < wait.remaining { break }
             let n = min(room, wait.remaining)
             guard n > 0 else { break }
-            wait.data.withUnsafeBytes { ring.write(UnsafeRawBufferPointer(rebasing: $0[wait.taken..<(wait.taken + n)])) }
-            bytesWritten += UInt64(n)
-            lastWrite = .now()
+            wait.data.withUnsafeBytes { store(UnsafeRawBufferPointer(rebasing: $0[wait.taken..<(wait.taken + n)])) }
             wait.taken += n
             moved = true
             guard wait.remaining == 0 else {
@@ -369,6 +462,45 @@ struct PipeState: ~Copyable {
         return moved
     }
 
+    // MARK: settings
+
+    mutating func apply(_ setting: Pipe.Setting, deliveries: inout Deliveries) -> Errno? {
+        switch setting {
+        case .capacity(let capacity):
+            guard PipeConfig.validCapacities.contains(capacity) else { return .invalidArgument }
+            guard ring.setLimit(capacity) else { return .resourceBusy }
+            config.capacity = capacity
+            settle(&deliveries)   // more room lets waiting writers in
+        case .mode(let mode):
+            config.mode = mode
+            if mode == .ring { releaseWaitersForRing(&deliveries) }
+        case .overflow(let overflow):
+            config.overflow = overflow
+        case .framing(let framing):
+            guard framing != config.framing else { return nil }
+            // Boundaries of bytes already buffered, or of queued writes, would be invented.
+            guard ring.isEmpty && writeWaiters.isEmpty else { return .resourceBusy }
+            config.framing = framing
+            messages = MessageQueue()
+        }
+        notifyPollers(&deliveries)
+        return nil
+    }
+
+    /// Switching to ring mode: nothing waits any more. Opens complete, reads take what is
+    /// there (or nothing), writes overflow like any ring write and report their full length.
+    private mutating func releaseWaitersForRing(_ deliveries: inout Deliveries) {
+        for wait in openWaiters { deliveries.resume(wait.waiter, with: .opened(wait.handle)) }
+        openWaiters.removeAll()
+        for wait in writeWaiters {
+            wait.data.withUnsafeBytes { overflowingStore(UnsafeRawBufferPointer(rebasing: $0[wait.taken...])) }
+            deliveries.resume(wait.waiter, with: .written(wait.data.count))
+        }
+        writeWaiters.removeAll()
+        for wait in readWaiters { deliveries.resume(wait.waiter, with: .data(ring.isEmpty ? [] : take(wait.size))) }
+        readWaiters.removeAll()
+    }
+
     // MARK: poll
 
     mutating func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64,
@@ -377,17 +509,17 @@ struct PipeState: ~Copyable {
         return readiness(access: access, hangUpVersion: hangUpVersion)
     }
 
-    /// pipe_poll's answer for one open.
+    /// pipe_poll's answer for one open; in ring mode writes never wait and nobody hangs up.
     func readiness(access: AccessMode, hangUpVersion: UInt64) -> PollEvents {
         var events: PollEvents = []
         if access.reads {
             if !ring.isEmpty { events.formUnion([.input, .readNormal]) }
-            if liveWriters == 0 && hangUpVersion != writerOpens { events.insert(.hangUp) }
+            if waits && liveWriters == 0 && hangUpVersion != writerOpens { events.insert(.hangUp) }
         }
         if access.writes {
             // Writable when a PIPE_BUF write fits (the kernel: when a page slot is free).
-            if ring.free >= min(Pipe.atomicWriteLimit, ring.limit) { events.formUnion([.output, .writeNormal]) }
-            if liveReaders == 0 { events.insert(.error) }
+            if !waits || ring.free >= min(Pipe.atomicWriteLimit, ring.limit) { events.formUnion([.output, .writeNormal]) }
+            if waits && liveReaders == 0 { events.insert(.error) }
         }
         return events
     }

@@ -26,7 +26,11 @@ public final class PipeRegistry: Sendable {
     /// A name the kernel holds an inode for.
     struct Node {
         let inode: InodeNumber
-        let name: PipeName
+        /// The spelling `ls` shows: with ignore_case, that of the lookup just before the
+        /// open that created the pipe.
+        var name: PipeName
+        /// The spelling of the latest lookup.
+        var lastLookedUp: PipeName
         /// `name` as names are matched (case-folded with ignore_case).
         let key: [UInt8]
         /// Entry replies not yet forgotten by the kernel.
@@ -75,9 +79,10 @@ public final class PipeRegistry: Sendable {
                 inode = InodeNumber(state.nextInode)
                 state.nextInode += 1
                 state.inodeByKey[key] = inode
-                state.nodes[inode] = Node(inode: inode, name: name, key: key)
+                state.nodes[inode] = Node(inode: inode, name: name, lastLookedUp: name, key: key)
             }
             state.nodes[inode]!.lookups += 1
+            state.nodes[inode]!.lastLookedUp = name
             return inode
         }
     }
@@ -106,6 +111,26 @@ public final class PipeRegistry: Sendable {
         }.sorted { $0.inode.rawValue < $1.inode.rawValue }
     }
 
+    // MARK: Settings and figures
+
+    /// The live pipe behind an inode; ENOENT if it has no open (the name is not a pipe now).
+    public func livePipe(_ inode: InodeNumber) throws(Errno) -> Pipe {
+        guard let pipe = state.withLock({ $0.nodes[inode]?.pipe }) else { throw .noSuchFileOrDirectory }
+        return pipe
+    }
+
+    /// `getfattr`: one attribute's value. ENOENT if the pipe is not live.
+    public func attribute(_ attribute: PipeAttribute, of inode: InodeNumber) throws(Errno) -> String {
+        attribute.value(in: try livePipe(inode).status)
+    }
+
+    /// `setfattr`: changes a setting at once. ENOENT if not live, EPERM for a figure,
+    /// EINVAL for a bad value, EBUSY for a capacity below what is buffered.
+    public func setAttribute(_ attribute: PipeAttribute, to value: String, of inode: InodeNumber) throws(Errno) {
+        let pipe = try livePipe(inode)
+        try pipe.apply(try attribute.setting(from: value))
+    }
+
     // MARK: Open and release
 
     /// FUSE `open`. The waiter is resumed with `.opened` once the pipe's other end appears;
@@ -117,6 +142,7 @@ public final class PipeRegistry: Sendable {
         let attempt: Attempt = state.withLock { state in
             guard var node = state.nodes[inode] else { return .done(.failed(.noSuchFileOrDirectory)) }
             if state.closed { return .done(.failed(.noSuchAddressOrDevice)) }
+            if node.pipe == nil { node.name = node.lastLookedUp }
             let pipe = node.pipe ?? Pipe(config: configuration.pipe)
             let handle = PipeHandle(rawValue: state.nextHandle)
             state.nextHandle += 1
@@ -172,7 +198,7 @@ public final class PipeRegistry: Sendable {
             state.closed = true
             for node in state.nodes.values {
                 guard let pipe = node.pipe else { continue }
-                for handle in pipe.releaseAllWaiters(deliveries: &deliveries) {
+                for handle in pipe.closeForShutdown(deliveries: &deliveries) {
                     state.handles[handle] = nil
                     state.dropOpen(of: node.inode)
                 }

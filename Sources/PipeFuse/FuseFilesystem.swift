@@ -12,8 +12,10 @@ import SystemPackage
 /// request that must wait becomes a `FuseWaiter` the core resumes later.
 public final class FuseFilesystem: Sendable {
     public let registry: PipeRegistry
-    /// How long the kernel may cache a name's entry; every valid name exists, so any is right.
-    static let entryTimeout = 1.0
+    /// How long the kernel may cache a name's entry: every valid name exists, so any time
+    /// is right, except with ignore_case, where each open's own lookup must be seen, since
+    /// `ls` shows the spelling of the open that created a pipe.
+    let entryTimeout: Double
 
     private let owner: (uid: uid_t, gid: gid_t)
     private let mounted = Timestamp.now()
@@ -26,6 +28,7 @@ public final class FuseFilesystem: Sendable {
     public init(registry: PipeRegistry) {
         self.registry = registry
         self.owner = (getuid(), getgid())
+        self.entryTimeout = registry.configuration.ignoreCase ? 0 : 1
     }
 
     // MARK: Names and attributes
@@ -36,7 +39,7 @@ public final class FuseFilesystem: Sendable {
         let pipeName: PipeName
         do { pipeName = try PipeName(bytes: name) } catch { return request.fail(error) }
         let inode = registry.lookup(pipeName)
-        request.entry(inode, attributes: attributes(of: inode) ?? stat(), entryTimeout: Self.entryTimeout)
+        request.entry(inode, attributes: attributes(of: inode) ?? stat(), entryTimeout: entryTimeout)
     }
 
     /// `forget`: the kernel dropped references to an inode. Replies none.
@@ -182,16 +185,58 @@ public final class FuseFilesystem: Sendable {
     /// The root's `user.npfs.pid` tells `npfs unmount` which daemon serves the mount.
     static let pidAttribute = "user.npfs.pid"
 
-    /// `getxattr`. Replies the value, its size, ERANGE or ENODATA.
+    /// `getxattr`: a pipe's `user.npfs.*` settings and figures (ENOENT if the pipe is not
+    /// live, ENODATA for other names), or the root's daemon pid. Replies the value, its size or ERANGE.
     func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: String, size: Int) {
-        guard inode == InodeNumber.root.rawValue, name == Self.pidAttribute else { return request.fail(.noData) }
-        request.xattr(Array(String(getpid()).utf8), bufferSize: size)
+        if inode == InodeNumber.root.rawValue {
+            guard name == Self.pidAttribute else { return request.fail(.noData) }
+            return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
+        }
+        guard let attribute = PipeAttribute(xattrName: name) else { return request.fail(.noData) }
+        do {
+            let value = try registry.attribute(attribute, of: InodeNumber(inode))
+            request.xattr(Array(value.utf8), bufferSize: size)
+        } catch {
+            request.fail(error)
+        }
     }
 
-    /// `listxattr`. Replies the names, their size or ERANGE.
+    /// `listxattr`: every `user.npfs.*` name of a live pipe, the root's pid name.
+    /// Replies the names, their size or ERANGE.
     func listxattr(_ request: consuming FuseRequest, inode: UInt64, size: Int) {
-        let names: [UInt8] = inode == InodeNumber.root.rawValue ? Array(Self.pidAttribute.utf8) + [0] : []
-        request.xattr(names, bufferSize: size)
+        let names: [String]
+        if inode == InodeNumber.root.rawValue {
+            names = [Self.pidAttribute]
+        } else if (try? registry.livePipe(InodeNumber(inode))) != nil {
+            names = PipeAttribute.allCases.map(\.xattrName)
+        } else {
+            names = []
+        }
+        request.xattr(names.flatMap { Array($0.utf8) + [0] }, bufferSize: size)
+    }
+
+    /// `setxattr`: changes a live pipe's setting at once. Replies success, ENOENT (not
+    /// live), ENODATA (unknown npfs name), EPERM (a figure), EINVAL (bad value), EBUSY
+    /// (capacity below what is buffered, framing of a non-empty pipe), EEXIST
+    /// (XATTR_CREATE: the attribute always exists) or ENOTSUP (other names).
+    func setxattr(_ request: consuming FuseRequest, inode: UInt64, name: String, value: [UInt8], flags: Int32) {
+        guard let attribute = PipeAttribute(xattrName: name) else {
+            return request.fail(name.hasPrefix(PipeAttribute.prefix) ? .noData : .notSupported)
+        }
+        guard inode != InodeNumber.root.rawValue else { return request.fail(.notSupported) }
+        do {
+            _ = try registry.livePipe(InodeNumber(inode))
+            if flags & XATTR_CREATE_FLAG != 0 { return request.fail(.fileExists) }
+            try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: InodeNumber(inode))
+            request.succeed()
+        } catch {
+            request.fail(error)
+        }
+    }
+
+    /// `removexattr`: npfs's attributes cannot be removed (EPERM); others do not exist (ENODATA).
+    func removexattr(_ request: consuming FuseRequest, name: String) {
+        request.fail(PipeAttribute(xattrName: name) != nil || name == Self.pidAttribute ? .notPermitted : .noData)
     }
 
     // MARK: Waiters and interrupts
@@ -224,6 +269,9 @@ public final class FuseFilesystem: Sendable {
     /// Shutdown: answers every waiting request; from now on nothing waits.
     public func shutDown() { registry.close() }
 }
+
+/// XATTR_CREATE from <sys/xattr.h>: fail if the attribute exists.
+let XATTR_CREATE_FLAG: Int32 = 1
 
 /// What a `setattr` asks to change, as far as npfs cares.
 struct AttributeChanges {

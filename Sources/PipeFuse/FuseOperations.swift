@@ -81,8 +81,14 @@ enum FuseOperations {
         ops.listxattr = { req, inode, size in
             FuseFilesystem.from(req!).listxattr(FuseRequest(req!), inode: inode, size: size)
         }
-        ops.setxattr = { req, _, _, _, _, _ in FuseRequest(req!).fail(.notSupported) }
-        ops.removexattr = { req, _, _ in FuseRequest(req!).fail(.notSupported) }
+        ops.setxattr = { req, inode, name, value, size, flags in
+            let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+            FuseFilesystem.from(req!).setxattr(FuseRequest(req!), inode: inode, name: String(cString: name!),
+                                               value: bytes, flags: flags)
+        }
+        ops.removexattr = { req, _, name in
+            FuseFilesystem.from(req!).removexattr(FuseRequest(req!), name: String(cString: name!))
+        }
         return ops
     }
 }
@@ -125,5 +131,19 @@ extension FuseFilesystem {
         guard length >= 0 else { throw Errno(rawValue: errno) }
         guard let pid = pid_t(String(decoding: buffer[..<length], as: UTF8.self)), pid > 0 else { throw .invalidArgument }
         return pid
+    }
+}
+
+/// Reading extended attributes of paths under a mount (for `npfs status`).
+public enum ExtendedAttributes {
+    /// The value of `name` on `path`.
+    public static func get(_ path: String, _ name: String) throws(Errno) -> String {
+        var buffer = [UInt8](repeating: 0, count: 256)
+        while true {
+            let length = CFuse3.getxattr(path, name, &buffer, buffer.count)
+            if length >= 0 { return String(decoding: buffer[..<length], as: UTF8.self) }
+            guard errno == ERANGE else { throw Errno(rawValue: errno) }
+            buffer = [UInt8](repeating: 0, count: buffer.count * 4)
+        }
     }
 }

@@ -15,7 +15,7 @@ struct Daemon {
 
     func serve() throws -> Int32 {
         prepareSignals()
-        let registry = PipeRegistry(configuration: .init(pipe: options.pipe))
+        let registry = PipeRegistry(configuration: .init(pipe: options.pipe, ignoreCase: options.ignoreCase))
         let filesystem = FuseFilesystem(registry: registry)
         let session: FuseSession
         do {

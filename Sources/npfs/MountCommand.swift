@@ -9,6 +9,7 @@ struct MountCommand: ParsableCommand {
         abstract: "Mount npfs on MOUNTPOINT (an existing, empty directory).",
         discussion: """
             Options for -o: capacity=SIZE (bytes per pipe, K/M/G suffixes, 4K to 1G; default 64K), \
+            mode=fifo|ring, overflow=drop|overwrite (ring mode), framing=stream|message, ignore_case, \
             and the standard FUSE options allow_other, allow_root, auto_unmount, default_permissions, \
             fsname=, subtype=, max_read=, ro, rw, nosuid, nodev, noexec, noatime, sync, async, dirsync.
             """
@@ -23,8 +24,12 @@ struct MountCommand: ParsableCommand {
     @Option(name: .customShort("o"), help: ArgumentHelp("Mount options, comma-separated.", valueName: "OPT[,OPT...]"))
     var options: [String] = []
 
-    @Argument(help: "Where to mount: an existing, empty directory.")
-    var mountpoint: String
+    @Argument(help: ArgumentHelp("Where to mount: an existing, empty directory. mount(8) and fstab pass a source first (e.g. `none`), which is ignored.",
+                                 valueName: "[SOURCE] MOUNTPOINT"))
+    var paths: [String] = []
+
+    /// The last path; a first one is the source mount(8) passes for fstab entries.
+    var mountpoint: String { paths.last ?? "" }
 
     @Option(name: .customLong("ready-fd"), help: .hidden)
     var readyFD: Int32?
@@ -33,6 +38,9 @@ struct MountCommand: ParsableCommand {
     var watchdogFD: Int32?
 
     func validate() throws {
+        guard (1...2).contains(paths.count) else {
+            throw CommandError(paths.isEmpty ? "missing MOUNTPOINT (see npfs mount --help)" : "too many arguments: \(paths.joined(separator: " "))")
+        }
         _ = try parsedOptions()
         try checkMountpoint(absolutePath(mountpoint))
     }

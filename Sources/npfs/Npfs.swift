@@ -10,7 +10,7 @@ struct Npfs: ParsableCommand {
             `npfs MOUNTPOINT` is `npfs mount MOUNTPOINT`. Then `cat MOUNTPOINT/NAME` waits \
             for a writer and `echo hi > MOUNTPOINT/NAME` feeds it, as with mkfifo(1).
             """,
-        subcommands: [MountCommand.self, UnmountCommand.self],
+        subcommands: [MountCommand.self, UnmountCommand.self, StatusCommand.self],
         defaultSubcommand: MountCommand.self
     )
 }

@@ -30,10 +30,15 @@ struct Fixture {
     let registry: PipeRegistry
     let inode: InodeNumber
 
-    init(capacity: Int = 65_536) throws {
-        registry = PipeRegistry(configuration: .init(pipe: try PipeConfig(capacity: capacity)))
+    init(capacity: Int = 65_536, mode: PipeConfig.Mode = .fifo, overflow: PipeConfig.Overflow = .drop,
+         framing: PipeConfig.Framing = .stream, ignoreCase: Bool = false) throws {
+        let config = try PipeConfig(capacity: capacity, mode: mode, overflow: overflow, framing: framing)
+        registry = PipeRegistry(configuration: .init(pipe: config, ignoreCase: ignoreCase))
         inode = registry.lookup(try PipeName("P"))
     }
+
+    var pipe: Pipe { get throws { try registry.livePipe(inode) } }
+    var status: Pipe.Status? { try? registry.livePipe(inode).status }
 
     static let read: Int32 = 0, write: Int32 = 1, readWrite: Int32 = 2, nonblocking: Int32 = 0o4000
 

@@ -1,0 +1,74 @@
+import SystemPackage
+
+/// The extended attributes of a live pipe, `user.npfs.NAME`: four settings and six figures.
+public enum PipeAttribute: String, CaseIterable, Sendable {
+    case capacity, mode, overflow, framing
+    case readers, writers, buffered
+    case bytesWritten = "bytes_written"
+    case bytesRead = "bytes_read"
+    case dropped
+
+    public static let prefix = "user.npfs."
+
+    /// The attribute an xattr name stands for, if it is one of npfs's.
+    public init?(xattrName: String) {
+        guard xattrName.hasPrefix(Self.prefix) else { return nil }
+        self.init(rawValue: String(xattrName.dropFirst(Self.prefix.count)))
+    }
+
+    public var xattrName: String { Self.prefix + rawValue }
+
+    public var isSettable: Bool {
+        switch self {
+        case .capacity, .mode, .overflow, .framing: true
+        default: false
+        }
+    }
+
+    /// The value as `getfattr` shows it: a decimal number or a word.
+    public func value(in status: Pipe.Status) -> String {
+        switch self {
+        case .capacity: String(status.config.capacity)
+        case .mode: status.config.mode.rawValue
+        case .overflow: status.config.overflow.rawValue
+        case .framing: status.config.framing.rawValue
+        case .readers: String(status.readers)
+        case .writers: String(status.writers)
+        case .buffered: String(status.buffered)
+        case .bytesWritten: String(status.bytesWritten)
+        case .bytesRead: String(status.bytesRead)
+        case .dropped: String(status.dropped)
+        }
+    }
+
+    /// The setting a `setfattr` value asks for. EPERM for a figure, EINVAL for a bad value.
+    /// Surrounding white space (a trailing newline from `echo`) is ignored.
+    public func setting(from text: String) throws(Errno) -> Pipe.Setting {
+        let value = text.trimmingWhitespace()
+        switch self {
+        case .capacity:
+            guard let bytes = MountOptions.parseSize(value), PipeConfig.validCapacities.contains(bytes) else {
+                throw .invalidArgument
+            }
+            return .capacity(bytes)
+        case .mode:
+            guard let mode = PipeConfig.Mode(rawValue: value) else { throw .invalidArgument }
+            return .mode(mode)
+        case .overflow:
+            guard let overflow = PipeConfig.Overflow(rawValue: value) else { throw .invalidArgument }
+            return .overflow(overflow)
+        case .framing:
+            guard let framing = PipeConfig.Framing(rawValue: value) else { throw .invalidArgument }
+            return .framing(framing)
+        default:
+            throw .notPermitted
+        }
+    }
+}
+
+extension String {
+    func trimmingWhitespace() -> String {
+        let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
+        return String(self.drop(while: isSpace).reversed().drop(while: isSpace).reversed())
+    }
+}
