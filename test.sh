@@ -6,5 +6,9 @@ set -euo pipefail
 cd "$(dirname "$0")"
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
 ./mount.sh --build-only
+# The tests also drive getfattr/setfattr (Debian's attr package), as users would.
+if ! command -v setfattr >/dev/null 2>&1; then
+    if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq attr >/dev/null; else sudo apt-get install -y -qq attr >/dev/null; fi
+fi
 # Every blocking step in the tests has its own timeout; this one bounds the whole run.
 timeout --kill-after=30 1200 swift test --no-parallel "$@"

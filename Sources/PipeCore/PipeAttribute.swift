@@ -9,6 +9,17 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     case dropped
 
     public static let prefix = "user.npfs."
+    /// The mount root's names for a pipe's attributes: `user.npfs.pipe.NAME.SETTING`.
+    public static let rootPrefix = "user.npfs.pipe."
+
+    /// Splits a root attribute name into the pipe's name and the attribute.
+    public static func parseRootName(_ xattrName: String) -> (pipe: String, attribute: PipeAttribute)? {
+        guard xattrName.hasPrefix(rootPrefix) else { return nil }
+        let rest = xattrName.dropFirst(rootPrefix.count)
+        guard let dot = rest.lastIndex(of: "."), dot != rest.startIndex,
+              let attribute = PipeAttribute(rawValue: String(rest[rest.index(after: dot)...])) else { return nil }
+        return (String(rest[..<dot]), attribute)
+    }
 
     /// The attribute an xattr name stands for, if it is one of npfs's.
     public init?(xattrName: String) {

@@ -113,6 +113,12 @@ public final class PipeRegistry: Sendable {
 
     // MARK: Settings and figures
 
+    /// The inode of a name the kernel knows, without looking it up (no node is created).
+    public func knownInode(named name: PipeName) -> InodeNumber? {
+        let key = name.key(ignoringCase: configuration.ignoreCase)
+        return state.withLock { $0.inodeByKey[key] }
+    }
+
     /// The live pipe behind an inode; ENOENT if it has no open (the name is not a pipe now).
     public func livePipe(_ inode: InodeNumber) throws(Errno) -> Pipe {
         guard let pipe = state.withLock({ $0.nodes[inode]?.pipe }) else { throw .noSuchFileOrDirectory }

@@ -188,13 +188,19 @@ public final class FuseFilesystem: Sendable {
     /// `getxattr`: a pipe's `user.npfs.*` settings and figures (ENOENT if the pipe is not
     /// live, ENODATA for other names), or the root's daemon pid. Replies the value, its size or ERANGE.
     func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: String, size: Int) {
+        var target = InodeNumber(inode)
+        let attribute: PipeAttribute
         if inode == InodeNumber.root.rawValue {
-            guard name == Self.pidAttribute else { return request.fail(.noData) }
-            return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
+            if name == Self.pidAttribute { return request.xattr(Array(String(getpid()).utf8), bufferSize: size) }
+            guard let (pipe, rootAttribute) = PipeAttribute.parseRootName(name) else { return request.fail(.noData) }
+            guard let known = knownInode(pipe) else { return request.fail(.noSuchFileOrDirectory) }
+            (target, attribute) = (known, rootAttribute)
+        } else {
+            guard let pipeAttribute = PipeAttribute(xattrName: name) else { return request.fail(.noData) }
+            attribute = pipeAttribute
         }
-        guard let attribute = PipeAttribute(xattrName: name) else { return request.fail(.noData) }
         do {
-            let value = try registry.attribute(attribute, of: InodeNumber(inode))
+            let value = try registry.attribute(attribute, of: target)
             request.xattr(Array(value.utf8), bufferSize: size)
         } catch {
             request.fail(error)
@@ -219,24 +225,45 @@ public final class FuseFilesystem: Sendable {
     /// live), ENODATA (unknown npfs name), EPERM (a figure), EINVAL (bad value), EBUSY
     /// (capacity below what is buffered, framing of a non-empty pipe), EEXIST
     /// (XATTR_CREATE: the attribute always exists) or ENOTSUP (other names).
+    ///
+    /// On the mount root, `user.npfs.pipe.NAME.SETTING` reaches pipe NAME. That is the way
+    /// to change a pipe while a writer waits in it: the kernel holds a writing file's inode
+    /// lock, which setxattr on that file needs too, but not the root's.
     func setxattr(_ request: consuming FuseRequest, inode: UInt64, name: String, value: [UInt8], flags: Int32) {
-        guard let attribute = PipeAttribute(xattrName: name) else {
-            return request.fail(name.hasPrefix(PipeAttribute.prefix) ? .noData : .notSupported)
+        var target = InodeNumber(inode)
+        let attribute: PipeAttribute
+        if inode == InodeNumber.root.rawValue {
+            guard let (pipe, rootAttribute) = PipeAttribute.parseRootName(name) else {
+                return request.fail(name.hasPrefix(PipeAttribute.prefix) ? .noData : .notSupported)
+            }
+            guard let known = knownInode(pipe) else { return request.fail(.noSuchFileOrDirectory) }
+            (target, attribute) = (known, rootAttribute)
+        } else {
+            guard let pipeAttribute = PipeAttribute(xattrName: name) else {
+                return request.fail(name.hasPrefix(PipeAttribute.prefix) ? .noData : .notSupported)
+            }
+            attribute = pipeAttribute
         }
-        guard inode != InodeNumber.root.rawValue else { return request.fail(.notSupported) }
         do {
-            _ = try registry.livePipe(InodeNumber(inode))
+            _ = try registry.livePipe(target)
             if flags & XATTR_CREATE_FLAG != 0 { return request.fail(.fileExists) }
-            try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: InodeNumber(inode))
+            try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: target)
             request.succeed()
         } catch {
             request.fail(error)
         }
     }
 
+    /// The inode of a pipe named in a root attribute, if the kernel knows the name.
+    private func knownInode(_ name: String) -> InodeNumber? {
+        guard let pipeName = try? PipeName(name) else { return nil }
+        return registry.knownInode(named: pipeName)
+    }
+
     /// `removexattr`: npfs's attributes cannot be removed (EPERM); others do not exist (ENODATA).
     func removexattr(_ request: consuming FuseRequest, name: String) {
-        request.fail(PipeAttribute(xattrName: name) != nil || name == Self.pidAttribute ? .notPermitted : .noData)
+        let ours = PipeAttribute(xattrName: name) != nil || PipeAttribute.parseRootName(name) != nil || name == Self.pidAttribute
+        request.fail(ours ? .notPermitted : .noData)
     }
 
     // MARK: Waiters and interrupts

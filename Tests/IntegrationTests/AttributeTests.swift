@@ -1,0 +1,165 @@
+import CLinux
+import Foundation
+import Glibc
+import Testing
+
+/// Per-pipe settings and figures as extended attributes, and `npfs status`.
+@Suite(.serialized) struct AttributeTests {
+    @Test func getfattrDumpsEverySettingAndFigure() throws {
+        try TestMount.with { mount in
+            let fd = open(mount.path("P"), O_RDWR)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            #expect(Sys.write(fd, Array("hello".utf8)) == .ok(5))
+            #expect(Sys.read(fd, 2) == .bytes(Array("he".utf8)))
+            let dump = try ChildProcess.run(["getfattr", "--absolute-names", "-d", "-m", "-", mount.path("P")], timeout: 5)
+            let lines = dump.output.split(separator: "\n").filter { $0.hasPrefix("user.npfs.") }.map(String.init)
+            #expect(lines == ["user.npfs.buffered=\"3\"", "user.npfs.bytes_read=\"2\"", "user.npfs.bytes_written=\"5\"",
+                              "user.npfs.capacity=\"65536\"", "user.npfs.dropped=\"0\"", "user.npfs.framing=\"stream\"",
+                              "user.npfs.mode=\"fifo\"", "user.npfs.overflow=\"drop\"", "user.npfs.readers=\"1\"",
+                              "user.npfs.writers=\"1\""], "\(dump.output)")
+        }
+    }
+
+    /// A waiting write holds its file's inode lock in the kernel, and setxattr on that file
+    /// needs the lock: the change goes through the mount root's attribute for the pipe.
+    @Test func growingTheCapacityLetsABlockedWriterFinish() throws {
+        try TestMount.with { mount in
+            let path = mount.path("GROW")
+            let reader = open(path, O_RDONLY | O_NONBLOCK)
+            #expect(reader >= 0)
+            defer { close(reader) }
+            let filler = open(path, O_WRONLY)
+            #expect(Sys.write(filler, [UInt8](repeating: 1, count: 65_536)) == .ok(65_536))
+            close(filler)
+            let writer = try ChildProcess(["/bin/sh", "-c", "head -c 10000 /dev/zero > '\(path)'"])
+            #expect(eventually { writer.state == "S" || writer.state == nil })
+            usleep(200_000)
+            #expect(writer.isRunning, "the pipe is full: the writer waits")
+            let set = try ChildProcess.run(["setfattr", "-n", "user.npfs.pipe.GROW.capacity", "-v", "128K", mount.directory], timeout: 5)
+            #expect(set.status == 0, "\(set.output)")
+            #expect(writer.wait(timeout: 5) == 0)
+            #expect(try getfattr(path, "user.npfs.buffered") == "75536")
+            #expect(try getfattr(path, "user.npfs.capacity") == "131072")
+            #expect(try getfattr(mount.directory, "user.npfs.pipe.GROW.capacity") == "131072")
+        }
+    }
+
+    @Test func rootAttributesNameAPipe() throws {
+        try TestMount.with { mount throws in
+            #expect(getxattrErrno(mount.directory, "user.npfs.pipe.NONE.buffered") == ENOENT)
+            let fd = open(mount.path("a.b"), O_RDWR)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            #expect(setxattrErrno(mount.directory, "user.npfs.pipe.a.b.mode", "ring") == 0, "the name may hold dots")
+            #expect(try getfattr(mount.path("a.b"), "user.npfs.mode") == "ring")
+            #expect(getxattrErrno(mount.directory, "user.npfs.pipe.a.b.bogus") == ENODATA)
+            #expect(setxattrErrno(mount.directory, "user.npfs.pipe.a.b.readers", "2") == EPERM)
+        }
+    }
+
+    @Test func switchingToRingReleasesABlockedReader() throws {
+        try TestMount.with { mount in
+            let path = mount.path("RELEASE")
+            let cat = try ChildProcess(["/bin/sh", "-c", "exec 3<>'\(path)'; exec cat '\(path)'"])
+            #expect(eventually { cat.state == "S" && livePipes(mount) == ["RELEASE"] })
+            usleep(100_000)
+            #expect(cat.isRunning)
+            #expect(try ChildProcess.run(["setfattr", "-n", "user.npfs.mode", "-v", "ring", path], timeout: 5).status == 0)
+            #expect(cat.wait(timeout: 5) == 0, "the waiting read returned (empty): end of file for cat")
+        }
+    }
+
+    @Test func everyErrorCase() throws {
+        try TestMount.with { mount throws in
+            let path = mount.path("ERR")
+            // Not live: ENOENT.
+            #expect(getxattrErrno(path, "user.npfs.buffered") == ENOENT)
+            #expect(setxattrErrno(path, "user.npfs.capacity", "128K") == ENOENT)
+            let fd = open(path, O_RDWR)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            #expect(Sys.write(fd, [UInt8](repeating: 1, count: 10_000)) == .ok(10_000))
+            #expect(setxattrErrno(path, "user.npfs.capacity", "8K") == EBUSY, "below what is buffered")
+            #expect(setxattrErrno(path, "user.npfs.capacity", "1") == EINVAL)
+            #expect(setxattrErrno(path, "user.npfs.capacity", "lots") == EINVAL)
+            #expect(setxattrErrno(path, "user.npfs.mode", "pipe") == EINVAL)
+            #expect(setxattrErrno(path, "user.npfs.overflow", "spill") == EINVAL)
+            #expect(setxattrErrno(path, "user.npfs.framing", "message") == EBUSY, "framing of a non-empty pipe")
+            #expect(getxattrErrno(path, "user.npfs.bogus") == ENODATA)
+            #expect(setxattrErrno(path, "user.npfs.bogus", "1") == ENODATA)
+            #expect(setxattrErrno(path, "user.npfs.readers", "3") == EPERM)
+            #expect(setxattrErrno(path, "user.npfs.bytes_read", "0") == EPERM)
+            #expect(getxattrErrno(path, "user.other") == ENODATA)
+            // And the good cases still work afterwards.
+            #expect(setxattrErrno(path, "user.npfs.capacity", "16K") == 0)
+            #expect(setxattrErrno(path, "user.npfs.overflow", "overwrite") == 0)
+            #expect(try getfattr(path, "user.npfs.capacity") == "16384")
+        }
+    }
+
+    @Test func statusShowsEveryLivePipeInBothForms() throws {
+        try TestMount.with { mount in
+            let alpha = open(mount.path("alpha"), O_RDWR)
+            let beta = open(mount.path("beta"), O_RDWR)
+            let reader = open(mount.path("beta"), O_RDONLY)
+            defer { [alpha, beta, reader].forEach { close($0) } }
+            #expect(Sys.write(alpha, Array("hello\n".utf8)) == .ok(6))
+            #expect(setxattrErrno(mount.path("beta"), "user.npfs.mode", "ring") == 0)
+            #expect(Sys.write(beta, [UInt8](repeating: 2, count: 70_000)) == .ok(70_000))
+            let before = try figures(mount)
+
+            let table = try ChildProcess.run([TestMount.binary, "status", mount.directory], timeout: 10)
+            #expect(table.status == 0)
+            let rows = table.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+            #expect(rows.first == ["NAME", "MODE", "FRAMING", "READERS", "WRITERS", "BUFFERED/CAPACITY", "BYTES", "IN", "BYTES", "OUT", "DROPPED"])
+            #expect(rows.dropFirst().first == ["alpha", "fifo", "stream", "1", "1", "6/65536", "6", "0", "0"], "\(table.output)")
+            #expect(rows.dropFirst(2).first == ["beta", "ring/drop", "stream", "2", "1", "65536/65536", "70000", "0", "4464"], "\(table.output)")
+            // Columns line up: every row is as wide up to BUFFERED/CAPACITY's end.
+            let lines = table.output.split(separator: "\n").map(String.init)
+            let end = lines[0].range(of: "BUFFERED/CAPACITY")!.upperBound.utf16Offset(in: lines[0])
+            #expect(lines.dropFirst().allSatisfy { $0.count >= end && $0[$0.index($0.startIndex, offsetBy: end - 1)] != " " })
+
+            let json = try ChildProcess.run([TestMount.binary, "status", "--json", mount.directory], timeout: 10)
+            #expect(json.status == 0)
+            let parsed = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]]
+            #expect(parsed?.count == 2)
+            #expect(parsed?.first?["name"] as? String == "alpha")
+            #expect(parsed?.last?["dropped"] as? Int == 4464)
+            #expect(parsed?.last?["overflow"] as? String == "drop")
+
+            // Reading the status created, held and disturbed nothing.
+            #expect(try figures(mount) == before)
+            #expect(livePipes(mount) == ["alpha", "beta"])
+        }
+    }
+
+    @Test func statusOfSomethingElseFails() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { rmdir(directory) }
+        let result = try ChildProcess.run([TestMount.binary, "status", directory], timeout: 10)
+        #expect(result.status != 0)
+        #expect(result.output.contains("not an npfs mount"), "\(result.output)")
+    }
+
+    /// Every pipe's figures, read directly.
+    private func figures(_ mount: TestMount) throws -> [String] {
+        try livePipes(mount).flatMap { name in
+            try ["readers", "writers", "buffered", "bytes_read", "bytes_written"].map {
+                "\(name) \($0) " + (try getfattr(mount.path(name), "user.npfs.\($0)"))
+            }
+        }
+    }
+}
+
+/// 0 or the errno of getxattr(2).
+func getxattrErrno(_ path: String, _ name: String) -> Int32 {
+    var buffer = [UInt8](repeating: 0, count: 256)
+    return getxattr(path, name, &buffer, buffer.count) >= 0 ? 0 : errno
+}
+
+/// 0 or the errno of setxattr(2).
+func setxattrErrno(_ path: String, _ name: String, _ value: String) -> Int32 {
+    let bytes = Array(value.utf8)
+    return setxattr(path, name, bytes, bytes.count, 0) == 0 ? 0 : errno
+}
