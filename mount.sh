@@ -3,6 +3,7 @@
 #
 #   ./mount.sh [MOUNTPOINT] [-o OPT[,OPT...]]   install what is missing, build, mount (default /mnt/example)
 #   ./mount.sh --build-only                     install what is missing and build, without mounting
+#   ./mount.sh --install                        also link npfs into /usr/local/bin (for fstab and mount -t fuse.npfs)
 #
 # Safe to run again: an npfs already mounted there is left as it is, and a stale mount
 # left by a killed daemon ("Transport endpoint is not connected") is cleared first.
@@ -12,7 +13,9 @@ cd "$(dirname "$0")"
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
 
 build_only=0
+install=0
 if [[ "${1:-}" == "--build-only" ]]; then build_only=1; shift; fi
+if [[ "${1:-}" == "--install" ]]; then install=1; shift; fi
 mountpoint=/mnt/example
 if [[ $# -gt 0 && "$1" != -* ]]; then mountpoint=$1; shift; fi
 
@@ -40,6 +43,11 @@ bin=${NPFS_BIN:-$PWD/.build/release/npfs}
 if [[ ! -x "$bin" ]]; then
     echo "npfs: no binary at $bin" >&2
     exit 1
+fi
+if [[ $install -eq 1 ]]; then
+    # mount(8) runs its helpers with PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin.
+    as_root ln -sf "$bin" /usr/local/bin/npfs
+    echo "npfs: linked /usr/local/bin/npfs -> $bin"
 fi
 if [[ $build_only -eq 1 ]]; then
     echo "npfs: built $bin"

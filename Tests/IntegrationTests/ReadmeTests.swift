@@ -21,14 +21,17 @@ import Testing
     }()
 
     @Test func theReadmeHasExamples() {
-        #expect(Self.examples.count >= 2)
+        #expect(Self.examples.count >= 4)
     }
 
     @Test(arguments: examples)
     func exampleRunsAsDocumented(_ example: Example) throws {
         try TestMount.with { mount in
             let script = example.script.replacingOccurrences(of: "/mnt/example", with: mount.directory)
-            let result = try ChildProcess.shell(script, timeout: 30)
+            // `npfs` in the examples is the binary under test.
+            let directory = (TestMount.binary as NSString).deletingLastPathComponent
+            let path = directory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+            let result = try ChildProcess.shell(script, timeout: 30, environment: ["PATH": path])
             #expect(result.status == 0)
             #expect(result.output == example.output, "script:\n\(script)\nprinted:\n\(result.output)")
         }
