@@ -138,30 +138,26 @@ public final class FuseFilesystem: Sendable {
     /// `read`: data, end of file (empty), EAGAIN, or a deferred reply while a writer may still write.
     func read(_ request: consuming FuseRequest, inode: UInt64, handle: UInt64, size: Int, offset: Int64, flags: Int32) {
         let handle = PipeHandle(rawValue: handle)
-        switch registry.read(handle, size: size, offset: offset, flags: flags, waiter: nil) {
-        case .done(let reply):
-            request.send(reply)
-        case .mustWait, .queued:
-            let waiter = makeWaiter(request, inode: InodeNumber(inode))
-            if case .done(let reply) = registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter) {
-                waiter.resume(reply)
-            }
-        }
+        offer(request, inode: inode) { registry.read(handle, size: size, offset: offset, flags: flags, waiter: $0) }
     }
 
-    /// `write`: the count taken, EPIPE, EAGAIN, or a deferred reply until there is room.
+    /// `write`: the count taken, EPIPE, EAGAIN, EMSGSIZE, or a deferred reply until there is room.
     /// `bytes` is valid only during this call: the core copies what it keeps.
     func write(_ request: consuming FuseRequest, inode: UInt64, handle: UInt64, bytes: UnsafeRawBufferPointer,
                offset: Int64, flags: Int32) {
         let handle = PipeHandle(rawValue: handle)
-        switch registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: nil) {
+        offer(request, inode: inode) { registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: $0) }
+    }
+
+    /// Offers a request to the core without a waiter first (the common case answers at once
+    /// and costs no interrupt registration), then, if it must wait, as a waiter.
+    private func offer(_ request: consuming FuseRequest, inode: UInt64, _ operation: ((any PipeWaiter)?) -> Attempt) {
+        switch operation(nil) {
         case .done(let reply):
             request.send(reply)
         case .mustWait, .queued:
             let waiter = makeWaiter(request, inode: InodeNumber(inode))
-            if case .done(let reply) = registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: waiter) {
-                waiter.resume(reply)
-            }
+            if case .done(let reply) = operation(waiter) { waiter.resume(reply) }
         }
     }
 
@@ -188,20 +184,12 @@ public final class FuseFilesystem: Sendable {
     /// `getxattr`: a pipe's `user.npfs.*` settings and figures (ENOENT if the pipe is not
     /// live, ENODATA for other names), or the root's daemon pid. Replies the value, its size or ERANGE.
     func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: String, size: Int) {
-        var target = InodeNumber(inode)
-        let attribute: PipeAttribute
-        if inode == InodeNumber.root.rawValue {
-            if name == Self.pidAttribute { return request.xattr(Array(String(getpid()).utf8), bufferSize: size) }
-            guard let (pipe, rootAttribute) = PipeAttribute.parseRootName(name) else { return request.fail(.noData) }
-            guard let known = knownInode(pipe) else { return request.fail(.noSuchFileOrDirectory) }
-            (target, attribute) = (known, rootAttribute)
-        } else {
-            guard let pipeAttribute = PipeAttribute(xattrName: name) else { return request.fail(.noData) }
-            attribute = pipeAttribute
+        if inode == InodeNumber.root.rawValue && name == Self.pidAttribute {
+            return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
         }
         do {
-            let value = try registry.attribute(attribute, of: target)
-            request.xattr(Array(value.utf8), bufferSize: size)
+            let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .noData)
+            request.xattr(Array(try registry.attribute(attribute, of: target).utf8), bufferSize: size)
         } catch {
             request.fail(error)
         }
@@ -230,21 +218,8 @@ public final class FuseFilesystem: Sendable {
     /// to change a pipe while a writer waits in it: the kernel holds a writing file's inode
     /// lock, which setxattr on that file needs too, but not the root's.
     func setxattr(_ request: consuming FuseRequest, inode: UInt64, name: String, value: [UInt8], flags: Int32) {
-        var target = InodeNumber(inode)
-        let attribute: PipeAttribute
-        if inode == InodeNumber.root.rawValue {
-            guard let (pipe, rootAttribute) = PipeAttribute.parseRootName(name) else {
-                return request.fail(name.hasPrefix(PipeAttribute.prefix) ? .noData : .notSupported)
-            }
-            guard let known = knownInode(pipe) else { return request.fail(.noSuchFileOrDirectory) }
-            (target, attribute) = (known, rootAttribute)
-        } else {
-            guard let pipeAttribute = PipeAttribute(xattrName: name) else {
-                return request.fail(name.hasPrefix(PipeAttribute.prefix) ? .noData : .notSupported)
-            }
-            attribute = pipeAttribute
-        }
         do {
+            let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .notSupported)
             _ = try registry.livePipe(target)
             if flags & XATTR_CREATE_FLAG != 0 { return request.fail(.fileExists) }
             try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: target)
@@ -252,6 +227,21 @@ public final class FuseFilesystem: Sendable {
         } catch {
             request.fail(error)
         }
+    }
+
+    /// The pipe and attribute an xattr name means on an inode: a pipe's own
+    /// `user.npfs.ATTRIBUTE`, or the root's `user.npfs.pipe.NAME.ATTRIBUTE`. Throws ENODATA
+    /// for another `user.npfs.` name, ENOENT for a name the kernel does not know, and
+    /// `foreign` for names outside npfs's.
+    private func pipeAttribute(_ name: String, on inode: UInt64, foreign: Errno) throws(Errno) -> (InodeNumber, PipeAttribute) {
+        let unknown: Errno = name.hasPrefix(PipeAttribute.prefix) ? .noData : foreign
+        guard inode == InodeNumber.root.rawValue else {
+            guard let attribute = PipeAttribute(xattrName: name) else { throw unknown }
+            return (InodeNumber(inode), attribute)
+        }
+        guard let (pipe, attribute) = PipeAttribute.parseRootName(name) else { throw unknown }
+        guard let known = knownInode(pipe) else { throw .noSuchFileOrDirectory }
+        return (known, attribute)
     }
 
     /// The inode of a pipe named in a root attribute, if the kernel knows the name.
