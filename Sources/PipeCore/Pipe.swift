@@ -125,13 +125,17 @@ struct PipeState: ~Copyable {
     struct ReadWait { let waiter: any PipeWaiter; let size: Int }
     struct WriteWait {
         let waiter: any PipeWaiter
-        /// The request's bytes.
+        /// The request's bytes not taken before it was queued.
         let data: [UInt8]
-        /// How many of them the pipe has taken.
+        /// How many of `data` the pipe has taken.
         var taken: Int
         /// Goes in whole or not at all: a write of at most PIPE_BUF bytes, or a message.
         let atomic: Bool
+        /// Bytes of the request the pipe took before it was queued.
+        var takenBefore = 0
         var remaining: Int { data.count - taken }
+        /// The count to report: everything the pipe has taken of the request.
+        var written: Int { takenBefore + taken }
     }
     /// What an interrupted waiter was doing.
     enum Cancelled { case open(PipeHandle), read, write }
@@ -252,7 +256,7 @@ struct PipeState: ~Copyable {
             if readers == 0 {
                 // No reader left: waiting writers end with what they wrote, or EPIPE.
                 for wait in writeWaiters {
-                    deliveries.resume(wait.waiter, with: wait.taken > 0 ? .written(wait.taken) : .failed(.brokenPipe))
+                    deliveries.resume(wait.waiter, with: wait.written > 0 ? .written(wait.written) : .failed(.brokenPipe))
                 }
                 writeWaiters.removeAll()
             }
@@ -284,7 +288,7 @@ struct PipeState: ~Copyable {
         if let i = writeWaiters.firstIndex(where: { $0.waiter === waiter }) {
             let wait = writeWaiters.remove(at: i)
             // pipe_write: a signal after part was taken returns that part's count.
-            deliveries.resume(waiter, with: wait.taken > 0 ? .written(wait.taken) : .failed(.interrupted))
+            deliveries.resume(waiter, with: wait.written > 0 ? .written(wait.written) : .failed(.interrupted))
             // The next writer in line may fit now.
             settle(&deliveries)
             return .write
@@ -298,7 +302,7 @@ struct PipeState: ~Copyable {
         for wait in openWaiters { deliveries.resume(wait.waiter, with: .failed(.noSuchAddressOrDevice)) }
         for wait in readWaiters { deliveries.resume(wait.waiter, with: .data([])) }
         for wait in writeWaiters {
-            deliveries.resume(wait.waiter, with: wait.taken > 0 ? .written(wait.taken) : .failed(.brokenPipe))
+            deliveries.resume(wait.waiter, with: wait.written > 0 ? .written(wait.written) : .failed(.brokenPipe))
         }
         openWaiters.removeAll()
         readWaiters.removeAll()
@@ -317,7 +321,7 @@ struct PipeState: ~Copyable {
         // message read one message: never wait, and never start a second message.
         if offset > 0 && (framed || ring.isEmpty) { return .done(.data([])) }
         if !ring.isEmpty {
-            let bytes = take(size)
+            let bytes = take(size, deliveries: &deliveries)
             settle(&deliveries)
             notifyPollers(&deliveries)
             return .done(.data(bytes))
@@ -365,9 +369,29 @@ struct PipeState: ~Copyable {
         }
         guard let waiter else { return .mustWait }
         if waiter.isInterrupted { return .done(.failed(.interrupted)) }
-        // Queue first, then let `settle` move what fits: the one place data moves between
-        // waiting writers, the ring and waiting readers (it may even complete this write).
-        writeWaiters.append(WriteWait(waiter: waiter, data: Array(bytes), taken: 0, atomic: atomic))
+        // Readers wait only on an empty ring: while the request's own buffer is valid, copy
+        // it straight into their replies, in order, and keep only the rest.
+        var taken = 0
+        if mayGoNow && !atomic {
+            while taken < n, !readWaiters.isEmpty {
+                let wait = readWaiters.removeFirst()
+                let part = min(wait.size, n - taken)
+                deliveries.resume(wait.waiter, with: .data(Array(bytes[taken..<(taken + part)])))
+                taken += part
+                bytesWritten += UInt64(part)
+                bytesRead += UInt64(part)
+                lastWrite = .now()
+                lastRead = lastWrite
+            }
+            if taken == n {
+                notifyPollers(&deliveries)
+                return .done(.written(n))
+            }
+        }
+        // Queue, then let `settle` move what fits: the one place data moves between waiting
+        // writers, the ring and waiting readers (it may even complete this write).
+        writeWaiters.append(WriteWait(waiter: waiter, data: Array(bytes[taken...]), taken: 0, atomic: atomic,
+                                      takenBefore: taken))
         settle(&deliveries)
         return .queued
     }
@@ -382,10 +406,23 @@ struct PipeState: ~Copyable {
     }
 
     /// A read of at most `size` bytes: from the stream, or from the oldest message only.
-    private mutating func take(_ size: Int) -> [UInt8] {
-        let n = framed ? min(size, messages.oldestRemaining ?? 0) : size
-        let bytes = ring.read(maxCount: n)
+    ///
+    /// A stream read does not stop at what the ring holds while writers wait with bytes
+    /// they have already handed over: it lets them refill the ring and takes those too, in
+    /// order, up to `size`. To the reader that is the same as reading again at once; it
+    /// saves a FUSE round trip per capacity's worth of a large transfer.
+    private mutating func take(_ size: Int, deliveries: inout Deliveries) -> [UInt8] {
+        let limit = framed ? min(size, messages.oldestRemaining ?? 0) : size
+        let capacity = writeWaiters.isEmpty ? min(limit, ring.count) : limit
+        var bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
+            let out = UnsafeMutableRawBufferPointer(buffer)
+            count = ring.read(into: out)
+            while !framed, count < capacity, !writeWaiters.isEmpty, feedWaitingWriters(&deliveries) {
+                count += ring.read(into: UnsafeMutableRawBufferPointer(rebasing: out[count...]))
+            }
+        }
         if framed { messages.consume(bytes.count) }
+        if bytes.capacity > 2 * bytes.count + 4096 { bytes = Array(bytes) }   // do not keep a large, mostly empty buffer
         bytesRead += UInt64(bytes.count)
         lastRead = .now()
         return bytes
@@ -434,7 +471,7 @@ struct PipeState: ~Copyable {
         var moved = false
         while !ring.isEmpty, !readWaiters.isEmpty {
             let wait = readWaiters.removeFirst()
-            deliveries.resume(wait.waiter, with: .data(take(wait.size)))
+            deliveries.resume(wait.waiter, with: .data(take(wait.size, deliveries: &deliveries)))
             moved = true
         }
         return moved
@@ -457,7 +494,7 @@ struct PipeState: ~Copyable {
                 break
             }
             writeWaiters.removeFirst()
-            deliveries.resume(wait.waiter, with: .written(wait.taken))
+            deliveries.resume(wait.waiter, with: .written(wait.written))
         }
         return moved
     }
@@ -494,10 +531,12 @@ struct PipeState: ~Copyable {
         openWaiters.removeAll()
         for wait in writeWaiters {
             wait.data.withUnsafeBytes { overflowingStore(UnsafeRawBufferPointer(rebasing: $0[wait.taken...])) }
-            deliveries.resume(wait.waiter, with: .written(wait.data.count))
+            deliveries.resume(wait.waiter, with: .written(wait.takenBefore + wait.data.count))
         }
         writeWaiters.removeAll()
-        for wait in readWaiters { deliveries.resume(wait.waiter, with: .data(ring.isEmpty ? [] : take(wait.size))) }
+        for wait in readWaiters {
+            deliveries.resume(wait.waiter, with: .data(ring.isEmpty ? [] : take(wait.size, deliveries: &deliveries)))
+        }
         readWaiters.removeAll()
     }
 

@@ -125,6 +125,27 @@ import Testing
         #expect(write.reply == .written(data.count))
     }
 
+    /// A large write meets a waiting reader: its bytes go straight into the reply (up to the
+    /// reader's size, past the capacity), and a later read takes the rest from the waiting
+    /// writer, in order; the counters account for all of it.
+    @Test func largeTransfersBypassTheCapacityInOrder() throws {
+        let f = try F()
+        let reader = try f.open(F.read | F.nonblocking)
+        let writer = try f.open(F.write)
+        let firstRead = RecordingWaiter()
+        #expect(f.read(reader, 1 << 20, waiter: firstRead) == .queued)
+        let data = [UInt8].pattern(3 << 20)
+        let write = RecordingWaiter()
+        #expect(f.write(writer, data, waiter: write) == .queued)
+        #expect(firstRead.reply == .data(Array(data.prefix(1 << 20))), "one reply of 1 MiB from a 64 KiB pipe")
+        #expect(f.read(reader, 1 << 20) == .done(.data(Array(data[(1 << 20)..<(2 << 20)]))))
+        #expect(write.reply == nil)
+        #expect(f.read(reader, 1 << 20) == .done(.data(Array(data[(2 << 20)...]))))
+        #expect(write.reply == .written(3 << 20))
+        #expect(try f.pipe.isConsistent)
+        #expect(f.status?.bytesWritten == 3 << 20 && f.status?.bytesRead == 3 << 20)
+    }
+
     @Test func lastReaderLeavingEndsWaitingWritersWithTheirCountOrEPIPE() throws {
         let f = try F()
         let reader = try f.open(F.read | F.nonblocking)
