@@ -237,9 +237,6 @@ public final class PipeRegistry: Sendable {
     /// Opens that have not been released yet.
     public var openCount: Int { state.withLock { $0.handles.count } }
 
-    /// The inode an open belongs to.
-    public func inode(of handle: PipeHandle) -> InodeNumber? { openFile(handle)?.inode }
-
     private func openFile(_ handle: PipeHandle) -> OpenFile? {
         state.withLock { $0.handles[handle] }
     }

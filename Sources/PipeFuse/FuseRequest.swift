@@ -122,13 +122,16 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         discard self
     }
 
-    /// Sends a core reply (read, write or error; opens go through `opened`).
+    /// Sends a core reply to a read or write (an open's goes through `opened`, whose
+    /// failure the caller must handle).
     consuming func send(_ reply: PipeReply) {
         switch reply {
         case .data(let bytes): data(bytes)
         case .written(let count): written(count)
         case .failed(let errno): fail(errno)
-        case .opened(let handle): _ = opened(handle.rawValue)
+        case .opened:
+            assertionFailure("an open's reply sent as a read's or write's")
+            fail(.ioError)
         }
     }
 }
