@@ -53,6 +53,20 @@ import Testing
         }
     }
 
+    @Test func debugLogsRequestsInTheForeground() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { rmdir(directory) }
+        let daemon = try ChildProcess([TestMount.binary, "mount", "-d", directory])
+        defer { if daemon.isRunning { daemon.signal(SIGKILL); daemon.wait(timeout: 5) } }
+        #expect(eventually(timeout: 10) { isMounted(directory) })
+        #expect(daemon.isRunning, "-d implies -f: the command stays in the foreground")
+        #expect(livePipes(directory) == [])
+        daemon.signal(SIGTERM)
+        #expect(daemon.wait(timeout: 5) == 0)
+        #expect(daemon.output.contains("opcode: INIT") && daemon.output.contains("opcode: OPENDIR"), "\(daemon.output.prefix(500))")
+        #expect(!isMounted(directory))
+    }
+
     @Test func unmountOfSomethingNotMountedFails() throws {
         let directory = try makeTemporaryDirectory()
         defer { rmdir(directory) }

@@ -166,6 +166,28 @@ import Testing
         }
     }
 
+    /// Ctrl-C typed on a terminal: the tty driver sends SIGINT to the foreground process group.
+    @Test func ctrlCOnATerminalEndsABlockedCat() throws {
+        try TestMount.with { mount in
+            let script = """
+                import os, pty, sys, time
+                pid, fd = pty.fork()
+                if pid == 0:
+                    os.execvp("cat", ["cat", sys.argv[1]])
+                time.sleep(0.5)
+                os.write(fd, b"\\x03")
+                start = time.time()
+                _, status = os.waitpid(pid, 0)
+                print(os.WTERMSIG(status) if os.WIFSIGNALED(status) else "exit", round(time.time() - start, 3))
+                """
+            let result = try ChildProcess.run(["python3", "-c", script, mount.path("TTY")], timeout: 10)
+            let words = result.output.split(whereSeparator: \.isWhitespace)
+            #expect(words.first == "\(SIGINT)", "\(result.output)")
+            #expect((Double(words.last ?? "") ?? 99) < 1, "\(result.output)")
+            #expect(eventually { livePipes(mount).isEmpty })
+        }
+    }
+
     @Test func ctrlCEndsACatWaitingToRead() throws {
         try TestMount.with { mount in
             let path = mount.path("EMPTY")
@@ -199,8 +221,10 @@ import Testing
 }
 
 /// The names `ls` shows under the mount.
-func livePipes(_ mount: TestMount) -> [String] {
-    ((try? FileManager.default.contentsOfDirectory(atPath: mount.directory)) ?? []).sorted()
+func livePipes(_ mount: TestMount) -> [String] { livePipes(mount.directory) }
+
+func livePipes(_ directory: String) -> [String] {
+    ((try? FileManager.default.contentsOfDirectory(atPath: directory)) ?? []).sorted()
 }
 
 /// Reads exactly `count` bytes, waiting at most `timeout` seconds for each part.
