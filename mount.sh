@@ -14,8 +14,14 @@ cd "$(dirname "$0")"
 
 build_only=0
 install=0
-if [[ "${1:-}" == "--build-only" ]]; then build_only=1; shift; fi
-if [[ "${1:-}" == "--install" ]]; then install=1; shift; fi
+while [[ $# -gt 0 ]]; do
+    case "$1" in
+        --build-only) build_only=1; shift ;;
+        --install) install=1; shift ;;
+        --help|-h) sed -n '2,10p' "$0"; exit 0 ;;
+        *) break ;;
+    esac
+done
 mountpoint=/mnt/example
 if [[ $# -gt 0 && "$1" != -* ]]; then mountpoint=$1; shift; fi
 
