@@ -373,6 +373,7 @@ struct PipeState: ~Copyable {
         // it straight into their replies, in order, and keep only the rest.
         var taken = 0
         if mayGoNow && !atomic {
+            assert(ring.isEmpty || readWaiters.isEmpty, "a reader waits while bytes are buffered")
             while taken < n, !readWaiters.isEmpty {
                 let wait = readWaiters.removeFirst()
                 let part = min(wait.size, n - taken)
