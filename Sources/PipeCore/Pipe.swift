@@ -33,8 +33,6 @@ public final class Pipe: Sendable {
         /// Bytes discarded by overflow (ring mode): new ones dropped or old ones overwritten.
         /// Always `buffered == bytesWritten - bytesRead - dropped`.
         public var dropped: UInt64
-        /// Bytes of buffer memory the pipe holds.
-        public var allocated: Int
         public var lastRead: Timestamp
         public var lastWrite: Timestamp
         public var created: Timestamp
@@ -141,7 +139,7 @@ struct PipeState: ~Copyable {
     enum Cancelled { case open(PipeHandle), read, write }
 
     let ring: ByteRing
-    /// Mode, overflow and framing (the capacity is `ring.limit`).
+    /// The settings; `apply` keeps `config.capacity` equal to `ring.limit`.
     var config: PipeConfig
     /// Message boundaries, with `framing == .message`.
     var messages = MessageQueue()
@@ -179,17 +177,15 @@ struct PipeState: ~Copyable {
     var framed: Bool { config.framing == .message }
 
     var status: Pipe.Status {
-        var current = config
-        current.capacity = ring.limit
-        return .init(config: current, buffered: ring.count, readers: readers, writers: writers,
-                     bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped, allocated: ring.allocatedBytes,
-                     lastRead: lastRead, lastWrite: lastWrite, created: created)
+        .init(config: config, buffered: ring.count, readers: readers, writers: writers,
+              bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped,
+              lastRead: lastRead, lastWrite: lastWrite, created: created)
     }
 
     /// For tests: the ring's invariants, message lengths that add up to the bytes
     /// buffered, and counters that account for every byte.
     var isConsistent: Bool {
-        ring.verifyInvariants() && (!framed || messages.unreadBytes == ring.count)
+        ring.verifyInvariants() && config.capacity == ring.limit && (!framed || messages.unreadBytes == ring.count)
             && UInt64(ring.count) == bytesWritten - bytesRead - dropped
     }
 
