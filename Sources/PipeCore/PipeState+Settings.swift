@@ -1,0 +1,43 @@
+import SystemPackage
+
+/// Live settings (`user.npfs.*`) and what changing them wakes.
+extension PipeState {
+    mutating func apply(_ setting: Pipe.Setting, deliveries: inout Deliveries) -> Errno? {
+        switch setting {
+        case .capacity(let capacity):
+            guard PipeConfig.validCapacities.contains(capacity) else { return .invalidArgument }
+            guard ring.setLimit(capacity) else { return .resourceBusy }
+            config.capacity = capacity
+            settle(&deliveries)   // more room lets waiting writers in
+        case .mode(let mode):
+            config.mode = mode
+            if mode == .ring { releaseWaitersForRing(&deliveries) }
+        case .overflow(let overflow):
+            config.overflow = overflow
+        case .framing(let framing):
+            guard framing != config.framing else { return nil }
+            // Boundaries of bytes already buffered, or of queued writes, would be invented.
+            guard ring.isEmpty && writeWaiters.isEmpty else { return .resourceBusy }
+            config.framing = framing
+            messages = MessageQueue()
+        }
+        notifyPollers(&deliveries)
+        return nil
+    }
+
+    /// Switching to ring mode: nothing waits any more. Opens complete, reads take what is
+    /// there (or nothing), writes overflow like any ring write and report their full length.
+    mutating func releaseWaitersForRing(_ deliveries: inout Deliveries) {
+        for wait in openWaiters { deliveries.resume(wait.waiter, with: .opened(wait.handle)) }
+        openWaiters.removeAll()
+        for wait in writeWaiters {
+            wait.data.withUnsafeBytes { overflowingStore(UnsafeRawBufferPointer(rebasing: $0[wait.taken...])) }
+            deliveries.resume(wait.waiter, with: .written(wait.takenBefore + wait.data.count))
+        }
+        writeWaiters.removeAll()
+        for wait in readWaiters {
+            deliveries.resume(wait.waiter, with: .data(ring.isEmpty ? [] : take(wait.size, deliveries: &deliveries)))
+        }
+        readWaiters.removeAll()
+    }
+}

@@ -1,0 +1,192 @@
+import SystemPackage
+
+/// The state behind a pipe's lock.
+struct PipeState: ~Copyable {
+    struct OpenWait { let waiter: any PipeWaiter; let handle: PipeHandle; let access: AccessMode }
+    struct ReadWait { let waiter: any PipeWaiter; let size: Int }
+    struct WriteWait {
+        let waiter: any PipeWaiter
+        /// The request's bytes not taken before it was queued.
+        let data: [UInt8]
+        /// How many of `data` the pipe has taken.
+        var taken: Int
+        /// Goes in whole or not at all: a write of at most PIPE_BUF bytes, or a message.
+        let atomic: Bool
+        /// Bytes of the request the pipe took before it was queued.
+        var takenBefore = 0
+        var remaining: Int { data.count - taken }
+        /// The count to report: everything the pipe has taken of the request.
+        var written: Int { takenBefore + taken }
+    }
+    /// What an interrupted waiter was doing.
+    enum Cancelled { case open(PipeHandle), read, write }
+
+    let ring: ByteRing
+    /// The settings; `apply` keeps `config.capacity` equal to `ring.limit`.
+    var config: PipeConfig
+    /// Message boundaries, with `framing == .message`.
+    var messages = MessageQueue()
+    var readers = 0
+    var writers = 0
+    /// The daemon is shutting down: nobody waits any more, as if no peer were left.
+    var closed = false
+    /// Readers and writers as decisions see them (none once closed).
+    var liveReaders: Int { closed ? 0 : readers }
+    var liveWriters: Int { closed ? 0 : writers }
+    /// Opens of each end ever made (the kernel's r_counter and w_counter): a waiting open
+    /// completes when its partner's counter moves, and POLLHUP needs a writer seen since open.
+    var readerOpens: UInt64 = 0
+    var writerOpens: UInt64 = 0
+    var openWaiters: [OpenWait] = []
+    var readWaiters: [ReadWait] = []
+    var writeWaiters: [WriteWait] = []
+    /// At most one pending poll notification per open.
+    var pollers: [PipeHandle: any PollNotifier] = [:]
+    var bytesWritten: UInt64 = 0
+    var bytesRead: UInt64 = 0
+    var dropped: UInt64 = 0
+    let created = Timestamp.now()
+    var lastRead: Timestamp
+    var lastWrite: Timestamp
+
+    init(config: PipeConfig) {
+        ring = ByteRing(limit: config.capacity)
+        self.config = config
+        lastRead = created
+        lastWrite = created
+    }
+
+    var waits: Bool { config.mode == .fifo }
+    var framed: Bool { config.framing == .message }
+
+    var status: Pipe.Status {
+        .init(config: config, buffered: ring.count, readers: readers, writers: writers,
+              bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped,
+              lastRead: lastRead, lastWrite: lastWrite, created: created)
+    }
+
+    /// For tests: the ring's invariants, message lengths that add up to the bytes
+    /// buffered, and counters that account for every byte.
+    var isConsistent: Bool {
+        ring.verifyInvariants() && config.capacity == ring.limit && (!framed || messages.unreadBytes == ring.count)
+            && UInt64(ring.count) == bytesWritten - bytesRead - dropped
+    }
+
+    // MARK: open / close
+
+    mutating func open(_ handle: PipeHandle, access: AccessMode, nonblocking: Bool, waiter: any PipeWaiter,
+                       deliveries: inout Deliveries) -> (Attempt, hangUpVersion: UInt64) {
+        var hangUpVersion: UInt64 = 0
+        let mustWaitForPartner: Bool
+        switch access {
+        case .read:
+            readers += 1
+            readerOpens += 1
+            completeOpenWaiters(for: .write, deliveries: &deliveries)
+            if liveWriters == 0 && nonblocking {
+                // POLLHUP stays off until a writer has come and gone (pipe_poll).
+                hangUpVersion = writerOpens
+            }
+            mustWaitForPartner = liveWriters == 0 && !nonblocking
+        case .write:
+            if waits && nonblocking && liveReaders == 0 { return (.done(.failed(.noSuchAddressOrDevice)), 0) }
+            writers += 1
+            writerOpens += 1
+            completeOpenWaiters(for: .read, deliveries: &deliveries)
+            mustWaitForPartner = liveReaders == 0
+        case .readWrite:
+            readers += 1
+            writers += 1
+            readerOpens += 1
+            writerOpens += 1
+            completeOpenWaiters(for: .read, deliveries: &deliveries)
+            completeOpenWaiters(for: .write, deliveries: &deliveries)
+            mustWaitForPartner = false
+        }
+        notifyPollers(&deliveries)
+        guard mustWaitForPartner && waits else { return (.done(.opened(handle)), hangUpVersion) }
+        if waiter.isInterrupted {
+            dropEnds(of: access, deliveries: &deliveries)
+            return (.done(.failed(.interrupted)), 0)
+        }
+        openWaiters.append(OpenWait(waiter: waiter, handle: handle, access: access))
+        return (.queued, 0)
+    }
+
+    /// Completes the opens of `access` that wait for the other end to appear.
+    mutating func completeOpenWaiters(for access: AccessMode, deliveries: inout Deliveries) {
+        guard !openWaiters.isEmpty else { return }
+        openWaiters.removeAll { wait in
+            guard wait.access == access else { return false }
+            deliveries.resume(wait.waiter, with: .opened(wait.handle))
+            return true
+        }
+    }
+
+    mutating func close(_ handle: PipeHandle, access: AccessMode, deliveries: inout Deliveries) {
+        pollers[handle] = nil
+        dropEnds(of: access, deliveries: &deliveries)
+    }
+
+    /// One reader and/or writer fewer; wakes who that concerns.
+    mutating func dropEnds(of access: AccessMode, deliveries: inout Deliveries) {
+        if access.reads {
+            readers -= 1
+            if readers == 0 {
+                // No reader left: waiting writers end with what they wrote, or EPIPE.
+                for wait in writeWaiters {
+                    deliveries.resume(wait.waiter, with: wait.written > 0 ? .written(wait.written) : .failed(.brokenPipe))
+                }
+                writeWaiters.removeAll()
+            }
+        }
+        if access.writes {
+            writers -= 1
+            if writers == 0 {
+                // No writer left: waiting readers (the ring is empty) see end of file.
+                for wait in readWaiters { deliveries.resume(wait.waiter, with: .data([])) }
+                readWaiters.removeAll()
+            }
+        }
+        assert(readers >= 0 && writers >= 0)
+        notifyPollers(&deliveries)
+    }
+
+    mutating func cancel(_ waiter: any PipeWaiter, deliveries: inout Deliveries) -> Cancelled? {
+        if let i = openWaiters.firstIndex(where: { $0.waiter === waiter }) {
+            let wait = openWaiters.remove(at: i)
+            dropEnds(of: wait.access, deliveries: &deliveries)
+            deliveries.resume(waiter, with: .failed(.interrupted))
+            return .open(wait.handle)
+        }
+        if let i = readWaiters.firstIndex(where: { $0.waiter === waiter }) {
+            readWaiters.remove(at: i)
+            deliveries.resume(waiter, with: .failed(.interrupted))
+            return .read
+        }
+        if let i = writeWaiters.firstIndex(where: { $0.waiter === waiter }) {
+            let wait = writeWaiters.remove(at: i)
+            // pipe_write: a signal after part was taken returns that part's count.
+            deliveries.resume(waiter, with: wait.written > 0 ? .written(wait.written) : .failed(.interrupted))
+            // The next writer in line may fit now.
+            settle(&deliveries)
+            return .write
+        }
+        return nil
+    }
+
+    mutating func closeForShutdown(deliveries: inout Deliveries) -> [PipeHandle] {
+        closed = true
+        let abandoned = openWaiters.map(\.handle)
+        for wait in openWaiters { deliveries.resume(wait.waiter, with: .failed(.noSuchAddressOrDevice)) }
+        for wait in readWaiters { deliveries.resume(wait.waiter, with: .data([])) }
+        for wait in writeWaiters {
+            deliveries.resume(wait.waiter, with: wait.written > 0 ? .written(wait.written) : .failed(.brokenPipe))
+        }
+        openWaiters.removeAll()
+        readWaiters.removeAll()
+        writeWaiters.removeAll()
+        notifyPollers(&deliveries)
+        return abandoned
+    }
+}
