@@ -7,7 +7,10 @@
 ///
 /// Invariants (checked by `verifyInvariants()`):
 /// - `storage.count` is zero or a power of two, and at most `ByteRing.storageSize(for: limit)`;
-/// - `0 <= count <= storage.count`, `0 <= head < max(storage.count, 1)`.
+/// - `0 <= count <= min(storage.count, limit)`, `0 <= head < max(storage.count, 1)`.
+///
+/// Callers keep these by construction (they check `free` before writing); the methods
+/// assert misuse in debug builds and clamp it in release builds, never trapping.
 ///
 /// Not thread-safe: a ring lives inside its pipe's locked state.
 public final class ByteRing {
@@ -23,8 +26,8 @@ public final class ByteRing {
     public private(set) var limit: Int
 
     public init(limit: Int) {
-        precondition(limit > 0, "a ring needs a positive capacity")
-        self.limit = limit
+        assert(limit > 0, "a ring needs a positive capacity")
+        self.limit = max(limit, 1)
         self.storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 
@@ -43,8 +46,8 @@ public final class ByteRing {
 
     /// Changes the capacity. Fails (returns false) when more than `newLimit` bytes are buffered.
     public func setLimit(_ newLimit: Int) -> Bool {
-        precondition(newLimit > 0, "a ring needs a positive capacity")
-        guard count <= newLimit else { return false }
+        assert(newLimit > 0, "a ring needs a positive capacity")
+        guard newLimit > 0, count <= newLimit else { return false }
         limit = newLimit
         if storage.count > ByteRing.storageSize(for: newLimit) { reallocate(to: ByteRing.storageSize(for: newLimit)) }
         return true
@@ -52,30 +55,27 @@ public final class ByteRing {
 
     /// Appends all of `bytes`; the caller has checked that they fit (`bytes.count <= free`).
     public func write(_ bytes: UnsafeRawBufferPointer) {
-        precondition(bytes.count <= free, "ByteRing.write past capacity")
-        guard bytes.count > 0 else { return }
-        reserve(count + bytes.count)
-        let mask = storage.count - 1
-        let tail = (head + count) & mask
-        let first = min(bytes.count, storage.count - tail)
+        assert(bytes.count <= free, "ByteRing.write past capacity")
+        let n = min(bytes.count, free)
+        guard n > 0, let source = bytes.baseAddress else { return }
+        reserve(count + n)
+        guard let base = storage.baseAddress else { return }
+        let tail = (head + count) & (storage.count - 1)
+        let first = min(n, storage.count - tail)
         // Two bulk copies at most: up to the end of storage, then from its start.
-        storage.baseAddress!.advanced(by: tail).copyMemory(from: bytes.baseAddress!, byteCount: first)
-        if first < bytes.count {
-            storage.baseAddress!.copyMemory(from: bytes.baseAddress! + first, byteCount: bytes.count - first)
-        }
-        count += bytes.count
+        (base + tail).copyMemory(from: source, byteCount: first)
+        if first < n { base.copyMemory(from: source + first, byteCount: n - first) }
+        count += n
     }
 
     /// Moves up to `destination.count` of the oldest bytes into `destination`; returns how many.
     @discardableResult
     public func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
         let n = min(destination.count, count)
-        guard n > 0 else { return 0 }
+        guard n > 0, let out = destination.baseAddress, let base = storage.baseAddress else { return 0 }
         let first = min(n, storage.count - head)
-        destination.baseAddress!.copyMemory(from: storage.baseAddress! + head, byteCount: first)
-        if first < n {
-            (destination.baseAddress! + first).copyMemory(from: storage.baseAddress!, byteCount: n - first)
-        }
+        out.copyMemory(from: base + head, byteCount: first)
+        if first < n { (out + first).copyMemory(from: base, byteCount: n - first) }
         discard(n)
         return n
     }
@@ -90,7 +90,8 @@ public final class ByteRing {
 
     /// Drops the `n` oldest bytes (overwrite mode, and the tail of `read`).
     public func discard(_ n: Int) {
-        precondition(n >= 0 && n <= count, "ByteRing.discard out of range")
+        assert(n >= 0 && n <= count, "ByteRing.discard out of range")
+        let n = min(max(n, 0), count)
         count -= n
         head = count == 0 ? 0 : (head + n) & (storage.count - 1)
     }
@@ -109,10 +110,10 @@ public final class ByteRing {
         assert(size >= count && size & (size - 1) == 0)
         let fresh = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
         let n = count
-        if n > 0 {
+        if n > 0, let from = storage.baseAddress, let to = fresh.baseAddress {
             let first = min(n, storage.count - head)
-            fresh.baseAddress!.copyMemory(from: storage.baseAddress! + head, byteCount: first)
-            if first < n { (fresh.baseAddress! + first).copyMemory(from: storage.baseAddress!, byteCount: n - first) }
+            to.copyMemory(from: from + head, byteCount: first)
+            if first < n { (to + first).copyMemory(from: from, byteCount: n - first) }
         }
         storage.deallocate()
         storage = fresh
@@ -124,7 +125,7 @@ public final class ByteRing {
         let size = storage.count
         let powerOfTwo = size == 0 || size & (size - 1) == 0
         return powerOfTwo && size <= ByteRing.storageSize(for: limit)
-            && count >= 0 && count <= max(size, 0) && count <= max(limit, count)
+            && count >= 0 && count <= size && count <= limit
             && head >= 0 && head < max(size, 1)
     }
 }

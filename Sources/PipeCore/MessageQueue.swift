@@ -2,7 +2,8 @@
 /// much of the oldest one a reader has taken already.
 ///
 /// Invariant (checked by the pipe's tests): the lengths still unread add up to the bytes
-/// in the ring.
+/// in the ring. The pipe keeps it by construction; the methods assert it in debug builds
+/// and never trap on it in release builds.
 struct MessageQueue {
     private var lengths: [Int] = []
     private var head = 0
@@ -16,22 +17,26 @@ struct MessageQueue {
     var oldestRemaining: Int? { isEmpty ? nil : lengths[head] - consumedOfOldest }
 
     mutating func append(_ length: Int) {
-        precondition(length > 0, "messages are never empty")
+        assert(length > 0, "messages are never empty")
+        guard length > 0 else { return }
         lengths.append(length)
     }
 
     /// A reader took `n` bytes of the oldest message.
     mutating func consume(_ n: Int) {
-        guard let remaining = oldestRemaining else { preconditionFailure("consume from no message") }
-        precondition(n <= remaining, "a read crossed a message boundary")
-        consumedOfOldest += n
-        if n == remaining { removeOldest() }
+        guard let remaining = oldestRemaining else {
+            assert(n == 0, "consume from no message")
+            return
+        }
+        assert(n <= remaining, "a read crossed a message boundary")
+        consumedOfOldest += min(n, remaining)
+        if n >= remaining { removeOldest() }
     }
 
-    /// Drops the oldest message; returns its unread bytes.
+    /// Drops the oldest message; returns its unread bytes, or nil if there is none.
     @discardableResult
-    mutating func removeOldest() -> Int {
-        guard let remaining = oldestRemaining else { preconditionFailure("no message to remove") }
+    mutating func removeOldest() -> Int? {
+        guard let remaining = oldestRemaining else { return nil }
         head += 1
         consumedOfOldest = 0
         if head > 64 && head * 2 > lengths.count {

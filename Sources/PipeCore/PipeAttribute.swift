@@ -12,20 +12,28 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     /// The mount root's names for a pipe's attributes: `user.npfs.pipe.NAME.SETTING`.
     public static let rootPrefix = "user.npfs.pipe."
 
-    /// Splits a root attribute name into the pipe's name and the attribute.
-    public static func parseRootName(_ xattrName: String) -> (pipe: String, attribute: PipeAttribute)? {
-        guard xattrName.hasPrefix(rootPrefix) else { return nil }
-        let rest = xattrName.dropFirst(rootPrefix.count)
-        guard let dot = rest.lastIndex(of: "."), dot != rest.startIndex,
-              let attribute = PipeAttribute(rawValue: String(rest[rest.index(after: dot)...])) else { return nil }
-        return (String(rest[..<dot]), attribute)
+    /// Splits a root attribute name into the pipe's name and the attribute. Names are
+    /// bytes: a pipe name that is not UTF-8 is matched byte for byte.
+    public static func parseRootName(_ xattrName: [UInt8]) -> (pipe: [UInt8], attribute: PipeAttribute)? {
+        let prefix = Array(rootPrefix.utf8)
+        guard xattrName.starts(with: prefix) else { return nil }
+        let rest = xattrName.dropFirst(prefix.count)
+        guard let dot = rest.lastIndex(of: UInt8(ascii: ".")), dot != rest.startIndex,
+              let attribute = PipeAttribute(rawValue: String(decoding: rest[(dot + 1)...], as: UTF8.self)) else { return nil }
+        return (Array(rest[..<dot]), attribute)
     }
 
     /// The attribute an xattr name stands for, if it is one of npfs's.
-    public init?(xattrName: String) {
-        guard xattrName.hasPrefix(Self.prefix) else { return nil }
-        self.init(rawValue: String(xattrName.dropFirst(Self.prefix.count)))
+    public init?(xattrName: [UInt8]) {
+        let prefix = Array(Self.prefix.utf8)
+        guard xattrName.starts(with: prefix) else { return nil }
+        self.init(rawValue: String(decoding: xattrName.dropFirst(prefix.count), as: UTF8.self))
     }
+
+    public init?(xattrName: String) { self.init(xattrName: Array(xattrName.utf8)) }
+
+    /// Whether an xattr name is in npfs's namespace (`user.npfs.`).
+    public static func isOurs(_ xattrName: [UInt8]) -> Bool { xattrName.starts(with: Array(prefix.utf8)) }
 
     public var xattrName: String { Self.prefix + rawValue }
 

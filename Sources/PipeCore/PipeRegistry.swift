@@ -72,18 +72,19 @@ public final class PipeRegistry: Sendable {
     public func lookup(_ name: PipeName) -> InodeNumber {
         let key = name.key(ignoringCase: configuration.ignoreCase)
         return state.withLock { state in
-            let inode: InodeNumber
-            if let known = state.inodeByKey[key] {
-                inode = known
+            var node: Node
+            if let known = state.inodeByKey[key], let existing = state.nodes[known] {
+                node = existing
             } else {
-                inode = InodeNumber(state.nextInode)
+                let inode = InodeNumber(state.nextInode)
                 state.nextInode += 1
                 state.inodeByKey[key] = inode
-                state.nodes[inode] = Node(inode: inode, name: name, lastLookedUp: name, key: key)
+                node = Node(inode: inode, name: name, lastLookedUp: name, key: key)
             }
-            state.nodes[inode]!.lookups += 1
-            state.nodes[inode]!.lastLookedUp = name
-            return inode
+            node.lookups += 1
+            node.lastLookedUp = name
+            state.nodes[node.inode] = node
+            return node.inode
         }
     }
 

@@ -6,6 +6,9 @@ extension PipeState {
         switch setting {
         case .capacity(let capacity):
             guard PipeConfig.validCapacities.contains(capacity) else { return .invalidArgument }
+            // A waiting message goes in whole: a capacity it can never fit in would leave it,
+            // and every writer queued behind it, waiting forever.
+            guard !writeWaiters.contains(where: { $0.atomic && $0.remaining > capacity }) else { return .resourceBusy }
             guard ring.setLimit(capacity) else { return .resourceBusy }
             config.capacity = capacity
             settle(&deliveries)   // more room lets waiting writers in

@@ -138,12 +138,15 @@ extension PipeState {
         case (.message, .drop):
             if ring.free >= n { store(bytes, counted: false) } else { dropped += UInt64(n) }
         case (.message, .overwrite):
-            while ring.free < n {
-                let evicted = messages.removeOldest()
+            // Callers refuse messages larger than the capacity; one that got here anyway is
+            // dropped whole rather than evicting everything in vain.
+            guard n <= ring.limit else { dropped += UInt64(n); break }
+            while ring.free < n, let evicted = messages.removeOldest() {
                 ring.discard(evicted)
                 dropped += UInt64(evicted)
             }
-            store(bytes, counted: false)
+            assert(ring.free >= n, "message lengths do not add up to the bytes buffered")
+            if ring.free >= n { store(bytes, counted: false) } else { dropped += UInt64(n) }
         }
     }
 

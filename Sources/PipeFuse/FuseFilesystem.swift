@@ -42,9 +42,9 @@ public final class FuseFilesystem: Sendable {
         request.entry(inode, attributes: attributes(of: inode) ?? stat(), entryTimeout: entryTimeout)
     }
 
-    /// `forget`: the kernel dropped references to an inode. Replies none.
-    func forget(_ request: consuming FuseRequest, inode: UInt64, count: UInt64) {
-        registry.forget(InodeNumber(inode), count: count)
+    /// `forget` and `forget_multi`: the kernel dropped references to inodes. Replies none.
+    func forget(_ request: consuming FuseRequest, inodes: [(inode: UInt64, count: UInt64)]) {
+        for (inode, count) in inodes { registry.forget(InodeNumber(inode), count: count) }
         request.noReply()
     }
 
@@ -183,8 +183,8 @@ public final class FuseFilesystem: Sendable {
 
     /// `getxattr`: a pipe's `user.npfs.*` settings and figures (ENOENT if the pipe is not
     /// live, ENODATA for other names), or the root's daemon pid. Replies the value, its size or ERANGE.
-    func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: String, size: Int) {
-        if inode == InodeNumber.root.rawValue && name == Self.pidAttribute {
+    func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8], size: Int) {
+        if inode == InodeNumber.root.rawValue && name == Array(Self.pidAttribute.utf8) {
             return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
         }
         do {
@@ -217,7 +217,7 @@ public final class FuseFilesystem: Sendable {
     /// On the mount root, `user.npfs.pipe.NAME.SETTING` reaches pipe NAME. That is the way
     /// to change a pipe while a writer waits in it: the kernel holds a writing file's inode
     /// lock, which setxattr on that file needs too, but not the root's.
-    func setxattr(_ request: consuming FuseRequest, inode: UInt64, name: String, value: [UInt8], flags: Int32) {
+    func setxattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8], value: [UInt8], flags: Int32) {
         do {
             let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .notSupported)
             _ = try registry.livePipe(target)
@@ -233,8 +233,8 @@ public final class FuseFilesystem: Sendable {
     /// `user.npfs.ATTRIBUTE`, or the root's `user.npfs.pipe.NAME.ATTRIBUTE`. Throws ENODATA
     /// for another `user.npfs.` name, ENOENT for a name the kernel does not know, and
     /// `foreign` for names outside npfs's.
-    private func pipeAttribute(_ name: String, on inode: UInt64, foreign: Errno) throws(Errno) -> (InodeNumber, PipeAttribute) {
-        let unknown: Errno = name.hasPrefix(PipeAttribute.prefix) ? .noData : foreign
+    private func pipeAttribute(_ name: [UInt8], on inode: UInt64, foreign: Errno) throws(Errno) -> (InodeNumber, PipeAttribute) {
+        let unknown: Errno = PipeAttribute.isOurs(name) ? .noData : foreign
         guard inode == InodeNumber.root.rawValue else {
             guard let attribute = PipeAttribute(xattrName: name) else { throw unknown }
             return (InodeNumber(inode), attribute)
@@ -245,14 +245,15 @@ public final class FuseFilesystem: Sendable {
     }
 
     /// The inode of a pipe named in a root attribute, if the kernel knows the name.
-    private func knownInode(_ name: String) -> InodeNumber? {
-        guard let pipeName = try? PipeName(name) else { return nil }
+    private func knownInode(_ name: [UInt8]) -> InodeNumber? {
+        guard let pipeName = try? PipeName(bytes: name) else { return nil }
         return registry.knownInode(named: pipeName)
     }
 
     /// `removexattr`: npfs's attributes cannot be removed (EPERM); others do not exist (ENODATA).
-    func removexattr(_ request: consuming FuseRequest, name: String) {
-        let ours = PipeAttribute(xattrName: name) != nil || PipeAttribute.parseRootName(name) != nil || name == Self.pidAttribute
+    func removexattr(_ request: consuming FuseRequest, name: [UInt8]) {
+        let ours = PipeAttribute(xattrName: name) != nil || PipeAttribute.parseRootName(name) != nil
+            || name == Array(Self.pidAttribute.utf8)
         request.fail(ours ? .notPermitted : .noData)
     }
 

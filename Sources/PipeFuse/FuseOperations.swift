@@ -19,84 +19,109 @@ enum FuseOperations {
             connection.pointee.max_write = 1 << 20
         }
         ops.lookup = { req, parent, name in
-            FuseFilesystem.from(req!).lookup(FuseRequest(req!), parent: parent, name: Array(bytesOf: name))
+            FuseOperations.serve(req) { fs, request in fs.lookup(request, parent: parent, name: Array(bytesOf: name)) }
         }
         ops.forget = { req, inode, count in
-            FuseFilesystem.from(req!).forget(FuseRequest(req!), inode: inode, count: count)
+            FuseOperations.serve(req) { fs, request in fs.forget(request, inodes: [(inode, count)]) }
         }
         ops.forget_multi = { req, count, forgets in
-            let fs = FuseFilesystem.from(req!)
-            for i in 0..<count { fs.registry.forget(InodeNumber(forgets![i].ino), count: forgets![i].nlookup) }
-            fuse_reply_none(req)
+            FuseOperations.serve(req) { fs, request in
+                let list = forgets.map { UnsafeBufferPointer(start: $0, count: count) } ?? UnsafeBufferPointer(start: nil, count: 0)
+                fs.forget(request, inodes: list.map { ($0.ino, $0.nlookup) })
+            }
         }
         ops.getattr = { req, inode, _ in
-            FuseFilesystem.from(req!).getattr(FuseRequest(req!), inode: inode)
+            FuseOperations.serve(req) { fs, request in fs.getattr(request, inode: inode) }
         }
         ops.setattr = { req, inode, attributes, toSet, _ in
-            let changes = AttributeChanges(
-                size: toSet & FUSE_SET_ATTR_SIZE != 0 ? Int64(attributes!.pointee.st_size) : nil,
-                ownerOrMode: toSet & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0)
-            FuseFilesystem.from(req!).setattr(FuseRequest(req!), inode: inode, changes: changes)
+            FuseOperations.serve(req) { fs, request in
+                let changes = AttributeChanges(
+                    size: toSet & FUSE_SET_ATTR_SIZE != 0 ? attributes.map { Int64($0.pointee.st_size) } ?? 0 : nil,
+                    ownerOrMode: toSet & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0)
+                fs.setattr(request, inode: inode, changes: changes)
+            }
         }
         // Names cannot be made, renamed or removed: each name is a pipe already.
-        ops.mknod = { req, _, _, _, _ in FuseRequest(req!).fail(.notPermitted) }
-        ops.mkdir = { req, _, _, _ in FuseRequest(req!).fail(.notPermitted) }
-        ops.unlink = { req, _, _ in FuseRequest(req!).fail(.notPermitted) }
-        ops.rmdir = { req, _, _ in FuseRequest(req!).fail(.notPermitted) }
-        ops.symlink = { req, _, _, _ in FuseRequest(req!).fail(.notPermitted) }
-        ops.rename = { req, _, _, _, _, _ in FuseRequest(req!).fail(.notPermitted) }
-        ops.link = { req, _, _, _ in FuseRequest(req!).fail(.notPermitted) }
+        ops.mknod = { req, _, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
+        ops.mkdir = { req, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
+        ops.unlink = { req, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
+        ops.rmdir = { req, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
+        ops.symlink = { req, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
+        ops.rename = { req, _, _, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
+        ops.link = { req, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
         ops.open = { req, inode, info in
-            FuseFilesystem.from(req!).open(FuseRequest(req!), inode: inode, flags: info!.pointee.flags)
+            FuseOperations.serve(req, info) { fs, request, info in fs.open(request, inode: inode, flags: info.flags) }
         }
         ops.read = { req, inode, size, offset, info in
-            FuseFilesystem.from(req!).read(FuseRequest(req!), inode: inode, handle: info!.pointee.fh, size: size,
-                                    offset: Int64(offset), flags: info!.pointee.flags)
+            FuseOperations.serve(req, info) { fs, request, info in
+                fs.read(request, inode: inode, handle: info.fh, size: size, offset: Int64(offset), flags: info.flags)
+            }
         }
         ops.write = { req, inode, buffer, size, offset, info in
-            FuseFilesystem.from(req!).write(FuseRequest(req!), inode: inode, handle: info!.pointee.fh,
-                                     bytes: UnsafeRawBufferPointer(start: buffer, count: size),
-                                     offset: Int64(offset), flags: info!.pointee.flags)
+            FuseOperations.serve(req, info) { fs, request, info in
+                fs.write(request, inode: inode, handle: info.fh, bytes: UnsafeRawBufferPointer(start: buffer, count: buffer == nil ? 0 : size),
+                         offset: Int64(offset), flags: info.flags)
+            }
         }
-        ops.flush = { req, _, _ in FuseRequest(req!).succeed() }
-        ops.fsync = { req, _, _, _ in FuseRequest(req!).succeed() }
+        ops.flush = { req, _, _ in FuseOperations.serve(req) { _, request in request.succeed() } }
+        ops.fsync = { req, _, _, _ in FuseOperations.serve(req) { _, request in request.succeed() } }
         ops.release = { req, _, info in
-            FuseFilesystem.from(req!).release(FuseRequest(req!), handle: info!.pointee.fh)
+            FuseOperations.serve(req, info) { fs, request, info in fs.release(request, handle: info.fh) }
         }
         ops.poll = { req, _, info, pollHandle in
-            FuseFilesystem.from(req!).poll(FuseRequest(req!), handle: info!.pointee.fh, pollHandle: pollHandle)
+            FuseOperations.serve(req, info) { fs, request, info in fs.poll(request, handle: info.fh, pollHandle: pollHandle) }
         }
         ops.opendir = { req, inode, _ in
-            FuseFilesystem.from(req!).opendir(FuseRequest(req!), inode: inode)
+            FuseOperations.serve(req) { fs, request in fs.opendir(request, inode: inode) }
         }
         ops.readdir = { req, _, size, offset, info in
-            FuseFilesystem.from(req!).readdir(FuseRequest(req!), handle: info!.pointee.fh, size: size, offset: Int(offset))
+            FuseOperations.serve(req, info) { fs, request, info in fs.readdir(request, handle: info.fh, size: size, offset: Int(offset)) }
         }
         ops.releasedir = { req, _, info in
-            FuseFilesystem.from(req!).releasedir(FuseRequest(req!), handle: info!.pointee.fh)
+            FuseOperations.serve(req, info) { fs, request, info in fs.releasedir(request, handle: info.fh) }
         }
         ops.getxattr = { req, inode, name, size in
-            FuseFilesystem.from(req!).getxattr(FuseRequest(req!), inode: inode, name: String(cString: name!), size: size)
+            FuseOperations.serve(req) { fs, request in fs.getxattr(request, inode: inode, name: Array(bytesOf: name), size: size) }
         }
         ops.listxattr = { req, inode, size in
-            FuseFilesystem.from(req!).listxattr(FuseRequest(req!), inode: inode, size: size)
+            FuseOperations.serve(req) { fs, request in fs.listxattr(request, inode: inode, size: size) }
         }
         ops.setxattr = { req, inode, name, value, size, flags in
-            let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-            FuseFilesystem.from(req!).setxattr(FuseRequest(req!), inode: inode, name: String(cString: name!),
-                                               value: bytes, flags: flags)
+            FuseOperations.serve(req) { fs, request in
+                let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
+                fs.setxattr(request, inode: inode, name: Array(bytesOf: name), value: bytes, flags: flags)
+            }
         }
         ops.removexattr = { req, _, name in
-            FuseFilesystem.from(req!).removexattr(FuseRequest(req!), name: String(cString: name!))
+            FuseOperations.serve(req) { fs, request in fs.removexattr(request, name: Array(bytesOf: name)) }
         }
         return ops
     }
 }
 
+extension FuseOperations {
+    /// Hands a request to the filesystem it belongs to (the session's userdata). libfuse
+    /// never passes a null request; a request without userdata is answered EIO.
+    static func serve(_ req: fuse_req_t?, _ body: (FuseFilesystem, consuming FuseRequest) -> Void) {
+        guard let req else { return }
+        guard let filesystem = FuseFilesystem.from(req) else { return FuseRequest(req).fail(.ioError) }
+        body(filesystem, FuseRequest(req))
+    }
+
+    /// The same for an operation on an open file; libfuse always passes its file info.
+    static func serve(_ req: fuse_req_t?, _ info: UnsafeMutablePointer<fuse_file_info>?,
+                      _ body: (FuseFilesystem, consuming FuseRequest, fuse_file_info) -> Void) {
+        FuseOperations.serve(req) { filesystem, request in
+            guard let info else { return request.fail(.badFileDescriptor) }
+            body(filesystem, request, info.pointee)
+        }
+    }
+}
+
 extension FuseFilesystem {
     /// The filesystem a request belongs to (the session's userdata).
-    static func from(_ req: fuse_req_t) -> FuseFilesystem {
-        Unmanaged<FuseFilesystem>.fromOpaque(fuse_req_userdata(req)!).takeUnretainedValue()
+    static func from(_ req: fuse_req_t) -> FuseFilesystem? {
+        fuse_req_userdata(req).map { Unmanaged<FuseFilesystem>.fromOpaque($0).takeUnretainedValue() }
     }
 
     static func notifyPoll(_ handle: OpaquePointer) { _ = fuse_lowlevel_notify_poll(handle) }
@@ -109,7 +134,8 @@ extension FuseRequest {
     /// inside this call, holding the request's lock: the callback must not reply.
     static func registerInterrupt(_ req: fuse_req_t, key: UInt64) {
         fuse_req_interrupt_func(req, { req, data in
-            FuseFilesystem.from(req!).interrupted(UInt64(UInt(bitPattern: data)))
+            guard let req else { return }
+            FuseFilesystem.from(req)?.interrupted(UInt64(UInt(bitPattern: data)))
         }, UnsafeMutableRawPointer(bitPattern: UInt(key)))
     }
 }

@@ -4,7 +4,8 @@ import PipeCore
 import SystemPackage
 
 /// A FUSE request that must be answered exactly once: each reply consumes it, and one
-/// dropped unanswered stops a debug build. Every `fuse_reply_*` call of npfs is here.
+/// dropped unanswered stops a debug build (and is answered EIO in a release build).
+/// Every `fuse_reply_*` call of npfs is here.
 ///
 /// Unchecked Sendable: libfuse lets any thread answer a request, and being non-copyable
 /// it is answered by whoever holds it, once.
@@ -13,7 +14,12 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
 
     init(_ raw: fuse_req_t) { self.raw = raw }
 
-    deinit { assertionFailure("a FUSE request was dropped without a reply") }
+    /// A request dropped without a reply is a bug: debug builds stop, release builds
+    /// answer EIO so that the process waiting on it is never left hanging.
+    deinit {
+        assertionFailure("a FUSE request was dropped without a reply")
+        fuse_reply_err(raw, EIO)
+    }
 
     // MARK: Replies
 
@@ -103,15 +109,14 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         var buffer = [CChar](repeating: 0, count: bufferSize)
         var used = 0
         var offset = firstOffset
-        for entry in entries {
+        for entry in entries where bufferSize > used {
             var attributes = stat()
             attributes.st_ino = ino_t(entry.inode)
             attributes.st_mode = entry.isDirectory ? npfs_s_ifdir() : npfs_s_ifreg()
             offset += 1
-            let needed = (entry.name + [0]).withUnsafeBufferPointer { name in
+            let needed = (entry.name.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { name in
                 buffer.withUnsafeMutableBufferPointer { out in
-                    fuse_add_direntry(raw, out.baseAddress! + used, bufferSize - used,
-                                      UnsafeRawPointer(name.baseAddress!).assumingMemoryBound(to: CChar.self),
+                    fuse_add_direntry(raw, out.baseAddress.map { $0 + used }, bufferSize - used, name.baseAddress,
                                       &attributes, off_t(offset))
                 }
             }

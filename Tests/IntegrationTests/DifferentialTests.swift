@@ -14,7 +14,10 @@ import Testing
         defer { unlink(fifo) }
         let expected = ScenarioRun(scenario).observe(at: fifo)
         let observed = try TestMount.with { mount in ScenarioRun(scenario).observe(at: mount.path("P")) }
-        #expect(expected.count >= scenario.steps.count, "every step is observed")
+        // The reference run itself must be complete: each step has its own line ("#N ...").
+        let logged = Set(expected.compactMap { $0.hasPrefix("#") ? Int($0.dropFirst().prefix(while: \.isNumber)) : nil })
+        #expect(logged == Set(scenario.steps.indices), "every step of the kernel FIFO run is in its log")
+        #expect(!expected.contains { $0.hasSuffix("never returned") }, "every kernel FIFO call returned")
         if ProcessInfo.processInfo.environment["NPFS_SHOW_SCENARIOS"] != nil {
             print("== \(scenario.name)\n" + observed.joined(separator: "\n"))
         }

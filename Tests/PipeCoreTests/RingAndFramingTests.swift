@@ -109,6 +109,40 @@ import Testing
         #expect(throws: Errno.invalidArgument) { try f.pipe.apply(.capacity(100)) }
     }
 
+    /// Issue 6, defects 1 and 2: a capacity below a waiting message would leave it (and
+    /// everyone behind it) waiting forever, and switching to ring mode then trapped.
+    @Test func aCapacityBelowAWaitingMessageIsRefusedAndRingModeTakesIt() throws {
+        let f = try F(framing: .message)
+        let both = try f.open(F.readWrite)
+        #expect(f.write(both, .pattern(3000)) == .done(.written(3000)))
+        let writer = RecordingWaiter()
+        #expect(f.write(both, .pattern(63_000, seed: 9), waiter: writer) == .queued)
+        #expect(throws: Errno.resourceBusy) { try f.pipe.apply(.capacity(4096)) }
+        #expect(f.status?.config.capacity == 65_536)
+        try f.pipe.apply(.overflow(.overwrite))
+        try f.pipe.apply(.mode(.ring))
+        #expect(writer.reply == .written(63_000))
+        #expect(f.status?.dropped == 3000, "the older message made room")
+        #expect(try f.pipe.isConsistent)
+        #expect(f.read(both, 100_000) == .done(.data(.pattern(63_000, seed: 9))))
+        // Once it is gone the pipe can shrink.
+        try f.pipe.apply(.capacity(4096))
+    }
+
+    @Test func aWaitingMessageThatFitsTheNewCapacityAllowsTheShrink() throws {
+        let f = try F(framing: .message)
+        let both = try f.open(F.readWrite)
+        #expect(f.write(both, .pattern(60_000)) == .done(.written(60_000)))
+        let writer = RecordingWaiter()
+        #expect(f.write(both, .pattern(8000, seed: 2), waiter: writer) == .queued)
+        try f.pipe.apply(.capacity(61_440))
+        #expect(writer.reply == nil)
+        #expect(f.read(both, 100_000) == .done(.data(.pattern(60_000))))
+        #expect(writer.reply == .written(8000))
+        #expect(f.read(both, 100_000) == .done(.data(.pattern(8000, seed: 2))))
+        #expect(try f.pipe.isConsistent)
+    }
+
     @Test func switchingToRingReleasesEveryWaiter() throws {
         let f = try F()
         let (opener, _) = f.openWaiting(F.write)   // waits for a reader
@@ -169,6 +203,20 @@ import Testing
         #expect(throws: Errno.invalidArgument) { try f.registry.setAttribute(.capacity, to: "lots", of: f.inode) }
         #expect(PipeAttribute(xattrName: "user.npfs.bogus") == nil)
         #expect(PipeAttribute(xattrName: "user.npfs.bytes_written") == .bytesWritten)
+    }
+
+    /// Issue 6, defect 5: a root attribute's pipe name is bytes, never decoded lossily.
+    @Test func rootAttributeNamesKeepTheirBytes() {
+        let prefix = Array("user.npfs.pipe.".utf8)
+        let invalid = PipeAttribute.parseRootName(prefix + [0xFF] + Array(".capacity".utf8))
+        #expect(invalid?.pipe == [0xFF])
+        #expect(invalid?.attribute == .capacity)
+        let replacement = PipeAttribute.parseRootName(prefix + [0xEF, 0xBF, 0xBD] + Array(".mode".utf8))
+        #expect(replacement?.pipe == [0xEF, 0xBF, 0xBD])
+        #expect(PipeAttribute.parseRootName(prefix + Array("a.b.c.framing".utf8))?.pipe == Array("a.b.c".utf8))
+        #expect(PipeAttribute.parseRootName(prefix + Array(".mode".utf8)) == nil, "an empty pipe name")
+        #expect(PipeAttribute.parseRootName(prefix + Array("P.bogus".utf8)) == nil)
+        #expect(PipeAttribute.parseRootName(prefix + Array("P.mode".utf8) + [0xFF]) == nil)
     }
 
     @Test func ignoreCaseMatchesNamesAndKeepsTheCreatorsSpelling() throws {

@@ -1,0 +1,71 @@
+import CLinux
+import Foundation
+import Glibc
+import Testing
+
+/// Nothing a client sends may take the mount down or leave a request waiting forever.
+@Suite(.serialized) struct RobustnessTests {
+    /// Issue 6, defects 1 and 2: settings that once aborted the daemon ("trap invalid
+    /// opcode") or wedged every reader and writer behind a message that could never fit.
+    @Test func settingsAroundAWaitingMessageNeitherCrashNorWedge() throws {
+        try TestMount.with { mount in
+            let m = mount.directory
+            let holder = try ChildProcess(["/bin/bash", "-c", """
+                exec 3<>'\(m)/C'
+                setfattr -n user.npfs.framing -v message '\(m)/C' || exit 2
+                head -c 3000 /dev/zero >&3 || exit 3
+                exec sleep 60
+                """])
+            defer { holder.signal(SIGKILL) }
+            #expect(eventually { (try? getfattr(mount.path("C"), "user.npfs.buffered")) == "3000" })
+            let writer = try ChildProcess(["dd", "if=/dev/zero", "of=\(m)/C", "bs=63000", "count=1", "status=none"])
+            defer { writer.signal(SIGKILL) }
+            usleep(300_000)
+            #expect(writer.isRunning, "63000 more bytes do not fit: the message waits")
+            // The shrink would strand the waiting message: refused.
+            #expect(setxattrErrno(m, "user.npfs.pipe.C.capacity", "4K") == EBUSY)
+            #expect(setxattrErrno(m, "user.npfs.pipe.C.overflow", "overwrite") == 0)
+            #expect(setxattrErrno(m, "user.npfs.pipe.C.mode", "ring") == 0)
+            #expect(writer.wait(timeout: 5) == 0, "ring mode took the message: \(writer.output)")
+            #expect(mount.daemon.isRunning, "the daemon survived: \(mount.daemon.output)")
+            #expect(try getfattr(mount.path("C"), "user.npfs.dropped") == "3000")
+            #expect(try getfattr(mount.path("C"), "user.npfs.buffered") == "63000")
+            #expect(livePipes(mount) == ["C"])
+        }
+    }
+
+    /// Issue 6, defect 5: the root route names a pipe by its bytes.
+    @Test func rootAttributesNamePipesByTheirBytes() throws {
+        try TestMount.with { mount in
+            let invalid: [UInt8] = [0xFF], replacement: [UInt8] = [0xEF, 0xBF, 0xBD]
+            let fds = [invalid, replacement].map { name in
+                rawOpen(Array(mount.directory.utf8) + [UInt8(ascii: "/")] + name, O_RDWR)
+            }
+            defer { fds.forEach { close($0) } }
+            #expect(fds.allSatisfy { $0 >= 0 })
+            let attribute = Array("user.npfs.pipe.".utf8) + invalid + Array(".capacity".utf8)
+            #expect(rawSetxattr(Array(mount.directory.utf8), attribute, Array("1M".utf8)) == 0)
+            #expect(rawGetxattr(Array(mount.directory.utf8) + [UInt8(ascii: "/")] + invalid, "user.npfs.capacity") == "1048576")
+            #expect(rawGetxattr(Array(mount.directory.utf8) + [UInt8(ascii: "/")] + replacement, "user.npfs.capacity") == "65536")
+        }
+    }
+}
+
+/// open(2) of a path given as bytes (which need not be UTF-8).
+func rawOpen(_ path: [UInt8], _ flags: Int32) -> Int32 {
+    (path.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { Glibc.open($0.baseAddress!, flags | O_CLOEXEC) }
+}
+
+/// setxattr(2) with a path and name given as bytes; 0 or the errno.
+func rawSetxattr(_ path: [UInt8], _ name: [UInt8], _ value: [UInt8]) -> Int32 {
+    let cPath = path.map { CChar(bitPattern: $0) } + [0], cName = name.map { CChar(bitPattern: $0) } + [0]
+    return setxattr(cPath, cName, value, value.count, 0) == 0 ? 0 : errno
+}
+
+/// getxattr(2) of a path given as bytes; the value, or nil with the errno in `errno`.
+func rawGetxattr(_ path: [UInt8], _ name: String) -> String? {
+    var buffer = [UInt8](repeating: 0, count: 256)
+    let cPath = path.map { CChar(bitPattern: $0) } + [0]
+    let n = getxattr(cPath, name, &buffer, buffer.count)
+    return n >= 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
+}
