@@ -17,19 +17,23 @@ public struct MountOptions: Sendable, Equatable {
     public var pipe: PipeConfig
     /// Match names with ASCII letters folded (`ignore_case`).
     public var ignoreCase: Bool
+    /// A new pipe's permission bits (`pipe_mode`, octal).
+    public var pipeMode: UInt32
     /// Options for libfuse, npfs's defaults first.
     public var fuseOptions: [String]
 
-    public init(pipe: PipeConfig, ignoreCase: Bool = false, fuseOptions: [String]) {
+    public init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666, fuseOptions: [String]) {
         self.pipe = pipe
         self.ignoreCase = ignoreCase
+        self.pipeMode = pipeMode
         self.fuseOptions = fuseOptions
     }
 
     /// Parses `-o` arguments, each a comma-separated list.
     public static func parse(_ arguments: [String]) throws(Invalid) -> MountOptions {
-        var pipe = try! PipeConfig()   // the defaults are valid
+        var pipe = PipeConfig.defaults
         var ignoreCase = false
+        var pipeMode: UInt32 = 0o666
         var fuse: [String] = []
         var named: Set<String> = []
         for option in arguments.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: true) }) {
@@ -52,13 +56,18 @@ public struct MountOptions: Sendable, Equatable {
                 pipe.overflow = try choice(name, value, PipeConfig.Overflow.self)
             case "framing":
                 pipe.framing = try choice(name, value, PipeConfig.Framing.self)
+            case "pipe_mode":
+                guard let value, !value.isEmpty, value.count <= 4, let bits = UInt32(value, radix: 8), bits <= 0o777 else {
+                    throw Invalid(description: "bad pipe_mode '\(value ?? "")': give octal permission bits (e.g. pipe_mode=0600)")
+                }
+                pipeMode = bits
             case "ignore_case" where value == nil:
                 ignoreCase = true
             case _ where ignoredMountFlags.contains(name) && value == nil:
                 continue
             case _ where passedThrough.contains(name) && value == nil:
                 fuse.append(name)
-            case _ where passedThroughWithValue.contains(name) && value != nil && !value!.isEmpty:
+            case _ where passedThroughWithValue.contains(name) && !(value ?? "").isEmpty:
                 fuse.append(String(option))
             default:
                 throw Invalid(description: "unknown mount option '\(option)'")
@@ -67,7 +76,7 @@ public struct MountOptions: Sendable, Equatable {
         var defaults = ["default_permissions"]
         if !named.contains("fsname") { defaults.append("fsname=npfs") }
         if !named.contains("subtype") { defaults.append("subtype=npfs") }
-        return MountOptions(pipe: pipe, ignoreCase: ignoreCase,
+        return MountOptions(pipe: pipe, ignoreCase: ignoreCase, pipeMode: pipeMode,
                             fuseOptions: defaults + fuse.filter { $0 != "default_permissions" })
     }
 

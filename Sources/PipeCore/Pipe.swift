@@ -17,13 +17,15 @@ public final class Pipe: Sendable {
 
     let state: Mutex<PipeState>
 
-    init(config: PipeConfig) {
-        state = Mutex(PipeState(config: config))
+    init(config: PipeConfig, ownership: Ownership) {
+        state = Mutex(PipeState(config: config, ownership: ownership))
     }
 
     /// A pipe's settings and figures at one moment.
     public struct Status: Sendable, Equatable {
         public var config: PipeConfig
+        /// Owner, group and permission bits (chmod and chown change them).
+        public var ownership: Ownership
         public var buffered: Int
         public var readers: Int
         public var writers: Int
@@ -39,6 +41,17 @@ public final class Pipe: Sendable {
     }
 
     public var status: Status { state.withLock { $0.status } }
+
+    public var ownership: Ownership { state.withLock { $0.ownership } }
+
+    /// chmod and chown: changes the owner, group or permission bits as `caller` may
+    /// (see `Ownership.changed`); EPERM otherwise. Returns the new ownership.
+    public func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
+        try state.withLock { (state: inout PipeState) throws(Errno) -> Ownership in
+            state.ownership = try state.ownership.changed(by: caller, permissions: permissions, uid: uid, gid: gid)
+            return state.ownership
+        }
+    }
 
     /// For tests: the invariants of the buffer, the message queue and the counters.
     public var isConsistent: Bool { state.withLock { $0.isConsistent } }

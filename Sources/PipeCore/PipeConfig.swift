@@ -50,4 +50,14 @@ public struct PipeConfig: Sendable, Equatable {
     }
 
     public static let validCapacities = minimumCapacity...maximumCapacity
+
+    /// Linux FIFO behaviour with the kernel's default capacity.
+    public static let defaults = PipeConfig(uncheckedCapacity: defaultCapacity)
+
+    private init(uncheckedCapacity: Int) {
+        capacity = uncheckedCapacity
+        mode = .fifo
+        overflow = .drop
+        framing = .stream
+    }
 }

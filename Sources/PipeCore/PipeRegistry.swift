@@ -16,10 +16,13 @@ public final class PipeRegistry: Sendable {
         public var pipe: PipeConfig
         /// Match names with ASCII letters folded, as the seed driver did.
         public var ignoreCase: Bool
+        /// A new pipe's permission bits (`pipe_mode`); its owner is the process that opened it.
+        public var pipeMode: UInt32
 
-        public init(pipe: PipeConfig, ignoreCase: Bool = false) {
+        public init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666) {
             self.pipe = pipe
             self.ignoreCase = ignoreCase
+            self.pipeMode = pipeMode & 0o7777
         }
     }
 
@@ -112,6 +115,19 @@ public final class PipeRegistry: Sendable {
         }.sorted { $0.inode.rawValue < $1.inode.rawValue }
     }
 
+    /// What a name that is not live shows `caller`: what it would get by opening it, a
+    /// pipe of its own with the mount's `pipe_mode`.
+    public func defaultOwnership(for caller: Caller) -> Ownership {
+        Ownership(uid: caller.uid, gid: caller.gid, permissions: configuration.pipeMode)
+    }
+
+    /// FUSE `setattr` of the mode, owner or group (chmod, chown). ENOENT if the pipe is not
+    /// live (a name with no pipe keeps no attributes), EPERM where chmod(2) and chown(2) would refuse.
+    public func changeOwnership(of inode: InodeNumber, by caller: Caller, permissions: UInt32?, uid: UInt32?,
+                                gid: UInt32?) throws(Errno) -> Ownership {
+        try livePipe(inode).changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)
+    }
+
     // MARK: Settings and figures
 
     /// The inode of a name the kernel knows, without looking it up (no node is created).
@@ -126,31 +142,39 @@ public final class PipeRegistry: Sendable {
         return pipe
     }
 
-    /// `getfattr`: one attribute's value. ENOENT if the pipe is not live.
-    public func attribute(_ attribute: PipeAttribute, of inode: InodeNumber) throws(Errno) -> String {
-        attribute.value(in: try livePipe(inode).status)
+    /// `getfattr`: one attribute's value. ENOENT if the pipe is not live, EACCES if
+    /// `caller` may not read the pipe.
+    public func attribute(_ attribute: PipeAttribute, of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
+        let status = try livePipe(inode).status
+        guard status.ownership.permits(caller, .read) else { throw .permissionDenied }
+        return attribute.value(in: status)
     }
 
-    /// `setfattr`: changes a setting at once. ENOENT if not live, EPERM for a figure,
-    /// EINVAL for a bad value, EBUSY for a capacity below what is buffered.
-    public func setAttribute(_ attribute: PipeAttribute, to value: String, of inode: InodeNumber) throws(Errno) {
+    /// `setfattr`: changes a setting at once. ENOENT if not live, EPERM for a figure or
+    /// for a caller that is neither the pipe's owner nor root, EINVAL for a bad value,
+    /// EBUSY for a capacity below what is buffered.
+    public func setAttribute(_ attribute: PipeAttribute, to value: String, of inode: InodeNumber, caller: Caller) throws(Errno) {
         let pipe = try livePipe(inode)
+        guard pipe.ownership.isOwned(by: caller) else { throw .notPermitted }
         try pipe.apply(try attribute.setting(from: value))
     }
 
     // MARK: Open and release
 
     /// FUSE `open`. The waiter is resumed with `.opened` once the pipe's other end appears;
-    /// a `.done` answer is immediate. Creates the pipe on the first open of a name.
-    public func open(_ inode: InodeNumber, flags: Int32, waiter: any PipeWaiter) -> Attempt {
+    /// a `.done` answer is immediate. Creates the pipe on the first open of a name, owned
+    /// by `caller`; EACCES if the pipe's permission bits do not let `caller` open it so.
+    public func open(_ inode: InodeNumber, flags: Int32, caller: Caller, waiter: any PipeWaiter) -> Attempt {
         guard let access = AccessMode(openFlags: flags) else { return .done(.failed(.invalidArgument)) }
         let nonblocking = flags & O_NONBLOCK != 0
         var deliveries = Deliveries()
         let attempt: Attempt = state.withLock { state in
             guard var node = state.nodes[inode] else { return .done(.failed(.noSuchFileOrDirectory)) }
             if state.closed { return .done(.failed(.noSuchAddressOrDevice)) }
+            let ownership = node.pipe?.ownership ?? defaultOwnership(for: caller)
+            guard ownership.permits(caller, access) else { return .done(.failed(.permissionDenied)) }
             if node.pipe == nil { node.name = node.lastLookedUp }
-            let pipe = node.pipe ?? Pipe(config: configuration.pipe)
+            let pipe = node.pipe ?? Pipe(config: configuration.pipe, ownership: ownership)
             let handle = PipeHandle(rawValue: state.nextHandle)
             state.nextHandle += 1
             let (attempt, hangUpVersion) = pipe.open(handle, access: access, nonblocking: nonblocking,

@@ -24,6 +24,7 @@ struct PipeState: ~Copyable {
     let ring: ByteRing
     /// The settings; `apply` keeps `config.capacity` equal to `ring.limit`.
     var config: PipeConfig
+    var ownership: Ownership
     /// Message boundaries, with `framing == .message`.
     var messages = MessageQueue()
     var readers = 0
@@ -49,9 +50,10 @@ struct PipeState: ~Copyable {
     var lastRead: Timestamp
     var lastWrite: Timestamp
 
-    init(config: PipeConfig) {
+    init(config: PipeConfig, ownership: Ownership) {
         ring = ByteRing(limit: config.capacity)
         self.config = config
+        self.ownership = ownership
         lastRead = created
         lastWrite = created
     }
@@ -60,7 +62,7 @@ struct PipeState: ~Copyable {
     var framed: Bool { config.framing == .message }
 
     var status: Pipe.Status {
-        .init(config: config, buffered: ring.count, readers: readers, writers: writers,
+        .init(config: config, ownership: ownership, buffered: ring.count, readers: readers, writers: writers,
               bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped,
               lastRead: lastRead, lastWrite: lastWrite, created: created)
     }

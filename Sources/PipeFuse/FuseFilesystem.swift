@@ -39,7 +39,7 @@ public final class FuseFilesystem: Sendable {
         let pipeName: PipeName
         do { pipeName = try PipeName(bytes: name) } catch { return request.fail(error) }
         let inode = registry.lookup(pipeName)
-        request.entry(inode, attributes: attributes(of: inode) ?? stat(), entryTimeout: entryTimeout)
+        request.entry(inode, attributes: attributes(of: inode, for: request.caller) ?? stat(), entryTimeout: entryTimeout)
     }
 
     /// `forget` and `forget_multi`: the kernel dropped references to inodes. Replies none.
@@ -50,33 +50,53 @@ public final class FuseFilesystem: Sendable {
 
     /// `getattr`. Replies attributes or ENOENT.
     func getattr(_ request: consuming FuseRequest, inode: UInt64) {
-        guard let attributes = attributes(of: InodeNumber(inode)) else { return request.fail(.noSuchFileOrDirectory) }
+        guard let attributes = attributes(of: InodeNumber(inode), for: request.caller) else {
+            return request.fail(.noSuchFileOrDirectory)
+        }
         request.attributes(attributes)
     }
 
-    /// `setattr`: times are accepted (touch), `truncate` to 0 is a no-op as O_TRUNC is on a
-    /// FIFO; other sizes fail EINVAL, owner and mode changes EPERM.
+    /// `setattr`: chmod and chown of a live pipe by its owner or root (ENOENT for a name
+    /// that is not live, EPERM for the root and where chmod(2)/chown(2) refuse); times are
+    /// accepted (touch); `truncate` to 0 is a no-op as O_TRUNC is on a FIFO, other sizes
+    /// fail EINVAL. Replies the attributes after the change.
     func setattr(_ request: consuming FuseRequest, inode: UInt64, changes: AttributeChanges) {
-        guard let attributes = attributes(of: InodeNumber(inode)) else { return request.fail(.noSuchFileOrDirectory) }
-        if let size = changes.size, size != 0 || inode == InodeNumber.root.rawValue { return request.fail(.invalidArgument) }
-        if changes.ownerOrMode { return request.fail(.notPermitted) }
+        let caller = request.caller
+        let inode = InodeNumber(inode)
+        if let size = changes.size, size != 0 || inode == .root { return request.fail(.invalidArgument) }
+        if changes.permissions != nil || changes.uid != nil || changes.gid != nil {
+            guard inode != .root else { return request.fail(.notPermitted) }
+            do {
+                _ = try registry.changeOwnership(of: inode, by: caller, permissions: changes.permissions,
+                                                 uid: changes.uid, gid: changes.gid)
+            } catch {
+                return request.fail(error)
+            }
+        }
+        guard let attributes = attributes(of: inode, for: caller) else { return request.fail(.noSuchFileOrDirectory) }
         request.attributes(attributes)
     }
 
-    func attributes(of inode: InodeNumber) -> stat? {
+    /// What `stat` shows `caller`: a live pipe's owner and mode, or for a name that is not
+    /// live what `caller` would get by opening it. The root is writable by all: anyone
+    /// allowed on the mount may create pipes, and set their own through its attributes.
+    func attributes(of inode: InodeNumber, for caller: Caller) -> stat? {
         var st = stat()
         st.st_ino = ino_t(inode.rawValue)
         st.st_uid = owner.uid
         st.st_gid = owner.gid
         st.st_blksize = 4096
         if inode == .root {
-            st.st_mode = npfs_s_ifdir() | 0o755
+            st.st_mode = npfs_s_ifdir() | 0o777
             st.st_nlink = 2
             setTimes(&st, access: mounted, modify: mounted, change: mounted)
             return st
         }
         guard let (_, status) = registry.node(inode) else { return nil }
-        st.st_mode = npfs_s_ifreg() | 0o666
+        let ownership = status?.ownership ?? registry.defaultOwnership(for: caller)
+        st.st_mode = npfs_s_ifreg() | mode_t(ownership.permissions)
+        st.st_uid = uid_t(ownership.uid)
+        st.st_gid = gid_t(ownership.gid)
         st.st_nlink = 1
         st.st_size = off_t(status?.buffered ?? 0)
         st.st_blocks = (st.st_size + 511) / 512
@@ -129,8 +149,9 @@ public final class FuseFilesystem: Sendable {
     /// `open`: may wait for the other end (a deferred reply). Replies open, ENXIO, EINTR or EISDIR.
     func open(_ request: consuming FuseRequest, inode: UInt64, flags: Int32) {
         guard inode != InodeNumber.root.rawValue else { return request.fail(.isDirectory) }
+        let caller = request.caller
         let waiter = makeWaiter(request, inode: InodeNumber(inode))
-        if case .done(let reply) = registry.open(InodeNumber(inode), flags: flags, waiter: waiter) {
+        if case .done(let reply) = registry.open(InodeNumber(inode), flags: flags, caller: caller, waiter: waiter) {
             waiter.resume(reply)
         }
     }
@@ -189,7 +210,7 @@ public final class FuseFilesystem: Sendable {
         }
         do {
             let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .noData)
-            request.xattr(Array(try registry.attribute(attribute, of: target).utf8), bufferSize: size)
+            request.xattr(Array(try registry.attribute(attribute, of: target, caller: request.caller).utf8), bufferSize: size)
         } catch {
             request.fail(error)
         }
@@ -222,7 +243,7 @@ public final class FuseFilesystem: Sendable {
             let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .notSupported)
             _ = try registry.livePipe(target)
             if flags & XATTR_CREATE_FLAG != 0 { return request.fail(.fileExists) }
-            try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: target)
+            try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: target, caller: request.caller)
             request.succeed()
         } catch {
             request.fail(error)
@@ -294,5 +315,9 @@ let XATTR_CREATE_FLAG: Int32 = 1
 /// What a `setattr` asks to change, as far as npfs cares.
 struct AttributeChanges {
     var size: Int64?
-    var ownerOrMode: Bool
+    /// chmod: the new permission bits.
+    var permissions: UInt32?
+    /// chown: the new owner and group.
+    var uid: UInt32?
+    var gid: UInt32?
 }

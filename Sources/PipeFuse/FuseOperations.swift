@@ -35,9 +35,12 @@ enum FuseOperations {
         }
         ops.setattr = { req, inode, attributes, toSet, _ in
             FuseOperations.serve(req) { fs, request in
+                let wanted = attributes?.pointee ?? stat()
                 let changes = AttributeChanges(
-                    size: toSet & FUSE_SET_ATTR_SIZE != 0 ? attributes.map { Int64($0.pointee.st_size) } ?? 0 : nil,
-                    ownerOrMode: toSet & (FUSE_SET_ATTR_MODE | FUSE_SET_ATTR_UID | FUSE_SET_ATTR_GID) != 0)
+                    size: toSet & FUSE_SET_ATTR_SIZE != 0 ? Int64(wanted.st_size) : nil,
+                    permissions: toSet & FUSE_SET_ATTR_MODE != 0 ? UInt32(wanted.st_mode) & 0o7777 : nil,
+                    uid: toSet & FUSE_SET_ATTR_UID != 0 ? UInt32(wanted.st_uid) : nil,
+                    gid: toSet & FUSE_SET_ATTR_GID != 0 ? UInt32(wanted.st_gid) : nil)
                 fs.setattr(request, inode: inode, changes: changes)
             }
         }

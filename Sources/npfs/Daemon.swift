@@ -15,7 +15,8 @@ struct Daemon {
 
     func serve() throws -> Int32 {
         prepareSignals()
-        let registry = PipeRegistry(configuration: .init(pipe: options.pipe, ignoreCase: options.ignoreCase))
+        let registry = PipeRegistry(configuration: .init(pipe: options.pipe, ignoreCase: options.ignoreCase,
+                                                         pipeMode: options.pipeMode))
         let filesystem = FuseFilesystem(registry: registry)
         let session: FuseSession
         do {

@@ -21,9 +21,17 @@ import Testing
         #expect(try MountOptions.parse([]).pipe.capacity == 65_536)
     }
 
+    @Test func pipeModeIsOctal() throws {
+        #expect(try MountOptions.parse([]).pipeMode == 0o666)
+        #expect(try MountOptions.parse(["pipe_mode=0600"]).pipeMode == 0o600)
+        #expect(try MountOptions.parse(["pipe_mode=660"]).pipeMode == 0o660)
+    }
+
     @Test func badOptionsAreRejectedWithTheirName() {
         for (arguments, fragment) in [(["bogus"], "bogus"), (["capacity=12Q"], "12Q"), (["capacity=1K"], "out of range"),
-                                      (["capacity"], "capacity"), (["fsname="], "fsname"), (["allow_other=1"], "allow_other")] {
+                                      (["capacity"], "capacity"), (["fsname="], "fsname"), (["allow_other=1"], "allow_other"),
+                                      (["pipe_mode=0800"], "pipe_mode"), (["pipe_mode=1777"], "pipe_mode"),
+                                      (["pipe_mode="], "pipe_mode"), (["pipe_mode=-1"], "pipe_mode"), (["pipe_mode"], "pipe_mode")] {
             do {
                 _ = try MountOptions.parse(arguments)
                 Issue.record("\(arguments) accepted")

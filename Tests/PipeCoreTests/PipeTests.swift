@@ -259,7 +259,7 @@ import Testing
         let f = try F()
         let (opener, _) = f.openWaiting(F.write)
         let other = f.registry.lookup(try PipeName("Q"))
-        let both = f.registry.open(other, flags: F.readWrite, waiter: RecordingWaiter())
+        let both = f.registry.open(other, flags: F.readWrite, caller: .alice, waiter: RecordingWaiter())
         guard case .done(.opened(let handle)) = both else { Issue.record("open failed"); return }
         let reader = RecordingWaiter()
         #expect(f.registry.read(handle, size: 10, offset: 0, flags: 0, waiter: reader) == .queued)

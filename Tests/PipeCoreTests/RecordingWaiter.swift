@@ -45,7 +45,7 @@ struct Fixture {
     /// Opens and expects an immediate answer; returns the handle.
     func open(_ flags: Int32) throws -> PipeHandle {
         let waiter = RecordingWaiter()
-        guard case .done(.opened(let handle)) = registry.open(inode, flags: flags, waiter: waiter) else {
+        guard case .done(.opened(let handle)) = registry.open(inode, flags: flags, caller: .alice, waiter: waiter) else {
             throw FixtureError.unexpected("open(\(flags)) did not complete at once")
         }
         return handle
@@ -53,7 +53,7 @@ struct Fixture {
 
     func openWaiting(_ flags: Int32) -> (RecordingWaiter, Attempt) {
         let waiter = RecordingWaiter()
-        return (waiter, registry.open(inode, flags: flags, waiter: waiter))
+        return (waiter, registry.open(inode, flags: flags, caller: .alice, waiter: waiter))
     }
 
     func write(_ handle: PipeHandle, _ bytes: [UInt8], flags: Int32 = 0, offset: Int64 = 0,
@@ -73,4 +73,11 @@ extension Array where Element == UInt8 {
     static func pattern(_ count: Int, seed: UInt8 = 0) -> [UInt8] {
         (0..<count).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ Int(seed)) }
     }
+}
+
+extension Caller {
+    /// The callers of the tests: two users in their own groups, and root.
+    static let alice = Caller(uid: 1001, gid: 1001)
+    static let bob = Caller(uid: 1002, gid: 1002)
+    static let root = Caller(uid: 0, gid: 0)
 }

@@ -168,7 +168,7 @@ import Testing
         #expect(f.write(both, .pattern(1000), waiter: writer) == .queued)
         let other = f.registry.lookup(try PipeName("Q"))
         let opener = RecordingWaiter()
-        #expect(f.registry.open(other, flags: F.read, waiter: opener) == .queued)
+        #expect(f.registry.open(other, flags: F.read, caller: .alice, waiter: opener) == .queued)
         try f.pipe.apply(.mode(.ring))
         #expect(writer.reply == .written(1000))
         #expect(f.status?.dropped == 1000)
@@ -191,16 +191,16 @@ import Testing
 
     @Test func attributesReadAndSetThroughTheRegistry() throws {
         let f = try F()
-        #expect(throws: Errno.noSuchFileOrDirectory) { try f.registry.attribute(.buffered, of: f.inode) }
+        #expect(throws: Errno.noSuchFileOrDirectory) { try f.registry.attribute(.buffered, of: f.inode, caller: .alice) }
         let both = try f.open(F.readWrite)
         _ = f.write(both, [1, 2, 3, 4, 5])
-        let values = try PipeAttribute.allCases.map { ($0.rawValue, try f.registry.attribute($0, of: f.inode)) }
+        let values = try PipeAttribute.allCases.map { ($0.rawValue, try f.registry.attribute($0, of: f.inode, caller: .alice)) }
         #expect(values.map(\.1) == ["65536", "fifo", "drop", "stream", "1", "1", "5", "5", "0", "0"], "\(values)")
-        try f.registry.setAttribute(.capacity, to: "128K\n", of: f.inode)
-        #expect(try f.registry.attribute(.capacity, of: f.inode) == "131072")
-        #expect(throws: Errno.notPermitted) { try f.registry.setAttribute(.readers, to: "2", of: f.inode) }
-        #expect(throws: Errno.invalidArgument) { try f.registry.setAttribute(.mode, to: "pipe", of: f.inode) }
-        #expect(throws: Errno.invalidArgument) { try f.registry.setAttribute(.capacity, to: "lots", of: f.inode) }
+        try f.registry.setAttribute(.capacity, to: "128K\n", of: f.inode, caller: .alice)
+        #expect(try f.registry.attribute(.capacity, of: f.inode, caller: .alice) == "131072")
+        #expect(throws: Errno.notPermitted) { try f.registry.setAttribute(.readers, to: "2", of: f.inode, caller: .alice) }
+        #expect(throws: Errno.invalidArgument) { try f.registry.setAttribute(.mode, to: "pipe", of: f.inode, caller: .alice) }
+        #expect(throws: Errno.invalidArgument) { try f.registry.setAttribute(.capacity, to: "lots", of: f.inode, caller: .alice) }
         #expect(PipeAttribute(xattrName: "user.npfs.bogus") == nil)
         #expect(PipeAttribute(xattrName: "user.npfs.bytes_written") == .bytesWritten)
     }
@@ -225,7 +225,7 @@ import Testing
         #expect(registry.lookup(try PipeName("HELLO")) == lookedUp)
         // The open that creates the pipe follows a lookup of "hELLo".
         #expect(registry.lookup(try PipeName("hELLo")) == lookedUp)
-        _ = registry.open(lookedUp, flags: F.readWrite, waiter: RecordingWaiter())
+        _ = registry.open(lookedUp, flags: F.readWrite, caller: .alice, waiter: RecordingWaiter())
         _ = registry.lookup(try PipeName("HELLO"))
         #expect(registry.livePipes().map(\.name.description) == ["hELLo"])
         #expect(registry.lookup(try PipeName("hellO!")) != lookedUp)
