@@ -1,29 +1,42 @@
 #!/usr/bin/env bash
 # Sets npfs up on this machine and mounts it.
 #
-#   ./mount.sh [MOUNTPOINT] [-o OPT[,OPT...]]   install what is missing, build, mount (default /mnt/example)
-#   ./mount.sh --build-only                     install what is missing and build, without mounting
-#   ./mount.sh --install                        also link npfs into /usr/local/bin (for fstab and mount -t fuse.npfs)
+#   ./mount.sh [MOUNTPOINT] [-o OPT[,OPT...]]   install what is missing, build, link npfs into
+#                                               /usr/local/bin, mount (default /mnt/example)
+#   ./mount.sh --build-only                     install what is missing and build, nothing else
+#   ./mount.sh --install                        install, build and link npfs into /usr/local/bin
+#                                               (for the shell, fstab and mount -t fuse.npfs), without mounting
 #
-# Safe to run again: an npfs already mounted there is left as it is, and a stale mount
-# left by a killed daemon ("Transport endpoint is not connected") is cleared first.
-# NPFS_NO_BUILD=1 skips the build; NPFS_BIN=PATH uses that binary (both for tests).
+# Options and the mount point may come in any order. Safe to run again: an npfs already
+# mounted there is left as it is, and a stale mount left by a killed daemon ("Transport
+# endpoint is not connected") is cleared first. A failed mount leaves no directory behind.
+# NPFS_NO_BUILD=1 skips the build, NPFS_BIN=PATH uses that binary, NPFS_NO_LINK=1 leaves
+# /usr/local/bin alone (all three for tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
 
+fail() { echo "npfs: $*" >&2; exit 1; }
+
 build_only=0
-install=0
+install_only=0
+mountpoint=""
+mount_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --build-only) build_only=1; shift ;;
-        --install) install=1; shift ;;
-        --help|-h) sed -n '2,10p' "$0"; exit 0 ;;
-        *) break ;;
+        --install) install_only=1; shift ;;
+        --help|-h) sed -n '2,14p' "$0"; exit 0 ;;
+        -o) [[ $# -ge 2 ]] || fail "-o needs a value (see ./mount.sh --help)"
+            mount_args+=(-o "$2"); shift 2 ;;
+        -o*) mount_args+=(-o "${1#-o}"); shift ;;
+        -*) fail "unknown option $1 (see ./mount.sh --help)" ;;
+        *) [[ -z "$mountpoint" ]] || fail "more than one mount point: '$mountpoint' and '$1'"
+           [[ -n "$1" ]] || fail "the mount point is an empty string"
+           mountpoint=$1; shift ;;
     esac
 done
-mountpoint=/mnt/example
-if [[ $# -gt 0 && "$1" != -* ]]; then mountpoint=$1; shift; fi
+mountpoint=${mountpoint:-/mnt/example}
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi }
 
@@ -36,50 +49,61 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     as_root apt-get update -qq
     as_root env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${missing[@]}" >/dev/null
 fi
-if ! command -v swift >/dev/null 2>&1; then
-    echo "npfs: swift is not on PATH; install the Swift 6 toolchain first" >&2
-    exit 1
-fi
+command -v swift >/dev/null 2>&1 || fail "swift is not on PATH; install the Swift 6 toolchain first"
 
 if [[ "${NPFS_NO_BUILD:-0}" != 1 ]]; then
     echo "npfs: building (release)"
     swift build -c release --product npfs
 fi
 bin=${NPFS_BIN:-$PWD/.build/release/npfs}
-if [[ ! -x "$bin" ]]; then
-    echo "npfs: no binary at $bin" >&2
-    exit 1
-fi
-if [[ $install -eq 1 ]]; then
-    # mount(8) runs its helpers with PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin.
-    as_root ln -sf "$bin" /usr/local/bin/npfs
-    echo "npfs: linked /usr/local/bin/npfs -> $bin"
-fi
+[[ -x "$bin" ]] || fail "no binary at $bin"
 if [[ $build_only -eq 1 ]]; then
     echo "npfs: built $bin"
     exit 0
 fi
 
-mountpoint=$(realpath -m "$mountpoint")
-stat_error=$(stat "$mountpoint" 2>&1 >/dev/null) || true
+# `npfs` on the PATH, for the README's commands; mount(8) finds its helpers in
+# /usr/local/bin too (its PATH is /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
+link=/usr/local/bin/npfs
+if [[ "${NPFS_NO_LINK:-0}" == 1 ]]; then
+    :
+elif [[ -e "$link" && ! -L "$link" ]]; then
+    echo "npfs: $link exists and is not a link; left as it is" >&2
+elif [[ "$(readlink "$link" 2>/dev/null)" != "$bin" ]]; then
+    if as_root ln -sfn "$bin" "$link"; then echo "npfs: linked $link -> $bin"; else echo "npfs: could not link $link" >&2; fi
+fi
+[[ $install_only -eq 1 ]] && exit 0
+
+mountpoint=$(realpath -m -- "$mountpoint")
+stat_error=$(stat -- "$mountpoint" 2>&1 >/dev/null) || true
 if [[ "$stat_error" == *"not connected"* ]]; then
     echo "npfs: clearing the stale mount at $mountpoint (its daemon died)"
     "$bin" unmount "$mountpoint"
 fi
-if awk -v m="$mountpoint" '$5 == m { found = 1 } END { exit !found }' /proc/self/mountinfo; then
-    if awk -v m="$mountpoint" '$5 == m && / - fuse\.npfs / { found = 1 } END { exit !found }' /proc/self/mountinfo; then
-        echo "npfs: already mounted at $mountpoint"
-        exit 0
+fstype=$(findmnt -rn -o FSTYPE --mountpoint "$mountpoint" 2>/dev/null | tail -n 1) || true
+if [[ "$fstype" == fuse.npfs ]]; then
+    echo "npfs: already mounted at $mountpoint"
+    exit 0
+elif [[ -n "$fstype" ]]; then
+    fail "$mountpoint is already a mount point of something else ($fstype)"
+fi
+# Create what is missing of the path, and take it away again if the mount fails.
+created=""
+probe=$mountpoint
+while [[ ! -e "$probe" ]]; do created=$probe; probe=$(dirname -- "$probe"); done
+mkdir -p -- "$mountpoint"
+if ! "$bin" mount "${mount_args[@]}" "$mountpoint"; then
+    if [[ -n "$created" ]]; then
+        dir=$mountpoint
+        while rmdir -- "$dir" 2>/dev/null && [[ "$dir" != "$created" ]]; do dir=$(dirname -- "$dir"); done
     fi
-    echo "npfs: $mountpoint is already a mount point of something else" >&2
     exit 1
 fi
-mkdir -p "$mountpoint"
-"$bin" mount "$@" "$mountpoint"
 cat <<USAGE
 npfs: mounted at $mountpoint; every name there is a named pipe.
   cat $mountpoint/HELLO &          # waits for a writer
   echo hello > $mountpoint/HELLO   # the reader prints hello
   ls $mountpoint                   # the live pipes
-Unmount with: $bin unmount $mountpoint
+  npfs status $mountpoint          # what each pipe is doing
+Unmount with: npfs unmount $mountpoint
 USAGE

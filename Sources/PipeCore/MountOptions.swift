@@ -19,6 +19,8 @@ public struct MountOptions: Sendable, Equatable {
     public var ignoreCase: Bool
     /// A new pipe's permission bits (`pipe_mode`, octal).
     public var pipeMode: UInt32
+    /// The largest read request the kernel sends (`max_read`), 0 for its default.
+    public var maxRead: UInt32 = 0
     /// Options for libfuse, npfs's defaults first.
     public var fuseOptions: [String]
 
@@ -34,6 +36,7 @@ public struct MountOptions: Sendable, Equatable {
         var pipe = PipeConfig.defaults
         var ignoreCase = false
         var pipeMode: UInt32 = 0o666
+        var maxRead: UInt32 = 0
         var fuse: [String] = []
         var named: Set<String> = []
         for option in arguments.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: true) }) {
@@ -67,6 +70,12 @@ public struct MountOptions: Sendable, Equatable {
                 continue
             case _ where passedThrough.contains(name) && value == nil:
                 fuse.append(name)
+            case "max_read":
+                guard let value, let bytes = UInt32(value), bytes > 0 else {
+                    throw Invalid(description: "bad max_read '\(value ?? "")': give the largest read request in bytes (e.g. max_read=131072)")
+                }
+                fuse.append("max_read=\(bytes)")
+                maxRead = bytes
             case _ where passedThroughWithValue.contains(name) && !(value ?? "").isEmpty:
                 fuse.append(String(option))
             default:
@@ -76,8 +85,10 @@ public struct MountOptions: Sendable, Equatable {
         var defaults = ["default_permissions"]
         if !named.contains("fsname") { defaults.append("fsname=npfs") }
         if !named.contains("subtype") { defaults.append("subtype=npfs") }
-        return MountOptions(pipe: pipe, ignoreCase: ignoreCase, pipeMode: pipeMode,
+        var options = MountOptions(pipe: pipe, ignoreCase: ignoreCase, pipeMode: pipeMode,
                             fuseOptions: defaults + fuse.filter { $0 != "default_permissions" })
+        options.maxRead = maxRead
+        return options
     }
 
     /// fstab words that mean nothing to npfs but may reach it through mount.fuse3, and

@@ -180,7 +180,12 @@ struct PipeState: ~Copyable {
     mutating func closeForShutdown(deliveries: inout Deliveries) -> [PipeHandle] {
         closed = true
         let abandoned = openWaiters.map(\.handle)
-        for wait in openWaiters { deliveries.resume(wait.waiter, with: .failed(.noSuchAddressOrDevice)) }
+        for wait in openWaiters {
+            deliveries.resume(wait.waiter, with: .failed(.noSuchAddressOrDevice))
+            // The open failed: it no longer counts as a reader or writer.
+            if wait.access.reads { readers -= 1 }
+            if wait.access.writes { writers -= 1 }
+        }
         for wait in readWaiters { deliveries.resume(wait.waiter, with: .data([])) }
         for wait in writeWaiters {
             deliveries.resume(wait.waiter, with: wait.written > 0 ? .written(wait.written) : .failed(.brokenPipe))

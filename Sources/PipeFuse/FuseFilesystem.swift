@@ -25,8 +25,12 @@ public final class FuseFilesystem: Sendable {
     /// `ls` snapshots: the live pipes when the directory was opened, by directory handle.
     private let listings = Mutex<(next: UInt64, open: [UInt64: [(inode: UInt64, name: [UInt8], isDirectory: Bool)]])>((1, [:]))
 
-    public init(registry: PipeRegistry) {
+    /// The largest read request (`-o max_read`), or 0 for the kernel's default.
+    let maxRead: UInt32
+
+    public init(registry: PipeRegistry, maxRead: UInt32 = 0) {
         self.registry = registry
+        self.maxRead = maxRead
         self.owner = (getuid(), getgid())
         self.entryTimeout = registry.configuration.ignoreCase ? 0 : 1
     }

@@ -9,8 +9,12 @@ import SystemPackage
 enum FuseOperations {
     static func table() -> fuse_lowlevel_ops {
         var ops = fuse_lowlevel_ops()
-        ops.`init` = { _, connection in
+        ops.`init` = { userdata, connection in
             guard let connection else { return }
+            // libfuse refuses a max_read here other than the mount option's.
+            if let userdata {
+                connection.pointee.max_read = Unmanaged<FuseFilesystem>.fromOpaque(userdata).takeUnretainedValue().maxRead
+            }
             // Shell `>` arrives as an open with O_TRUNC, which a pipe ignores.
             if connection.pointee.capable & UInt32(FUSE_CAP_ATOMIC_O_TRUNC) != 0 {
                 connection.pointee.want |= UInt32(FUSE_CAP_ATOMIC_O_TRUNC)

@@ -21,6 +21,7 @@ public final class FuseSession {
     /// Creates the session. `options` are FUSE `-o` options; `debug` makes libfuse log every request.
     public init(filesystem: FuseFilesystem, options: [String], debug: Bool) throws(Failure) {
         self.filesystem = filesystem
+        FuseLog.install(echo: debug)
         var arguments = ["npfs"]
         if !options.isEmpty { arguments += ["-o", options.joined(separator: ",")] }
         if debug { arguments.append("-d") }
@@ -33,7 +34,10 @@ public final class FuseSession {
             defer { fuse_opt_free_args(&args) }
             return fuse_session_new(&args, &ops, MemoryLayout<fuse_lowlevel_ops>.size, userdata)
         }
-        guard let created else { throw Failure(description: "libfuse rejected the options: \(options.joined(separator: ","))") }
+        guard let created else {
+            throw Failure(description: "libfuse rejected the options \(options.joined(separator: ","))"
+                          + (FuseLog.lastMessage.map { ": \($0)" } ?? ""))
+        }
         session = created
     }
 
@@ -41,8 +45,22 @@ public final class FuseSession {
     public func mount(at path: String) throws(Failure) {
         guard fuse_set_signal_handlers(session) == 0 else { throw Failure(description: "cannot install signal handlers") }
         handlersInstalled = true
-        guard fuse_session_mount(session, path) == 0 else { throw Failure(description: "cannot mount on \(path)") }
+        guard fuse_session_mount(session, path) == 0 else {
+            throw Failure(description: "cannot mount on \(path)" + (FuseLog.lastMessage.map { ": \($0)" } ?? ""))
+        }
         mountpoint = path
+    }
+
+    /// Waits until the kernel's INIT has been answered (a stat of the mount point, served
+    /// by this session, returns), then runs `ready`; never if the mount fails. Call before `run`.
+    public func whenServing(_ ready: @escaping @Sendable () -> Void) {
+        guard let path = mountpoint else { return }
+        DispatchQueue.global().async {
+            var info = stat()
+            guard stat(path, &info) == 0 else { return }
+            FuseLog.startEchoing()
+            ready()
+        }
     }
 
     /// Serves requests until unmounted or signalled, then shuts down cleanly: answers every

@@ -15,9 +15,15 @@ struct Daemon {
 
     func serve() throws -> Int32 {
         prepareSignals()
+        // The name (comm) `ps`, `top` and the OOM killer show, however the binary was started.
+        let comm = open("/proc/self/comm", O_WRONLY)
+        if comm >= 0 {
+            _ = write(comm, "npfs", 4)
+            close(comm)
+        }
         let registry = PipeRegistry(configuration: .init(pipe: options.pipe, ignoreCase: options.ignoreCase,
                                                          pipeMode: options.pipeMode))
-        let filesystem = FuseFilesystem(registry: registry)
+        let filesystem = FuseFilesystem(registry: registry, maxRead: options.maxRead)
         let session: FuseSession
         do {
             session = try FuseSession(filesystem: filesystem, options: options.fuseOptions, debug: debug)
@@ -30,7 +36,10 @@ struct Daemon {
             session.close()
             throw CommandError(error.description)
         }
-        if let readyFD { detachFromCaller(readyFD) }
+        // "Mounted" only once the kernel's INIT has been answered: a mount that libfuse
+        // then refuses makes `npfs mount` fail, not succeed and vanish.
+        let readyFD = self.readyFD
+        session.whenServing { if let readyFD { Daemon.detachFromCaller(readyFD) } }
         if let watchdogFD { startWatchdog(watchdogFD) }
         return withExtendedLifetime(filesystem) { session.run() }
     }
@@ -49,7 +58,7 @@ struct Daemon {
     }
 
     /// Tells the waiting `npfs mount` that the mount is up, and lets go of its terminal.
-    private func detachFromCaller(_ fd: Int32) {
+    private static func detachFromCaller(_ fd: Int32) {
         var byte: UInt8 = 1
         _ = write(fd, &byte, 1)
         close(fd)

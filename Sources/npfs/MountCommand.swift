@@ -12,7 +12,7 @@ struct MountCommand: ParsableCommand {
             mode=fifo|ring, overflow=drop|overwrite (ring mode), framing=stream|message, ignore_case, \
             pipe_mode=OCTAL (a new pipe's permission bits, default 0666; its owner is its creator), \
             and the standard FUSE options allow_other, allow_root, auto_unmount, default_permissions, \
-            fsname=, subtype=, max_read=, ro, rw, nosuid, nodev, noexec, noatime, sync, async, dirsync.
+            fsname=, subtype=, max_read=BYTES, ro, rw, nosuid, nodev, noexec, noatime, sync, async, dirsync.
             """
     )
 
@@ -41,6 +41,12 @@ struct MountCommand: ParsableCommand {
     func validate() throws {
         guard (1...2).contains(paths.count) else {
             throw CommandError(paths.isEmpty ? "missing MOUNTPOINT (see npfs mount --help)" : "too many arguments: \(paths.joined(separator: " "))")
+        }
+        guard !mountpoint.isEmpty else { throw CommandError("the mount point is an empty string") }
+        if paths.count == 2, let command = Npfs.commandNames.first(where: { editDistance($0, paths[0]) <= 2 }),
+           paths[0].count >= 3, access(paths[0], F_OK) != 0 {
+            // `npfs unmout DIR` would otherwise mount DIR with "unmout" as the fstab source.
+            throw CommandError("unknown command '\(paths[0])' (did you mean 'npfs \(command)'?)")
         }
         _ = try parsedOptions()
         try checkMountpoint(absolutePath(mountpoint))

@@ -45,8 +45,8 @@ struct MountTable {
     }
 }
 
-/// An absolute, normalised path without resolving the last component's mount (which
-/// may be a dead FUSE mount that answers ENOTCONN).
+/// An absolute, normalised path, with symbolic links resolved, that never follows the last
+/// component into its mount (which may be a dead FUSE mount that answers ENOTCONN).
 func absolutePath(_ path: String) -> String {
     var base: [Substring] = []
     if !path.hasPrefix("/") {
@@ -72,5 +72,12 @@ func absolutePath(_ path: String) -> String {
         free(real)
     }
     guard let last else { return resolvedParent }
-    return (resolvedParent == "/" ? "" : resolvedParent) + "/" + last
+    let path = (resolvedParent == "/" ? "" : resolvedParent) + "/" + last
+    // A symbolic link as the last component names its target, so that one mount point has one name.
+    var info = stat()
+    if lstat(path, &info) == 0, info.st_mode & S_IFMT == S_IFLNK, let real = realpath(path, nil) {
+        defer { free(real) }
+        return String(cString: real)
+    }
+    return path
 }

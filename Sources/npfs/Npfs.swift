@@ -1,8 +1,12 @@
 import ArgumentParser
+import Glibc
 
 /// `npfs`: a filesystem in which every path is a named pipe.
 @main
 struct Npfs: ParsableCommand {
+    /// The version `npfs --version` prints.
+    static let version = "0.3.0"
+
     static let configuration = CommandConfiguration(
         commandName: "npfs",
         abstract: "A FUSE filesystem in which every path is a named pipe.",
@@ -10,13 +14,49 @@ struct Npfs: ParsableCommand {
             `npfs MOUNTPOINT` is `npfs mount MOUNTPOINT`. Then `cat MOUNTPOINT/NAME` waits \
             for a writer and `echo hi > MOUNTPOINT/NAME` feeds it, as with mkfifo(1).
             """,
+        version: "npfs \(version)",
         subcommands: [MountCommand.self, UnmountCommand.self, StatusCommand.self],
         defaultSubcommand: MountCommand.self
     )
+
+    /// Every failure is one line on standard error, `npfs: ...`, and a non-zero exit;
+    /// help and the version print as usual.
+    static func main() {
+        do {
+            var command = try parseAsRoot()
+            try command.run()
+        } catch {
+            let code = exitCode(for: error)
+            let message = self.message(for: error)
+            if code == .success || message.isEmpty { exit(withError: error) }
+            let line = message.split(separator: "\n").first.map(String.init) ?? message
+            let text = "npfs: " + (line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line) + "\n"
+            _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+            Glibc.exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
+    }
+
+    /// The names the command line knows, for catching a mistyped one.
+    static let commandNames = ["mount", "unmount", "umount", "status"]
 }
 
 /// A failure the user can act on: printed as one line, exit status 1.
 struct CommandError: Error, CustomStringConvertible {
     let description: String
     init(_ description: String) { self.description = description }
+}
+
+/// The number of single-character edits between two words (Levenshtein distance).
+func editDistance(_ a: String, _ b: String) -> Int {
+    let a = Array(a), b = Array(b)
+    guard !a.isEmpty else { return b.count }
+    var previous = Array(0...b.count)
+    for i in 1...a.count {
+        var current = [i]
+        for j in b.indices {
+            current.append(min(previous[j + 1] + 1, current[j] + 1, previous[j] + (a[i - 1] == b[j] ? 0 : 1)))
+        }
+        previous = current
+    }
+    return previous[b.count]
 }

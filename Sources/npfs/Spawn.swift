@@ -10,7 +10,9 @@ enum Spawn {
         let (readEnd, writeEnd) = (fds[0], fds[1])
         _ = fcntl(readEnd, F_SETFD, FD_CLOEXEC)
         let argv = ["npfs"] + arguments + ["--ready-fd", String(writeEnd), mountpoint]
-        let pid = spawn(path: "/proc/self/exe", argv: argv, newSession: true, stdinFromNull: true)
+        // The executable's own path, not /proc/self/exe: the kernel names the process after
+        // it, and `ps`, `top` and the OOM killer should say npfs, not exe.
+        let pid = spawn(path: executablePath, argv: argv, newSession: true, stdinFromNull: true)
         close(writeEnd)
         defer { close(readEnd) }
         guard let pid else { throw CommandError("cannot start the npfs daemon: \(String(cString: strerror(errno)))") }
@@ -19,6 +21,14 @@ enum Spawn {
         repeat { got = read(readEnd, &byte, 1) } while got < 0 && errno == EINTR
         if got == 1 { return 0 }
         return wait(pid)
+    }
+
+    /// This program's file (the target of /proc/self/exe).
+    static var executablePath: String {
+        var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)
+        let n = readlink("/proc/self/exe", &buffer, buffer.count - 1)
+        guard n > 0 else { return "/proc/self/exe" }
+        return String(decoding: buffer[..<n].map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 
     /// Runs a program from PATH and returns its exit status (127 if it could not start).

@@ -8,7 +8,8 @@ struct UnmountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "unmount",
         abstract: "Unmount npfs: answer every waiting request, unmount, and stop the daemon.",
-        discussion: "Also clears a stale mount left by a daemon that was killed (\"Transport endpoint is not connected\")."
+        discussion: "Also clears a stale mount left by a daemon that was killed (\"Transport endpoint is not connected\").",
+        aliases: ["umount"]
     )
 
     @Argument(help: "The mount point.")

@@ -271,6 +271,16 @@ import Testing
         #expect(f.registry.read(handle, size: 10, offset: 0, flags: 0, waiter: RecordingWaiter()) == .done(.data([])))
         #expect(f.openWaiting(F.readWrite).1 == .done(.failed(.noSuchAddressOrDevice)))
     }
+
+    @Test func opensAbandonedAtShutdownNoLongerCount() throws {
+        let f = try F()
+        _ = try f.open(F.read | F.nonblocking)
+        let (waiting, _) = f.openWaiting(F.read)
+        #expect(f.status?.readers == 2)
+        f.registry.close()
+        #expect(waiting.reply == .failed(.noSuchAddressOrDevice))
+        #expect(f.status?.readers == 1, "only the open that completed is left")
+    }
 }
 
 extension Attempt {
