@@ -27,10 +27,18 @@ let package = Package(
             name: "PipeFuse",
             dependencies: ["CFuse3", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // What the command line and the tests share: attribute access, spawning; its
+        // system calls in one file.
+        .target(
+            name: "NpfsClient",
+            dependencies: ["CLinux", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        // Linux headers beyond Glibc's module: xattr (the client library), epoll (the tests).
+        .systemLibrary(name: "CLinux"),
         .executableTarget(
             name: "npfs",
             dependencies: [
-                "PipeCore", "PipeFuse",
+                "PipeCore", "PipeFuse", "NpfsClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -39,11 +47,9 @@ let package = Package(
             name: "PipeCoreTests",
             dependencies: ["PipeCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
-        // Linux headers the tests need beyond Glibc's module (epoll).
-        .systemLibrary(name: "CLinux", path: "Tests/CLinux"),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CLinux"]
+            dependencies: ["CLinux", "NpfsClient"]
         ),
     ],
     swiftLanguageModes: [.v6]

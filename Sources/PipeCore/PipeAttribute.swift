@@ -9,6 +9,11 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     case dropped
 
     public static let prefix = "user.npfs."
+    /// The mount root's attribute that tells `npfs unmount` and `npfs status` which daemon serves the mount.
+    public static let daemonPidName = "user.npfs.pid"
+    /// The mount root's attribute through which `npfs set` changes a pipe: its value is the
+    /// pipe's name, then each `KEY=VALUE`, each ended by a NUL byte (see `setRequest`).
+    public static let setRequestName = "user.npfs.set"
     /// The mount root's names for a pipe's attributes: `user.npfs.pipe.NAME.SETTING`.
     public static let rootPrefix = "user.npfs.pipe."
 
@@ -21,6 +26,28 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
         guard let dot = rest.lastIndex(of: UInt8(ascii: ".")), dot != rest.startIndex,
               let attribute = PipeAttribute(rawValue: String(decoding: rest[(dot + 1)...], as: UTF8.self)) else { return nil }
         return (Array(rest[..<dot]), attribute)
+    }
+
+    /// The value of a `user.npfs.set` request.
+    public static func setRequest(pipe: [UInt8], changes: [(PipeAttribute, String)]) -> [UInt8] {
+        ([pipe] + changes.map { Array("\($0.0.rawValue)=\($0.1)".utf8) }).flatMap { $0 + [0] }
+    }
+
+    /// Parses a `user.npfs.set` request: the pipe's name and its changes. EINVAL if it is
+    /// malformed; ENODATA for an unknown attribute name.
+    public static func parseSetRequest(_ value: [UInt8]) throws(Errno) -> (pipe: [UInt8], changes: [(PipeAttribute, String)]) {
+        guard value.last == 0 else { throw .invalidArgument }
+        let fields = value.dropLast().split(separator: 0, omittingEmptySubsequences: false)
+        guard let name = fields.first, !name.isEmpty, fields.count >= 2 else { throw .invalidArgument }
+        var changes: [(PipeAttribute, String)] = []
+        for field in fields.dropFirst() {
+            guard let equals = field.firstIndex(of: UInt8(ascii: "=")) else { throw .invalidArgument }
+            guard let attribute = PipeAttribute(rawValue: String(decoding: field[..<equals], as: UTF8.self)) else {
+                throw .noData
+            }
+            changes.append((attribute, String(decoding: field[(equals + 1)...], as: UTF8.self)))
+        }
+        return (Array(name), changes)
     }
 
     /// The attribute an xattr name stands for, if it is one of npfs's.

@@ -154,9 +154,17 @@ public final class PipeRegistry: Sendable {
     /// for a caller that is neither the pipe's owner nor root, EINVAL for a bad value,
     /// EBUSY for a capacity below what is buffered.
     public func setAttribute(_ attribute: PipeAttribute, to value: String, of inode: InodeNumber, caller: Caller) throws(Errno) {
+        try setAttributes([(attribute, value)], of: inode, caller: caller)
+    }
+
+    /// Several settings (`npfs set`): all values are checked first (EPERM, EINVAL), then
+    /// applied in order; the first that fails (EBUSY) stops the rest.
+    public func setAttributes(_ changes: [(PipeAttribute, String)], of inode: InodeNumber, caller: Caller) throws(Errno) {
         let pipe = try livePipe(inode)
         guard pipe.ownership.isOwned(by: caller) else { throw .notPermitted }
-        try pipe.apply(try attribute.setting(from: value))
+        var settings: [Pipe.Setting] = []
+        for (attribute, value) in changes { settings.append(try attribute.setting(from: value)) }
+        for setting in settings { try pipe.apply(setting) }
     }
 
     // MARK: Open and release

@@ -204,7 +204,7 @@ public final class FuseFilesystem: Sendable {
     // MARK: Extended attributes
 
     /// The root's `user.npfs.pid` tells `npfs unmount` which daemon serves the mount.
-    static let pidAttribute = "user.npfs.pid"
+    static let pidAttribute = PipeAttribute.daemonPidName
 
     /// `getxattr`: a pipe's `user.npfs.*` settings and figures (ENOENT if the pipe is not
     /// live, ENODATA for other names), or the root's daemon pid. Replies the value, its size or ERANGE.
@@ -243,11 +243,27 @@ public final class FuseFilesystem: Sendable {
     /// to change a pipe while a writer waits in it: the kernel holds a writing file's inode
     /// lock, which setxattr on that file needs too, but not the root's.
     func setxattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8], value: [UInt8], flags: Int32) {
+        if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.setRequestName.utf8) {
+            return setMany(request, value: value)
+        }
         do {
             let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .notSupported)
             _ = try registry.livePipe(target)
             if flags & XATTR_CREATE_FLAG != 0 { return request.fail(.fileExists) }
             try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: target, caller: request.caller)
+            request.succeed()
+        } catch {
+            request.fail(error)
+        }
+    }
+
+    /// `setxattr` of the root's `user.npfs.set` (`npfs set`): a pipe named by its bytes, of
+    /// any length, and several settings. Replies as `setxattr`, or EINVAL for a malformed request.
+    private func setMany(_ request: consuming FuseRequest, value: [UInt8]) {
+        do throws(Errno) {
+            let (pipe, changes) = try PipeAttribute.parseSetRequest(value)
+            guard let inode = knownInode(pipe) else { throw Errno.noSuchFileOrDirectory }
+            try registry.setAttributes(changes, of: inode, caller: request.caller)
             request.succeed()
         } catch {
             request.fail(error)

@@ -154,29 +154,3 @@ extension Array where Element == UInt8 {
         self = Array(UnsafeRawBufferPointer(start: string, count: strlen(string)))
     }
 }
-
-extension FuseFilesystem {
-    /// The process serving the npfs mount at `path` (its root's `user.npfs.pid`).
-    /// Throws ENOTCONN for a mount whose daemon died, ENODATA or ENOTSUP for other filesystems.
-    public static func daemonProcess(servingMountAt path: String) throws(Errno) -> pid_t {
-        var buffer = [UInt8](repeating: 0, count: 32)
-        let length = CFuse3.getxattr(path, pidAttribute, &buffer, buffer.count)
-        guard length >= 0 else { throw Errno(rawValue: errno) }
-        guard let pid = pid_t(String(decoding: buffer[..<length], as: UTF8.self)), pid > 0 else { throw .invalidArgument }
-        return pid
-    }
-}
-
-/// Reading extended attributes of paths under a mount (for `npfs status`).
-public enum ExtendedAttributes {
-    /// The value of `name` on `path`.
-    public static func get(_ path: String, _ name: String) throws(Errno) -> String {
-        var buffer = [UInt8](repeating: 0, count: 256)
-        while true {
-            let length = CFuse3.getxattr(path, name, &buffer, buffer.count)
-            if length >= 0 { return String(decoding: buffer[..<length], as: UTF8.self) }
-            guard errno == ERANGE else { throw Errno(rawValue: errno) }
-            buffer = [UInt8](repeating: 0, count: buffer.count * 4)
-        }
-    }
-}

@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import NpfsClient
 import PipeCore
 
 /// `npfs mount [-f] [-d] [-o OPT[,OPT...]] MOUNTPOINT`

@@ -15,7 +15,7 @@ struct Npfs: ParsableCommand {
             for a writer and `echo hi > MOUNTPOINT/NAME` feeds it, as with mkfifo(1).
             """,
         version: "npfs \(version)",
-        subcommands: [MountCommand.self, UnmountCommand.self, StatusCommand.self],
+        subcommands: [MountCommand.self, UnmountCommand.self, StatusCommand.self, SetCommand.self, GetCommand.self],
         defaultSubcommand: MountCommand.self
     )
 
@@ -37,7 +37,7 @@ struct Npfs: ParsableCommand {
     }
 
     /// The names the command line knows, for catching a mistyped one.
-    static let commandNames = ["mount", "unmount", "umount", "status"]
+    static let commandNames = ["mount", "unmount", "umount", "status", "set", "get"]
 }
 
 /// A failure the user can act on: printed as one line, exit status 1.

@@ -1,13 +1,14 @@
 import ArgumentParser
 import Foundation
+import NpfsClient
 import PipeCore
-import PipeFuse
 import SystemPackage
 
 /// `npfs status MOUNTPOINT [--json]`: every live pipe's settings and figures.
 ///
 /// Reads the directory and each pipe's `user.npfs.*` attributes: it opens no pipe, so it
-/// creates, holds and disturbs none.
+/// creates, holds and disturbs none. Names are bytes; those that are not printable UTF-8
+/// show their other bytes as `\xNN` (and a backslash as `\\`), in both forms.
 struct StatusCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "status",
@@ -40,15 +41,11 @@ struct StatusCommand: ParsableCommand {
     }
 
     func run() throws {
-        let path = absolutePath(mountpoint)
-        do {
-            _ = try FuseFilesystem.daemonProcess(servingMountAt: path)
-        } catch {
-            throw CommandError("\(path) is not an npfs mount: \(error)")
-        }
-        let names = try FileManager.default.contentsOfDirectory(atPath: path).sorted()
+        let mount = try NpfsMount.checked(absolutePath(mountpoint))
+        let names: [[UInt8]]
+        do { names = try mount.livePipes() } catch { throw CommandError("cannot list \(mount.path): \(error)") }
         // A pipe closed between the listing and its attributes is simply left out.
-        let pipes = names.compactMap { try? read(path + "/" + $0, name: $0) }
+        let pipes = names.compactMap { try? read(mount, $0) }
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
@@ -58,13 +55,11 @@ struct StatusCommand: ParsableCommand {
         }
     }
 
-    private func read(_ path: String, name: String) throws -> PipeStatus {
-        func value(_ attribute: PipeAttribute) throws -> String {
-            try ExtendedAttributes.get(path, attribute.xattrName)
-        }
+    private func read(_ mount: NpfsMount, _ name: [UInt8]) throws -> PipeStatus {
+        func value(_ attribute: PipeAttribute) throws -> String { try mount.attribute(attribute, of: name) }
         func number(_ attribute: PipeAttribute) throws -> Int { Int(try value(attribute)) ?? 0 }
-        return PipeStatus(name: name, mode: try value(.mode), overflow: try value(.overflow), framing: try value(.framing),
-                          capacity: try number(.capacity), buffered: try number(.buffered),
+        return PipeStatus(name: PipeNameText.display(name), mode: try value(.mode), overflow: try value(.overflow),
+                          framing: try value(.framing), capacity: try number(.capacity), buffered: try number(.buffered),
                           readers: try number(.readers), writers: try number(.writers),
                           bytesWritten: try number(.bytesWritten), bytesRead: try number(.bytesRead),
                           dropped: try number(.dropped))
@@ -87,6 +82,19 @@ struct StatusCommand: ParsableCommand {
             }.joined(separator: "  ").trimmingTrailingSpaces() + "\n"
         }
         return ([header] + rows).map(line).joined()
+    }
+}
+
+extension NpfsMount {
+    /// The mount at `path`, after checking that npfs serves it (one-line error otherwise).
+    static func checked(_ path: String) throws -> NpfsMount {
+        let mount = NpfsMount(path: path)
+        do {
+            _ = try mount.daemonProcess()
+        } catch {
+            throw CommandError("\(path) is not an npfs mount: \(error)")
+        }
+        return mount
     }
 }
 

@@ -1,6 +1,6 @@
 import ArgumentParser
 import Glibc
-import PipeFuse
+import NpfsClient
 import SystemPackage
 
 /// `npfs unmount MOUNTPOINT`: a clean shutdown, even while pipes are open and requests wait.
@@ -24,7 +24,7 @@ struct UnmountCommand: ParsableCommand {
         guard entry.type.hasPrefix("fuse") else { throw CommandError("\(path) is not a FUSE mount (\(entry.type))") }
         let pid: pid_t
         do {
-            pid = try FuseFilesystem.daemonProcess(servingMountAt: path)
+            pid = try NpfsMount(path: path).daemonProcess()
         } catch .socketNotConnected {
             // The daemon is gone: detach the dead mount.
             try detach(path)
@@ -52,7 +52,7 @@ struct UnmountCommand: ParsableCommand {
             }
             return
         }
-        let status = Spawn.run(["fusermount3", "-u", "-z", path])
+        let status = Spawn.run(Spawn.Request(["fusermount3", "-u", "-z", path]))
         if status != 0 { throw CommandError("fusermount3 -u -z \(path) failed") }
     }
 }

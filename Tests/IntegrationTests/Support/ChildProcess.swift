@@ -1,11 +1,12 @@
 import Foundation
 import Glibc
+import NpfsClient
 
 /// A process the test started, stopped only by its PID.
 ///
-/// Started with posix_spawn, an empty signal mask and default dispositions: the test
-/// runner's threads block most signals, and a child would otherwise inherit that
-/// (a `cat` that ignores Ctrl-C, a daemon deaf to SIGTERM).
+/// Started through the client library's `Spawn`, with an empty signal mask and default
+/// dispositions: the test runner's threads block most signals, and a child would
+/// otherwise inherit that (a `cat` that ignores Ctrl-C, a daemon deaf to SIGTERM).
 final class ChildProcess: @unchecked Sendable {
     let pid: pid_t
     let arguments: [String]
@@ -18,34 +19,13 @@ final class ChildProcess: @unchecked Sendable {
          keep: [Int32] = []) throws {
         self.arguments = arguments
         outputPath = NSTemporaryDirectory() + "npfs-child-\(UUID().uuidString).out"
-        var attributes = posix_spawnattr_t()
-        posix_spawnattr_init(&attributes)
-        defer { posix_spawnattr_destroy(&attributes) }
-        var empty = sigset_t()
-        sigemptyset(&empty)
-        var defaults = sigset_t()
-        sigfillset(&defaults)
-        sigdelset(&defaults, SIGKILL)
-        sigdelset(&defaults, SIGSTOP)
-        posix_spawnattr_setsigmask(&attributes, &empty)
-        posix_spawnattr_setsigdefault(&attributes, &defaults)
-        posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
-        var actions = posix_spawn_file_actions_t()
-        posix_spawn_file_actions_init(&actions)
-        defer { posix_spawn_file_actions_destroy(&actions) }
-        posix_spawn_file_actions_addopen(&actions, 0, stdin, O_RDONLY, 0)
-        posix_spawn_file_actions_addopen(&actions, 1, outputPath, O_WRONLY | O_CREAT | O_TRUNC, 0o600)
-        posix_spawn_file_actions_adddup2(&actions, 1, 2)
-        for fd in keep { posix_spawn_file_actions_adddup2(&actions, fd, fd) }   // clears FD_CLOEXEC
-        var env = ProcessInfo.processInfo.environment
+        var env = Spawn.environment
         env.merge(environment) { $1 }
-        var cEnv = env.map { strdup("\($0.key)=\($0.value)") } + [nil]
-        var cArgs = arguments.map { strdup($0) } + [nil]
-        defer { (cArgs + cEnv).forEach { free($0) } }
-        var pid: pid_t = 0
-        let result = posix_spawnp(&pid, arguments[0], &actions, &attributes, &cArgs, &cEnv)
-        guard result == 0 else { throw TestFailure("cannot start \(arguments): \(String(cString: strerror(result)))") }
-        self.pid = pid
+        do {
+            pid = try Spawn.start(Spawn.Request(arguments, stdin: stdin, output: outputPath, keep: keep, environment: env))
+        } catch {
+            throw TestFailure("cannot start \(arguments): \(error)")
+        }
     }
 
     deinit {
@@ -59,14 +39,10 @@ final class ChildProcess: @unchecked Sendable {
         if let status { return status }
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
-            var raw: Int32 = 0
-            let result = waitpid(pid, &raw, WNOHANG)
-            if result == pid {
-                let code = (raw & 0x7f) == 0 ? (raw >> 8) & 0xff : 128 + (raw & 0x7f)
+            if let code = Spawn.exitStatus(of: pid, block: false) {
                 status = code
                 return code
             }
-            if result < 0 && errno != EINTR { return nil }
             usleep(2000)
         } while Date() < deadline
         return nil

@@ -1,0 +1,7 @@
+#ifndef NPFS_CLINUX_H
+#define NPFS_CLINUX_H
+// Linux headers that Swift's Glibc module leaves out: extended attributes (the client
+// library) and epoll (the tests).
+#include <sys/epoll.h>
+#include <sys/xattr.h>
+#endif

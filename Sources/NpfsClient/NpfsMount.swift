@@ -1,0 +1,43 @@
+import PipeCore
+import SystemPackage
+
+/// A mounted npfs as a client sees it: the daemon behind it, its live pipes, and their
+/// settings and figures, read and changed through extended attributes. Opens no pipe, so
+/// it creates, holds and disturbs none.
+public struct NpfsMount: Sendable {
+    /// The mount point, absolute.
+    public let path: String
+
+    public init(path: String) { self.path = path }
+
+    private var pathBytes: [UInt8] { Array(path.utf8) }
+
+    /// A pipe's path: the mount point, `/`, and the name's bytes.
+    public func pipePath(_ name: [UInt8]) -> [UInt8] { pathBytes + [UInt8(ascii: "/")] + name }
+
+    /// The process serving the mount (its root's `user.npfs.pid`). Throws ENOTCONN for a
+    /// mount whose daemon died, ENODATA or ENOTSUP for anything but npfs.
+    public func daemonProcess() throws(Errno) -> Int32 {
+        let value = try Syscalls.getxattr(pathBytes, Array(PipeAttribute.daemonPidName.utf8))
+        guard let pid = Int32(String(decoding: value, as: UTF8.self)), pid > 0 else { throw .invalidArgument }
+        return pid
+    }
+
+    /// The live pipes' names, as bytes, sorted.
+    public func livePipes() throws(Errno) -> [[UInt8]] {
+        try Syscalls.directoryEntries(pathBytes).sorted { $0.lexicographicallyPrecedes($1) }
+    }
+
+    /// One attribute of a live pipe. ENOENT if it is not live, EACCES if the caller may not read it.
+    public func attribute(_ attribute: PipeAttribute, of name: [UInt8]) throws(Errno) -> String {
+        String(decoding: try Syscalls.getxattr(pipePath(name), Array(attribute.xattrName.utf8)), as: UTF8.self)
+    }
+
+    /// Changes settings of a live pipe, in order, through the mount root, which works while
+    /// a writer waits in the pipe (the writer holds the pipe's inode lock, not the root's)
+    /// and for names of any length. The first change that fails stops the rest.
+    public func set(_ name: [UInt8], _ changes: [(PipeAttribute, String)]) throws(Errno) {
+        let request = PipeAttribute.setRequest(pipe: name, changes: changes)
+        try Syscalls.setxattr(pathBytes, Array(PipeAttribute.setRequestName.utf8), request)
+    }
+}
