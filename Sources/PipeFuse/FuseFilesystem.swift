@@ -102,14 +102,31 @@ public final class FuseFilesystem: Sendable {
         st.st_uid = uid_t(ownership.uid)
         st.st_gid = gid_t(ownership.gid)
         st.st_nlink = 1
-        st.st_size = off_t(status?.buffered ?? 0)
-        st.st_blocks = (st.st_size + 511) / 512
+        st.st_size = Self.reportedSize(bytesWritten: status?.bytesWritten ?? 0)
+        st.st_blocks = 0   // the buffer is the daemon's memory, not the disk's
         if let status {
             setTimes(&st, access: status.lastRead, modify: status.lastWrite, change: status.created)
         } else {
             setTimes(&st, access: mounted, modify: mounted, change: mounted)
         }
         return st
+    }
+
+    /// The size the kernel sees: 2 GiB plus the bytes written to the pipe so far, rounded
+    /// up to a whole page. The bytes buffered are in `user.npfs.buffered` and `npfs status`.
+    /// Why this number:
+    /// - The kernel runs a write with the file's inode lock shared, so that a writer that
+    ///   waits in npfs does not hold up the next one, only while the write ends below the
+    ///   size it knows; 2 GiB is more than one write(2) can carry (MAX_RW_COUNT).
+    /// - It never shrinks while the pipe is live and grows with the writes, so `tail -f`
+    ///   (which also sees the mtime move) reads each writer's data and never decides the
+    ///   file was truncated.
+    /// - A whole number of pages: `wc -c` believes a size that is not (and reports it
+    ///   without reading), but reads a file whose size is, as it must for /proc files.
+    static func reportedSize(bytesWritten: UInt64) -> off_t {
+        let base: UInt64 = 1 << 31, page: UInt64 = 4096
+        let written = min(bytesWritten, UInt64(Int64.max) - base - page)
+        return off_t(base + (written + page - 1) / page * page)
     }
 
     private func setTimes(_ st: inout stat, access: Timestamp, modify: Timestamp, change: Timestamp) {

@@ -52,7 +52,7 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         entry.ino = inode.rawValue
         entry.generation = 1
         entry.attr = attributes
-        entry.attr_timeout = 0   // st_size is the buffered count: never cache it
+        entry.attr_timeout = 0   // size, times, owner and mode change with every write and chmod: never cache them
         entry.entry_timeout = entryTimeout
         fuse_reply_entry(raw, &entry)
         discard self

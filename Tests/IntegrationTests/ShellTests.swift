@@ -42,7 +42,9 @@ import Testing
         }
     }
 
-    @Test func listingShowsRegularFilesSizedByTheirBufferedBytes() throws {
+    /// Regular files whose size is 2 GiB plus the bytes written so far, in whole pages (see the README):
+    /// what is buffered is in `user.npfs.buffered`.
+    @Test func listingShowsRegularFilesSizedByWhatWasWritten() throws {
         try TestMount.with { mount in
             let fd = open(mount.path("SIZED"), O_RDWR)
             #expect(fd >= 0)
@@ -51,11 +53,53 @@ import Testing
             let ls = try ChildProcess.run(["ls", "-l", mount.directory])
             let line = ls.output.split(separator: "\n").first { $0.hasSuffix(" SIZED") }.map(String.init) ?? ""
             #expect(line.hasPrefix("-rw-rw-rw-"), "\(ls.output)")
-            #expect(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).first == "5", "\(line)")
+            #expect(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst(4).first == "2147487744", "\(line)")
             #expect(Sys.read(fd, 2) == .bytes(Array("12".utf8)))
-            #expect(try ChildProcess.run(["stat", "-c", "%s %F", mount.path("SIZED")]).output == "3 regular file\n")
+            #expect(try ChildProcess.run(["stat", "-c", "%s %b %F", mount.path("SIZED")]).output == "2147487744 0 regular file\n",
+                    "reading does not shrink it")
+            #expect(try getfattr(mount.path("SIZED"), "user.npfs.buffered") == "3")
             close(fd)
             #expect(eventually { livePipes(mount).isEmpty })
+        }
+    }
+
+    /// Issue 6, item 9: `tail -f` follows one writer after another, as on a kernel FIFO,
+    /// and never decides the file was truncated.
+    @Test func tailFollowsTwoWritersInTurn() throws {
+        try TestMount.with { mount in
+            let p = mount.path("LOG")
+            let tail = try ChildProcess(["tail", "-s", "0.1", "-f", p])
+            defer { tail.signal(SIGKILL) }
+            #expect(eventually { livePipes(mount) == ["LOG"] }, "tail waits in open for a writer")
+            #expect(try ChildProcess.shell("echo one > '\(p)'", timeout: 10).status == 0)
+            #expect(eventually { tail.output == "one\n" })
+            usleep(300_000)   // tail has seen the first writer go and polls again
+            #expect(try ChildProcess.shell("echo two > '\(p)'", timeout: 10).status == 0)
+            #expect(eventually { tail.output == "one\ntwo\n" }, "\(tail.output)")
+            #expect(try ChildProcess.shell("echo three >> '\(p)'", timeout: 10).status == 0)
+            #expect(eventually { tail.output == "one\ntwo\nthree\n" }, "\(tail.output)")
+            #expect(tail.isRunning, "tail still follows: \(tail.output)")
+        }
+    }
+
+    /// Issue 6, item 9: the kernel runs a write with the inode lock shared while it ends
+    /// below the size it knows, so a second writer, of any size, waits in npfs behind a
+    /// waiting first one (state S: a signal ends it), not on the lock (state D: nothing does).
+    @Test func aSecondLargeWriterWaitsInterruptiblyBehindAWaitingOne() throws {
+        try TestMount.with { mount in
+            let p = mount.path("BIG")
+            let reader = open(p, O_RDONLY | O_NONBLOCK)
+            defer { close(reader) }
+            let first = try ChildProcess(["dd", "if=/dev/zero", "of=\(p)", "bs=1M", "count=1", "conv=notrunc", "status=none"])
+            defer { first.signal(SIGKILL) }
+            #expect(eventually { (try? getfattr(p, "user.npfs.buffered")) == "65536" })
+            let second = try ChildProcess(["dd", "if=/dev/zero", "of=\(p)", "bs=3M", "count=1", "conv=notrunc", "status=none"])
+            defer { second.signal(SIGKILL) }
+            usleep(300_000)
+            #expect(second.state == "S", "the second writer waits in npfs, interruptibly (state \(second.state ?? "gone"))")
+            second.signal(SIGTERM)
+            #expect(second.wait(timeout: 5) == 128 + SIGTERM, "a signal ends it at once")
+            #expect(first.isRunning)
         }
     }
 
