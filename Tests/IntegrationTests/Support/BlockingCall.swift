@@ -144,7 +144,9 @@ enum Sys {
 func errnoName(_ code: Int32) -> String {
     let names: [Int32: String] = [EAGAIN: "EAGAIN", EINTR: "EINTR", ENXIO: "ENXIO", EPIPE: "EPIPE", ESPIPE: "ESPIPE",
                                   EBADF: "EBADF", EINVAL: "EINVAL", ENOENT: "ENOENT", EPERM: "EPERM", EISDIR: "EISDIR",
-                                  ENAMETOOLONG: "ENAMETOOLONG", ENOTCONN: "ENOTCONN", EACCES: "EACCES"]
+                                  ENAMETOOLONG: "ENAMETOOLONG", ENOTCONN: "ENOTCONN", EACCES: "EACCES",
+                                  EEXIST: "EEXIST", EBUSY: "EBUSY", ENOTDIR: "ENOTDIR", ENOSPC: "ENOSPC",
+                                  ENFILE: "ENFILE", ENOBUFS: "ENOBUFS", EMSGSIZE: "EMSGSIZE"]
     return names[code] ?? "errno \(code)"
 }
 
