@@ -126,6 +126,9 @@ import Testing
             var byte: UInt8 = 0
             fails(Int32(pread(fd, &byte, 1, 0)), ESPIPE, "pread")
             fails(Int32(lseek(fd, 0, SEEK_SET)), ESPIPE, "lseek")
+            fails(Int32(pwrite(fd, &byte, 1, 0)), ESPIPE, "pwrite")
+            let map = mmap(nil, 4096, PROT_READ, MAP_SHARED, fd, 0)
+            fails(map == MAP_FAILED ? -1 : 0, ENODEV, "mmap")
             fails(ftruncate(fd, 5), EINVAL, "ftruncate to 5")
             let fallocate = try ChildProcess.run(["fallocate", "-l", "10", mount.path("SEEK")], timeout: 5)
             #expect(fallocate.status != 0 && fallocate.output.contains("Operation not supported"), "\(fallocate.output)")
