@@ -28,6 +28,18 @@ public struct NpfsMount: Sendable {
         try Syscalls.directoryEntries(pathBytes).sorted { $0.lexicographicallyPrecedes($1) }
     }
 
+    /// The mount's usage against its limits (the root's `user.npfs.usage`), by name:
+    /// `pipes`, `max_pipes`, `memory`, `max_memory`, `user_memory`, ...
+    public func usage() throws(Errno) -> [String: Int] {
+        let text = String(decoding: try Syscalls.getxattr(pathBytes, Array(PipeAttribute.usageName.utf8)), as: UTF8.self)
+        var figures: [String: Int] = [:]
+        for line in text.split(separator: "\n") {
+            let parts = line.split(separator: "=", maxSplits: 1)
+            if parts.count == 2, let value = Int(parts[1]) { figures[String(parts[0])] = value }
+        }
+        return figures
+    }
+
     /// One attribute of a live pipe. ENOENT if it is not live, EACCES if the caller may not read it.
     public func attribute(_ attribute: PipeAttribute, of name: [UInt8]) throws(Errno) -> String {
         String(decoding: try Syscalls.getxattr(pipePath(name), Array(attribute.xattrName.utf8)), as: UTF8.self)

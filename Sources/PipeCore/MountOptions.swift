@@ -1,3 +1,5 @@
+import Glibc
+
 /// The `-o` options of `npfs mount`: npfs's own, and standard FUSE options passed through.
 public struct MountOptions: Sendable, Equatable {
     public struct Invalid: Error, CustomStringConvertible, Equatable {
@@ -21,6 +23,8 @@ public struct MountOptions: Sendable, Equatable {
     public var pipeMode: UInt32
     /// The largest read request the kernel sends (`max_read`), 0 for its default.
     public var maxRead: UInt32 = 0
+    /// `max_pipes`, `max_memory`, `user_max_memory`, `max_capacity`.
+    public var limits = MountLimits.defaults(physicalMemory: MountOptions.physicalMemory)
     /// Options for libfuse, npfs's defaults first.
     public var fuseOptions: [String]
 
@@ -32,8 +36,9 @@ public struct MountOptions: Sendable, Equatable {
     }
 
     /// Parses `-o` arguments, each a comma-separated list.
-    public static func parse(_ arguments: [String]) throws(Invalid) -> MountOptions {
+    public static func parse(_ arguments: [String], physicalMemory: Int = MountOptions.physicalMemory) throws(Invalid) -> MountOptions {
         var pipe = PipeConfig.defaults
+        var sizes: [String: Int] = [:]   // the limits given as sizes or counts
         var ignoreCase = false
         var pipeMode: UInt32 = 0o666
         var maxRead: UInt32 = 0
@@ -59,6 +64,16 @@ public struct MountOptions: Sendable, Equatable {
                 pipe.overflow = try choice(name, value, PipeConfig.Overflow.self)
             case "framing":
                 pipe.framing = try choice(name, value, PipeConfig.Framing.self)
+            case "max_memory", "user_max_memory", "max_capacity":
+                guard let value, let bytes = parseSize(value), bytes >= PipeConfig.minimumCapacity else {
+                    throw Invalid(description: "bad \(name) '\(value ?? "")': give bytes, optionally with K, M or G, at least 4K")
+                }
+                sizes[name] = bytes
+            case "max_pipes", "max_idle_names":
+                guard let value, let count = Int(value), count > 0 else {
+                    throw Invalid(description: "bad \(name) '\(value ?? "")': give a positive number")
+                }
+                sizes[name] = count
             case "pipe_mode":
                 guard let value, !value.isEmpty, value.count <= 4, let bits = UInt32(value, radix: 8), bits <= 0o777 else {
                     throw Invalid(description: "bad pipe_mode '\(value ?? "")': give octal permission bits (e.g. pipe_mode=0600)")
@@ -88,7 +103,44 @@ public struct MountOptions: Sendable, Equatable {
         var options = MountOptions(pipe: pipe, ignoreCase: ignoreCase, pipeMode: pipeMode,
                             fuseOptions: defaults + fuse.filter { $0 != "default_permissions" })
         options.maxRead = maxRead
+        options.limits = try limits(sizes, capacity: pipe.capacity, physicalMemory: physicalMemory)
         return options
+    }
+
+    /// The limits from the options given, the rest defaulted (see `MountLimits.defaults`);
+    /// they must leave room for at least one pipe of the mount's capacity.
+    private static func limits(_ given: [String: Int], capacity: Int, physicalMemory: Int) throws(Invalid) -> MountLimits {
+        var limits = MountLimits.defaults(physicalMemory: physicalMemory)
+        if let memory = given["max_memory"] {
+            limits.maxMemory = memory
+            limits.userMaxMemory = memory / 4
+        }
+        limits.userMaxMemory = given["user_max_memory"] ?? max(limits.userMaxMemory, min(capacity, limits.maxMemory))
+        limits.maxPipes = given["max_pipes"] ?? limits.maxPipes
+        limits.maxIdleNames = given["max_idle_names"] ?? limits.maxIdleNames
+        if let maxCapacity = given["max_capacity"] {
+            guard PipeConfig.validCapacities.contains(maxCapacity) else {
+                throw Invalid(description: "max_capacity out of range: from 4K to 1G")
+            }
+            guard capacity <= maxCapacity else {
+                throw Invalid(description: "capacity \(capacity) is above max_capacity \(maxCapacity)")
+            }
+            limits.maxCapacity = maxCapacity
+        } else {
+            limits.maxCapacity = max(limits.maxCapacity, capacity)
+        }
+        for (name, limit) in [("max_memory", limits.maxMemory), ("user_max_memory", limits.userMaxMemory)] where capacity > limit {
+            throw Invalid(description: "capacity \(capacity) is above \(name) \(limit): no pipe would fit")
+        }
+        return limits
+    }
+
+    /// The machine's memory in bytes (for the default limits).
+    public static var physicalMemory: Int {
+        let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
+        guard pages > 0, pageSize > 0 else { return 8 << 30 }
+        let (bytes, overflow) = pages.multipliedReportingOverflow(by: pageSize)
+        return overflow ? .max : bytes
     }
 
     /// fstab words that mean nothing to npfs but may reach it through mount.fuse3, and

@@ -17,8 +17,8 @@ public final class Pipe: Sendable {
 
     let state: Mutex<PipeState>
 
-    init(config: PipeConfig, ownership: Ownership) {
-        state = Mutex(PipeState(config: config, ownership: ownership))
+    init(config: PipeConfig, ownership: Ownership, budget: ByteBudget) {
+        state = Mutex(PipeState(config: config, ownership: ownership, budget: budget))
     }
 
     /// A pipe's settings and figures at one moment.
@@ -35,6 +35,8 @@ public final class Pipe: Sendable {
         /// Bytes discarded by overflow (ring mode): new ones dropped or old ones overwritten.
         /// Always `buffered == bytesWritten - bytesRead - dropped`.
         public var dropped: UInt64
+        /// Bytes of memory the pipe's buffer holds now.
+        public var allocated: Int
         public var lastRead: Timestamp
         public var lastWrite: Timestamp
         public var created: Timestamp
@@ -69,9 +71,14 @@ public final class Pipe: Sendable {
     /// change while bytes are buffered or writers wait.
     public func apply(_ setting: Setting) throws(Errno) {
         var deliveries = Deliveries()
-        let error = state.withLock { $0.apply(setting, deliveries: &deliveries) }
+        let error = apply(setting, deliveries: &deliveries)
         deliveries.deliver()
         if let error { throw error }
+    }
+
+    /// The same, for a caller that holds the registry's lock and delivers after releasing it.
+    func apply(_ setting: Setting, deliveries: inout Deliveries) -> Errno? {
+        state.withLock { $0.apply(setting, deliveries: &deliveries) }
     }
 
     // MARK: Opening and closing (called by the registry, under its lock)

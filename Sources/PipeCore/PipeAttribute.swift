@@ -14,6 +14,8 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     /// The mount root's attribute through which `npfs set` changes a pipe: its value is the
     /// pipe's name, then each `KEY=VALUE`, each ended by a NUL byte (see `setRequest`).
     public static let setRequestName = "user.npfs.set"
+    /// The mount root's attribute with the mount's usage against its limits (`MountUsage.report`).
+    public static let usageName = "user.npfs.usage"
     /// The mount root's names for a pipe's attributes: `user.npfs.pipe.NAME.SETTING`.
     public static let rootPrefix = "user.npfs.pipe."
 

@@ -18,11 +18,13 @@ public final class PipeRegistry: Sendable {
         public var ignoreCase: Bool
         /// A new pipe's permission bits (`pipe_mode`); its owner is the process that opened it.
         public var pipeMode: UInt32
+        public var limits: MountLimits
 
-        public init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666) {
+        public init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666, limits: MountLimits = .unlimited) {
             self.pipe = pipe
             self.ignoreCase = ignoreCase
             self.pipeMode = pipeMode & 0o7777
+            self.limits = limits
         }
     }
 
@@ -41,6 +43,13 @@ public final class PipeRegistry: Sendable {
         var pipe: Pipe?
         /// Opens of `pipe`, completed or waiting: the pipe lives while this is above zero.
         var opens = 0
+        /// The capacity reserved for `pipe` against the limits, and the uid it counts for.
+        var reserved = 0
+        var reservedBy: UInt32 = 0
+        /// While idle (looked up, no pipe): its entry in `State.idle`; 0 otherwise.
+        var idleStamp: UInt64 = 0
+        /// The kernel was asked to forget the name, and has not yet.
+        var forgetting = false
     }
 
     /// One open of a pipe.
@@ -60,13 +69,33 @@ public final class PipeRegistry: Sendable {
         var nextHandle: UInt64 = 1
         /// Shutting down: opens fail ENXIO and no request waits.
         var closed = false
+        var usage = MountUsage()
+        var idle = IdleNames()
+        /// Idle names the kernel was asked to forget and has not yet.
+        var forgetting = 0
     }
 
     public let configuration: Configuration
     private let state = Mutex(State())
+    /// The bytes of waiting writes, shared by every pipe.
+    private let waitingBudget: ByteBudget
 
     public init(configuration: Configuration) {
         self.configuration = configuration
+        waitingBudget = ByteBudget(limit: configuration.limits.maxWaitingBytes)
+    }
+
+    /// What the mount uses now against `configuration.limits`.
+    public var usage: MountUsage {
+        var (usage, pipes) = state.withLock { state in
+            var usage = state.usage
+            usage.idleNames = state.nodes.count - state.usage.pipes
+            return (usage, state.nodes.values.compactMap(\.pipe))
+        }
+        usage.waitingBytes = waitingBudget.inUse
+        usage.allocatedBytes = pipes.reduce(0) { $0 + $1.status.allocated }
+        pipes.removeAll()
+        return usage
     }
 
     // MARK: Names and inodes
@@ -86,8 +115,30 @@ public final class PipeRegistry: Sendable {
             }
             node.lookups += 1
             node.lastLookedUp = name
+            if node.pipe == nil && node.idleStamp == 0 { state.markIdle(&node) }
             state.nodes[node.inode] = node
             return node.inode
+        }
+    }
+
+    /// Names the kernel should forget, because more names than `max_idle_names` are held
+    /// with no live pipe: the oldest idle ones, each in every spelling it was looked up
+    /// by lately. The adapter asks the kernel (from another thread), which then sends
+    /// `forget` for them.
+    public func namesToForget() -> [PipeName] {
+        let limit = configuration.limits.maxIdleNames
+        return state.withLock { state in
+            var names: [PipeName] = []
+            while state.nodes.count - state.usage.pipes - state.forgetting > limit, let (inode, stamp) = state.idle.popOldest() {
+                guard var node = state.nodes[inode], node.idleStamp == stamp, node.pipe == nil else { continue }
+                node.idleStamp = 0
+                node.forgetting = true
+                state.forgetting += 1
+                state.nodes[inode] = node
+                names.append(node.lastLookedUp)
+                if node.name != node.lastLookedUp { names.append(node.name) }
+            }
+            return names
         }
     }
 
@@ -123,9 +174,20 @@ public final class PipeRegistry: Sendable {
 
     /// FUSE `setattr` of the mode, owner or group (chmod, chown). ENOENT if the pipe is not
     /// live (a name with no pipe keeps no attributes), EPERM where chmod(2) and chown(2) would refuse.
+    /// A pipe given to another user takes its reservation along (root's choice, over the limit or not).
     public func changeOwnership(of inode: InodeNumber, by caller: Caller, permissions: UInt32?, uid: UInt32?,
                                 gid: UInt32?) throws(Errno) -> Ownership {
-        try livePipe(inode).changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)
+        try state.withLock { (state: inout State) throws(Errno) -> Ownership in
+            guard var node = state.nodes[inode], let pipe = node.pipe else { throw .noSuchFileOrDirectory }
+            let ownership = try pipe.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)
+            if ownership.uid != node.reservedBy {
+                state.usage.reserve(-node.reserved, owner: node.reservedBy)
+                state.usage.reserve(node.reserved, owner: ownership.uid)
+                node.reservedBy = ownership.uid
+                state.nodes[inode] = node
+            }
+            return ownership
+        }
     }
 
     // MARK: Settings and figures
@@ -158,13 +220,35 @@ public final class PipeRegistry: Sendable {
     }
 
     /// Several settings (`npfs set`): all values are checked first (EPERM, EINVAL), then
-    /// applied in order; the first that fails (EBUSY) stops the rest.
+    /// applied in order; the first that fails stops the rest. A capacity beyond
+    /// `max_capacity` is root's to give (EPERM), and one that the memory limits do not
+    /// allow fails ENOSPC; below what is buffered, EBUSY.
     public func setAttributes(_ changes: [(PipeAttribute, String)], of inode: InodeNumber, caller: Caller) throws(Errno) {
-        let pipe = try livePipe(inode)
-        guard pipe.ownership.isOwned(by: caller) else { throw .notPermitted }
-        var settings: [Pipe.Setting] = []
-        for (attribute, value) in changes { settings.append(try attribute.setting(from: value)) }
-        for setting in settings { try pipe.apply(setting) }
+        let limits = configuration.limits
+        var deliveries = Deliveries()
+        let error: Errno? = state.withLock { state in
+            guard var node = state.nodes[inode], let pipe = node.pipe else { return .noSuchFileOrDirectory }
+            guard pipe.ownership.isOwned(by: caller) else { return .notPermitted }
+            var settings: [Pipe.Setting] = []
+            for (attribute, value) in changes {
+                do throws(Errno) { settings.append(try attribute.setting(from: value)) } catch { return error }
+            }
+            for setting in settings {
+                guard case .capacity(let capacity) = setting else {
+                    if let error = pipe.apply(setting, deliveries: &deliveries) { return error }
+                    continue
+                }
+                if capacity > limits.maxCapacity && !caller.isRoot { return .notPermitted }
+                if let error = state.usage.fits(extra: capacity - node.reserved, owner: node.reservedBy, limits) { return error }
+                if let error = pipe.apply(setting, deliveries: &deliveries) { return error }
+                state.usage.reserve(capacity - node.reserved, owner: node.reservedBy)
+                node.reserved = capacity
+                state.nodes[inode] = node
+            }
+            return nil
+        }
+        deliveries.deliver()
+        if let error { throw error }
     }
 
     // MARK: Open and release
@@ -181,8 +265,13 @@ public final class PipeRegistry: Sendable {
             if state.closed { return .done(.failed(.noSuchAddressOrDevice)) }
             let ownership = node.pipe?.ownership ?? defaultOwnership(for: caller)
             guard ownership.permits(caller, access) else { return .done(.failed(.permissionDenied)) }
-            if node.pipe == nil { node.name = node.lastLookedUp }
-            let pipe = node.pipe ?? Pipe(config: configuration.pipe, ownership: ownership)
+            let creating = node.pipe == nil
+            let capacity = configuration.pipe.capacity
+            if creating, let error = state.usage.admits(capacity: capacity, owner: ownership.uid, configuration.limits) {
+                return .done(.failed(error))
+            }
+            if creating { node.name = node.lastLookedUp }
+            let pipe = node.pipe ?? Pipe(config: configuration.pipe, ownership: ownership, budget: waitingBudget)
             let handle = PipeHandle(rawValue: state.nextHandle)
             state.nextHandle += 1
             let (attempt, hangUpVersion) = pipe.open(handle, access: access, nonblocking: nonblocking,
@@ -191,6 +280,13 @@ public final class PipeRegistry: Sendable {
             case .done(.failed):
                 break
             default:
+                if creating {
+                    node.idleStamp = 0
+                    if node.forgetting { (node.forgetting, state.forgetting) = (false, state.forgetting - 1) }
+                    state.usage.pipes += 1
+                    state.usage.reserve(capacity, owner: ownership.uid)
+                    (node.reserved, node.reservedBy) = (capacity, ownership.uid)
+                }
                 node.pipe = pipe
                 node.opens += 1
                 state.nodes[inode] = node
@@ -281,7 +377,13 @@ extension PipeRegistry.State {
         guard var node = nodes[inode] else { return }
         node.opens -= 1
         assert(node.opens >= 0)
-        if node.opens == 0 { node.pipe = nil }
+        if node.opens == 0 && node.pipe != nil {
+            node.pipe = nil
+            usage.pipes -= 1
+            usage.reserve(-node.reserved, owner: node.reservedBy)
+            node.reserved = 0
+            if node.lookups > 0 { markIdle(&node) }
+        }
         nodes[inode] = node
         removeIfUnused(node)
     }
@@ -291,5 +393,12 @@ extension PipeRegistry.State {
         guard node.lookups == 0, node.opens == 0 else { return }
         nodes[node.inode] = nil
         inodeByKey[node.key] = nil
+        if node.forgetting { forgetting -= 1 }
+    }
+
+    /// The name has no pipe now, and the kernel holds it: it joins the idle names.
+    mutating func markIdle(_ node: inout PipeRegistry.Node) {
+        node.idleStamp = idle.add(node.inode)
+        if node.forgetting { (node.forgetting, forgetting) = (false, forgetting - 1) }
     }
 }

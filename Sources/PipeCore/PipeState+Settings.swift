@@ -34,8 +34,8 @@ extension PipeState {
         for wait in openWaiters { deliveries.resume(wait.waiter, with: .opened(wait.handle)) }
         openWaiters.removeAll()
         for wait in writeWaiters {
-            wait.data.withUnsafeBytes { overflowingStore(UnsafeRawBufferPointer(rebasing: $0[wait.taken...])) }
-            deliveries.resume(wait.waiter, with: .written(wait.takenBefore + wait.data.count))
+            wait.data.bytes.withUnsafeBytes { overflowingStore(UnsafeRawBufferPointer(rebasing: $0[wait.taken...])) }
+            deliveries.resume(wait.waiter, with: .written(wait.takenBefore + wait.data.bytes.count))
         }
         writeWaiters.removeAll()
         for wait in readWaiters {

@@ -80,8 +80,12 @@ extension PipeState {
         }
         // Queue, then let `settle` move what fits: the one place data moves between waiting
         // writers, the ring and waiting readers (it may even complete this write).
-        writeWaiters.append(WriteWait(waiter: waiter, data: Array(bytes[taken...]), taken: 0, atomic: atomic,
-                                      takenBefore: taken))
+        guard let rest = WaitingBytes(copying: UnsafeRawBufferPointer(rebasing: bytes[taken...]), budget: budget) else {
+            // The mount holds as many waiting writes' bytes as it may: this one cannot wait.
+            notifyPollers(&deliveries)
+            return .done(taken > 0 ? .written(taken) : .failed(.noBufferSpace))
+        }
+        writeWaiters.append(WriteWait(waiter: waiter, data: rest, taken: 0, atomic: atomic, takenBefore: taken))
         settle(&deliveries)
         return .queued
     }
@@ -179,7 +183,7 @@ extension PipeState {
             if wait.atomic && room < wait.remaining { break }
             let n = min(room, wait.remaining)
             guard n > 0 else { break }
-            wait.data.withUnsafeBytes { store(UnsafeRawBufferPointer(rebasing: $0[wait.taken..<(wait.taken + n)])) }
+            wait.data.bytes.withUnsafeBytes { store(UnsafeRawBufferPointer(rebasing: $0[wait.taken..<(wait.taken + n)])) }
             wait.taken += n
             moved = true
             guard wait.remaining == 0 else {

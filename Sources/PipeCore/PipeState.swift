@@ -6,15 +6,15 @@ struct PipeState: ~Copyable {
     struct ReadWait { let waiter: any PipeWaiter; let size: Int }
     struct WriteWait {
         let waiter: any PipeWaiter
-        /// The request's bytes not taken before it was queued.
-        let data: [UInt8]
+        /// The request's bytes not taken before it was queued, charged to the mount's budget.
+        let data: WaitingBytes
         /// How many of `data` the pipe has taken.
         var taken: Int
         /// Goes in whole or not at all: a write of at most PIPE_BUF bytes, or a message.
         let atomic: Bool
         /// Bytes of the request the pipe took before it was queued.
         var takenBefore = 0
-        var remaining: Int { data.count - taken }
+        var remaining: Int { data.bytes.count - taken }
         /// The count to report: everything the pipe has taken of the request.
         var written: Int { takenBefore + taken }
     }
@@ -22,6 +22,8 @@ struct PipeState: ~Copyable {
     enum Cancelled { case open(PipeHandle), read, write }
 
     let ring: ByteRing
+    /// The mount's budget for the bytes of waiting writes.
+    let budget: ByteBudget
     /// The settings; `apply` keeps `config.capacity` equal to `ring.limit`.
     var config: PipeConfig
     var ownership: Ownership
@@ -50,8 +52,9 @@ struct PipeState: ~Copyable {
     var lastRead: Timestamp
     var lastWrite: Timestamp
 
-    init(config: PipeConfig, ownership: Ownership) {
+    init(config: PipeConfig, ownership: Ownership, budget: ByteBudget) {
         ring = ByteRing(limit: config.capacity)
+        self.budget = budget
         self.config = config
         self.ownership = ownership
         lastRead = created
@@ -63,7 +66,7 @@ struct PipeState: ~Copyable {
 
     var status: Pipe.Status {
         .init(config: config, ownership: ownership, buffered: ring.count, readers: readers, writers: writers,
-              bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped,
+              bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped, allocated: ring.allocatedBytes,
               lastRead: lastRead, lastWrite: lastWrite, created: created)
     }
 

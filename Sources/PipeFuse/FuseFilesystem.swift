@@ -27,6 +27,8 @@ public final class FuseFilesystem: Sendable {
 
     /// The largest read request (`-o max_read`), or 0 for the kernel's default.
     let maxRead: UInt32
+    /// Asks the kernel to forget names when too many are held idle.
+    let invalidator = EntryInvalidator()
 
     public init(registry: PipeRegistry, maxRead: UInt32 = 0) {
         self.registry = registry
@@ -44,6 +46,8 @@ public final class FuseFilesystem: Sendable {
         do { pipeName = try PipeName(bytes: name) } catch { return request.fail(error) }
         let inode = registry.lookup(pipeName)
         request.entry(inode, attributes: attributes(of: inode, for: request.caller) ?? stat(), entryTimeout: entryTimeout)
+        let stale = registry.namesToForget()
+        if !stale.isEmpty { invalidator.forget(stale) }
     }
 
     /// `forget` and `forget_multi`: the kernel dropped references to inodes. Replies none.
@@ -229,6 +233,10 @@ public final class FuseFilesystem: Sendable {
         if inode == InodeNumber.root.rawValue && name == Array(Self.pidAttribute.utf8) {
             return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
         }
+        if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.usageName.utf8) {
+            let report = registry.usage.report(registry.configuration.limits, user: request.caller.uid)
+            return request.xattr(Array(report.utf8), bufferSize: size)
+        }
         do {
             let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .noData)
             request.xattr(Array(try registry.attribute(attribute, of: target, caller: request.caller).utf8), bufferSize: size)
@@ -242,7 +250,7 @@ public final class FuseFilesystem: Sendable {
     func listxattr(_ request: consuming FuseRequest, inode: UInt64, size: Int) {
         let names: [String]
         if inode == InodeNumber.root.rawValue {
-            names = [Self.pidAttribute]
+            names = [Self.pidAttribute, PipeAttribute.usageName]
         } else if (try? registry.livePipe(InodeNumber(inode))) != nil {
             names = PipeAttribute.allCases.map(\.xattrName)
         } else {
@@ -311,7 +319,7 @@ public final class FuseFilesystem: Sendable {
     /// `removexattr`: npfs's attributes cannot be removed (EPERM); others do not exist (ENODATA).
     func removexattr(_ request: consuming FuseRequest, name: [UInt8]) {
         let ours = PipeAttribute(xattrName: name) != nil || PipeAttribute.parseRootName(name) != nil
-            || name == Array(Self.pidAttribute.utf8)
+            || [Self.pidAttribute, PipeAttribute.usageName, PipeAttribute.setRequestName].contains { name == Array($0.utf8) }
         request.fail(ours ? .notPermitted : .noData)
     }
 

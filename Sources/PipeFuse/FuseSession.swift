@@ -39,6 +39,7 @@ public final class FuseSession {
                           + (FuseLog.lastMessage.map { ": \($0)" } ?? ""))
         }
         session = created
+        filesystem.invalidator.attach(created)
     }
 
     /// Mounts at `path` and installs the signal handlers.
@@ -109,7 +110,9 @@ public final class FuseSession {
         filesystem.shutDown()
         if handlersInstalled { fuse_remove_signal_handlers(session) }
         detach()
-        fuse_session_destroy(session)
+        // A notification stuck on the root's lock would use the session after it is freed:
+        // leave it to the process's exit then.
+        if filesystem.invalidator.detach() { fuse_session_destroy(session) }
     }
 }
 

@@ -22,7 +22,7 @@ struct Daemon {
             close(comm)
         }
         let registry = PipeRegistry(configuration: .init(pipe: options.pipe, ignoreCase: options.ignoreCase,
-                                                         pipeMode: options.pipeMode))
+                                                         pipeMode: options.pipeMode, limits: options.limits))
         let filesystem = FuseFilesystem(registry: registry, maxRead: options.maxRead)
         let session: FuseSession
         do {

@@ -113,11 +113,11 @@ struct PipeTarget {
     func explain(_ error: Errno, changing: Bool) -> String {
         switch error {
         case .noSuchFileOrDirectory: "\(display) is not a live pipe (nothing has it open)"
-        case .notPermitted where changing: "\(display): only its owner or root may change it"
+        case .notPermitted where changing: "\(display): not permitted (only its owner or root may change it, only root beyond max_capacity)"
         case .permissionDenied: "\(display): permission denied"
         case .invalidArgument: "\(display): invalid value (see npfs set --help and the README)"
         case .resourceBusy: "\(display): busy (a capacity below what is buffered or a waiting message, or framing of a non-empty pipe)"
-        case .noSpace: "\(display): the mount's memory limit does not allow that capacity"
+        case .noSpace: "\(display): no space: the mount's memory limits (max_memory, user_max_memory) do not allow that capacity"
         case .fileNameTooLong: "\(display): the name is longer than 255 bytes"
         default: "\(display): \(error)"
         }

@@ -21,6 +21,12 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Print JSON (an array of objects) for scripts.")
     var json = false
 
+    /// `--json`: the mount's usage against its limits, and every live pipe.
+    struct Report: Codable {
+        var usage: [String: Int]
+        var pipes: [PipeStatus]
+    }
+
     struct PipeStatus: Codable {
         var name: String
         var mode: String
@@ -46,11 +52,13 @@ struct StatusCommand: ParsableCommand {
         do { names = try mount.livePipes() } catch { throw CommandError("cannot list \(mount.path): \(error)") }
         // A pipe closed between the listing and its attributes is simply left out.
         let pipes = names.compactMap { try? read(mount, $0) }
+        let usage = (try? mount.usage()) ?? [:]
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(pipes), as: UTF8.self))
+            print(String(decoding: try encoder.encode(Report(usage: usage, pipes: pipes)), as: UTF8.self))
         } else {
+            print(summary(usage))
             print(table(pipes), terminator: "")
         }
     }
@@ -63,6 +71,17 @@ struct StatusCommand: ParsableCommand {
                           readers: try number(.readers), writers: try number(.writers),
                           bytesWritten: try number(.bytesWritten), bytesRead: try number(.bytesRead),
                           dropped: try number(.dropped))
+    }
+
+    /// One line of the mount's usage against each limit.
+    private func summary(_ usage: [String: Int]) -> String {
+        func pair(_ used: String, _ limit: String, size: Bool) -> String {
+            let (a, b) = (usage[used] ?? 0, usage[limit] ?? 0)
+            return size ? "\(formatSize(a))/\(formatSize(b))" : "\(a)/\(b)"
+        }
+        return "pipes \(pair("pipes", "max_pipes", size: false)), memory \(pair("memory", "max_memory", size: true))"
+            + " (yours \(pair("user_memory", "user_max_memory", size: true))), waiting writes \(pair("waiting", "max_waiting", size: true)),"
+            + " idle names \(pair("idle_names", "max_idle_names", size: false)), buffers \(formatSize(usage["allocated"] ?? 0))"
     }
 
     /// Columns aligned for people: text left, numbers right.
@@ -96,6 +115,14 @@ extension NpfsMount {
         }
         return mount
     }
+}
+
+/// Bytes as people read them: 65536 is 64K, 1073741824 is 1G; other counts stay exact.
+func formatSize(_ bytes: Int) -> String {
+    for (unit, size) in [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] where bytes >= size && bytes % size == 0 {
+        return "\(bytes / size)\(unit)"
+    }
+    return String(bytes)
 }
 
 extension String {

@@ -111,18 +111,22 @@ import Testing
 
             let table = try ChildProcess.run([TestMount.binary, "status", mount.directory], timeout: 10)
             #expect(table.status == 0)
-            let rows = table.output.split(separator: "\n").map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+            let rows = table.output.split(separator: "\n").dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
+            #expect(table.output.hasPrefix("pipes 2/16384, memory 128K/"), "the usage line first: \(table.output)")
             #expect(rows.first == ["NAME", "MODE", "FRAMING", "READERS", "WRITERS", "BUFFERED/CAPACITY", "BYTES", "IN", "BYTES", "OUT", "DROPPED"])
             #expect(rows.dropFirst().first == ["alpha", "fifo", "stream", "1", "1", "6/65536", "6", "0", "0"], "\(table.output)")
             #expect(rows.dropFirst(2).first == ["beta", "ring/drop", "stream", "2", "1", "65536/65536", "70000", "0", "4464"], "\(table.output)")
             // Columns line up: every row is as wide up to BUFFERED/CAPACITY's end.
-            let lines = table.output.split(separator: "\n").map(String.init)
+            let lines = table.output.split(separator: "\n").dropFirst().map(String.init)
             let end = lines[0].range(of: "BUFFERED/CAPACITY")!.upperBound.utf16Offset(in: lines[0])
             #expect(lines.dropFirst().allSatisfy { $0.count >= end && $0[$0.index($0.startIndex, offsetBy: end - 1)] != " " })
 
             let json = try ChildProcess.run([TestMount.binary, "status", "--json", mount.directory], timeout: 10)
             #expect(json.status == 0)
-            let parsed = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [[String: Any]]
+            let report = try JSONSerialization.jsonObject(with: Data(json.output.utf8)) as? [String: Any]
+            let parsed = report?["pipes"] as? [[String: Any]]
+            let usage = report?["usage"] as? [String: Int]
+            #expect(usage?["pipes"] == 2 && usage?["memory"] == 131_072 && usage?["max_pipes"] == 16_384, "\(json.output)")
             #expect(parsed?.count == 2)
             #expect(parsed?.first?["name"] as? String == "alpha")
             #expect(parsed?.last?["dropped"] as? Int == 4464)

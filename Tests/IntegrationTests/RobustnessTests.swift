@@ -34,6 +34,51 @@ import Testing
         }
     }
 
+    /// Issue 6, defect 4: limits answer their errno, and the daemon serves on.
+    @Test func limitsAnswerTheirErrnoAndTheDaemonServesOn() throws {
+        // 256K in all: three 64K pipes, then 64K of waiting writes.
+        try TestMount.with(options: ["max_pipes=3,max_memory=256K"]) { mount in
+            var fds = ["A", "B", "C"].map { open(mount.path($0), O_RDWR) }
+            defer { fds.filter { $0 >= 0 }.forEach { close($0) } }
+            #expect(fds.allSatisfy { $0 >= 0 })
+            #expect(open(mount.path("D"), O_RDWR) == -1 && errno == ENFILE, "max_pipes")
+            close(fds.removeLast())
+            #expect(eventually { livePipes(mount) == ["A", "B"] })
+            #expect(try ChildProcess.run([TestMount.binary, "set", mount.path("A"), "capacity=128K"], timeout: 10).status == 0)
+            let tooBig = try ChildProcess.run([TestMount.binary, "set", mount.path("B"), "capacity=192K"], timeout: 10)
+            #expect(tooBig.status != 0 && tooBig.output.contains("no space"), "\(tooBig.output)")
+            #expect(setxattrErrno(mount.directory, "user.npfs.pipe.B.capacity", "192K") == ENOSPC)
+            // Waiting writes: 64K of copies at most.
+            #expect(Sys.write(fds[0], [UInt8](repeating: 1, count: 131_072)) == .ok(131_072))
+            let waiting = try ChildProcess(["dd", "if=/dev/zero", "of=\(mount.path("A"))", "bs=50000", "count=1", "conv=notrunc", "status=none"])
+            defer { waiting.signal(SIGKILL) }
+            #expect(eventually { waiting.state == "S" })
+            let refused = try ChildProcess.run(["dd", "if=/dev/zero", "of=\(mount.path("A"))", "bs=50000", "count=1", "conv=notrunc",
+                                                "status=none"], timeout: 10)
+            #expect(refused.status != 0 && refused.output.contains("No buffer space available"), "\(refused.output)")
+            #expect(waiting.isRunning)
+            let status = try ChildProcess.run([TestMount.binary, "status", mount.directory], timeout: 10)
+            #expect(status.output.hasPrefix("pipes 2/3, memory 192K/256K"), "\(status.output)")
+            #expect(status.output.contains("waiting writes 50000/64K"), "\(status.output)")
+            #expect(Sys.read(fds[0], 1 << 20) == .bytes([UInt8](repeating: 1, count: 131_072) + [UInt8](repeating: 0, count: 50_000)))
+            #expect(waiting.wait(timeout: 5) == 0)
+            #expect(mount.daemon.isRunning)
+        }
+    }
+
+    /// Issue 6, defect 4: a million stat()s of distinct names once held a million names
+    /// in the daemon; it now asks the kernel to forget the oldest idle ones.
+    @Test func namesLookedUpButNeverOpenedStayBounded() throws {
+        try TestMount.with(options: ["max_idle_names=50"]) { mount in
+            var info = stat()
+            for index in 0..<3000 { #expect(stat(mount.path("N\(index)"), &info) == 0) }
+            let usage = { (try? xattr(mount.directory, "user.npfs.usage")).map { String(decoding: $0, as: UTF8.self) } ?? "" }
+            #expect(eventually { usage().contains("\nidle_names=50\n") || usage().contains("\nidle_names=49\n") }, "\(usage())")
+            #expect(stat(mount.path("N0"), &info) == 0, "a forgotten name is a name all the same")
+            #expect(mount.daemon.isRunning)
+        }
+    }
+
     /// Issue 6, defect 5: the root route names a pipe by its bytes.
     @Test func rootAttributesNamePipesByTheirBytes() throws {
         try TestMount.with { mount in

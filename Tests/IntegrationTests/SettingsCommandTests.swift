@@ -87,7 +87,8 @@ import Testing
             let table = try npfs(["status", mount.directory]).output
             #expect(table.contains("caf\u{e9}-\\xff ") && table.contains("back\\\\slash "), "\(table)")
             let json = try npfs(["status", "--json", mount.directory]).output
-            let names = (try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [[String: Any]])?.compactMap { $0["name"] as? String }
+            let report = try JSONSerialization.jsonObject(with: Data(json.utf8)) as? [String: Any]
+            let names = (report?["pipes"] as? [[String: Any]])?.compactMap { $0["name"] as? String }
             #expect(names == ["back\\\\slash", "caf\u{e9}-\\xff", long], "\(json)")
             // And the raw name reaches the pipe through npfs get.
             let raw = try ChildProcess.run(["/bin/bash", "-c", "\(TestMount.binary) get $'\(mount.directory)/caf\u{e9}-\\xff' readers"], timeout: 10)

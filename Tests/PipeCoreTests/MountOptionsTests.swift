@@ -21,6 +21,24 @@ import Testing
         #expect(try MountOptions.parse([]).pipe.capacity == 65_536)
     }
 
+    @Test func limitsDefaultFromTheMachineAndCanBeGiven() throws {
+        let defaults = try MountOptions.parse([], physicalMemory: 24 << 30).limits
+        #expect(defaults == MountLimits(maxPipes: 16_384, maxMemory: 1 << 30, userMaxMemory: 256 << 20, maxCapacity: 1 << 20))
+        #expect(try MountOptions.parse([], physicalMemory: 2 << 30).limits.maxMemory == 256 << 20, "an eighth of a small machine")
+        let given = try MountOptions.parse(["max_pipes=10,max_memory=64M,user_max_memory=8M,max_capacity=4M"]).limits
+        #expect(given == MountLimits(maxPipes: 10, maxMemory: 64 << 20, userMaxMemory: 8 << 20, maxCapacity: 4 << 20))
+        #expect(given.maxWaitingBytes == 16 << 20)
+        #expect(try MountOptions.parse(["max_memory=64M"]).limits.userMaxMemory == 16 << 20)
+        #expect(try MountOptions.parse(["capacity=4M"]).limits.maxCapacity == 4 << 20, "max_capacity makes room for capacity")
+        for (bad, fragment) in [("max_pipes=0", "max_pipes"), ("max_pipes=x", "max_pipes"), ("max_memory=1", "max_memory"),
+                                ("user_max_memory=lots", "user_max_memory"), ("max_capacity=2G", "max_capacity"),
+                                ("capacity=2M,max_capacity=1M", "above max_capacity"),
+                                ("capacity=1M,max_memory=512K", "above max_memory")] {
+            #expect(throws: MountOptions.Invalid.self, "\(bad)") { try MountOptions.parse([bad]) }
+            do { _ = try MountOptions.parse([bad]) } catch { #expect(error.description.contains(fragment), "\(bad): \(error)") }
+        }
+    }
+
     @Test func pipeModeIsOctal() throws {
         #expect(try MountOptions.parse([]).pipeMode == 0o666)
         #expect(try MountOptions.parse(["pipe_mode=0600"]).pipeMode == 0o600)
