@@ -33,12 +33,13 @@ let package = Package(
             name: "NpfsClient",
             dependencies: ["CLinux", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
-        // Linux headers beyond Glibc's module: xattr (the client library), epoll (the tests).
+        // Linux headers beyond Glibc's module: xattr (the client library), malloc (the
+        // daemon), epoll (the tests).
         .systemLibrary(name: "CLinux"),
         .executableTarget(
             name: "npfs",
             dependencies: [
-                "PipeCore", "PipeFuse", "NpfsClient",
+                "CLinux", "PipeCore", "PipeFuse", "NpfsClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]

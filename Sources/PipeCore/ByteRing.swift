@@ -2,7 +2,8 @@
 ///
 /// Storage is a power of two so that positions wrap with `& mask`; it is allocated on the
 /// first write and grows by doubling up to the smallest power of two that holds `limit`,
-/// so an idle pipe costs no buffer memory. `limit` is the pipe's capacity in bytes and
+/// so an idle pipe costs no buffer memory. Storage larger than `keptWhenEmpty` is freed
+/// when the ring is read empty, so a large buffer costs memory only while it holds bytes. `limit` is the pipe's capacity in bytes and
 /// need not be a power of two. Every copy in or out is at most two `memcpy` calls.
 ///
 /// Invariants (checked by `verifyInvariants()`):
@@ -16,6 +17,9 @@
 public final class ByteRing {
     /// The smallest storage allocation, so tiny writes do not cause a chain of regrowths.
     public static let minimumStorage = 4096
+    /// The largest storage an empty ring keeps (the kernel's default pipe size): a pipe
+    /// that streams through its buffer does not reallocate it on every pass.
+    public static let keptWhenEmpty = 65_536
 
     private var storage: UnsafeMutableRawBufferPointer
     /// Index of the oldest byte.
@@ -31,7 +35,7 @@ public final class ByteRing {
         self.storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 
-    deinit { storage.deallocate() }
+    deinit { release() }
 
     /// Bytes that can still be written.
     public var free: Int { max(0, limit - count) }
@@ -71,11 +75,7 @@ public final class ByteRing {
     /// Moves up to `destination.count` of the oldest bytes into `destination`; returns how many.
     @discardableResult
     public func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
-        let n = min(destination.count, count)
-        guard n > 0, let out = destination.baseAddress, let base = storage.baseAddress else { return 0 }
-        let first = min(n, storage.count - head)
-        out.copyMemory(from: base + head, byteCount: first)
-        if first < n { (out + first).copyMemory(from: base, byteCount: n - first) }
+        let n = peek(into: destination)
         discard(n)
         return n
     }
@@ -94,6 +94,26 @@ public final class ByteRing {
         let n = min(max(n, 0), count)
         count -= n
         head = count == 0 ? 0 : (head + n) & (storage.count - 1)
+        if count == 0 && storage.count > ByteRing.keptWhenEmpty { release() }
+    }
+
+    /// Copies up to `destination.count` of the oldest bytes without removing them; returns how many.
+    public func peek(into destination: UnsafeMutableRawBufferPointer) -> Int {
+        let n = min(destination.count, count)
+        guard n > 0, let out = destination.baseAddress, let base = storage.baseAddress else { return 0 }
+        let first = min(n, storage.count - head)
+        out.copyMemory(from: base + head, byteCount: first)
+        if first < n { (out + first).copyMemory(from: base, byteCount: n - first) }
+        return n
+    }
+
+    /// Frees the storage: when the ring is empty, or goes away.
+    private func release() {
+        guard storage.count > 0 else { return }
+        FreedMemory.note(storage.count)
+        storage.deallocate()
+        storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
+        head = 0
     }
 
     /// Grows the storage (doubling) so that `needed` bytes fit.
@@ -115,6 +135,7 @@ public final class ByteRing {
             to.copyMemory(from: from + head, byteCount: first)
             if first < n { (to + first).copyMemory(from: from, byteCount: n - first) }
         }
+        FreedMemory.note(storage.count)
         storage.deallocate()
         storage = fresh
         head = 0

@@ -123,5 +123,8 @@ final class WaitingBytes {
         self.budget = budget
     }
 
-    deinit { budget.give(bytes.count) }
+    deinit {
+        budget.give(bytes.count)
+        FreedMemory.note(bytes.count)
+    }
 }

@@ -35,7 +35,7 @@ public final class Pipe: Sendable {
         /// Bytes discarded by overflow (ring mode): new ones dropped or old ones overwritten.
         /// Always `buffered == bytesWritten - bytesRead - dropped`.
         public var dropped: UInt64
-        /// Bytes of memory the pipe's buffer holds now.
+        /// Bytes of memory the pipe's buffer (and its message lengths) hold now.
         public var allocated: Int
         public var lastRead: Timestamp
         public var lastWrite: Timestamp

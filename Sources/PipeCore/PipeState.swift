@@ -66,7 +66,7 @@ struct PipeState: ~Copyable {
 
     var status: Pipe.Status {
         .init(config: config, ownership: ownership, buffered: ring.count, readers: readers, writers: writers,
-              bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped, allocated: ring.allocatedBytes,
+              bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped, allocated: ring.allocatedBytes + messages.allocatedBytes,
               lastRead: lastRead, lastWrite: lastWrite, created: created)
     }
 

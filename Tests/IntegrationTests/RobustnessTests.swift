@@ -79,6 +79,33 @@ import Testing
         }
     }
 
+    /// Issue 6, item 5: memory follows use. A large buffer read empty is freed while its
+    /// pipe is still open, many pipes' buffers when they close, and the daemon gives the
+    /// memory back to the system: its resident size falls back near where it started.
+    @Test func residentMemoryFallsBackAfterTheLoad() throws {
+        try TestMount.with { mount throws in
+            let rss = { residentKiB(mount.daemon.pid) }
+            let baseline = rss()
+            let big = open(mount.path("BIG"), O_RDWR)
+            defer { close(big) }
+            #expect(try ChildProcess.run([TestMount.binary, "set", mount.path("BIG"), "capacity=128M"], timeout: 10).status == 0)
+            let chunk = [UInt8](repeating: 7, count: 1 << 20)
+            for _ in 0..<128 { #expect(Sys.write(big, chunk) == .ok(1 << 20)) }
+            let peak = rss()
+            #expect(peak > baseline + 100_000, "128 MiB buffered: \(baseline) KiB -> \(peak) KiB")
+            var drained = 0
+            while drained < 128 << 20, case .bytes(let bytes) = Sys.read(big, 1 << 20), !bytes.isEmpty { drained += bytes.count }
+            #expect(drained == 128 << 20)
+            #expect(eventually(timeout: 5) { rss() < baseline + 16_384 }, "drained: \(baseline) KiB -> \(peak) KiB -> \(rss()) KiB")
+            // Many small buffers, freed by their last close.
+            let fds = (0..<1000).map { open(mount.path("P\($0)"), O_RDWR) }
+            for fd in fds { #expect(Sys.write(fd, [UInt8](repeating: 1, count: 65_536)) == .ok(65_536)) }
+            let many = rss()
+            fds.forEach { close($0) }
+            #expect(eventually(timeout: 5) { rss() < baseline + 16_384 }, "closed: \(baseline) KiB -> \(many) KiB -> \(rss()) KiB")
+        }
+    }
+
     /// Issue 6, defect 5: the root route names a pipe by its bytes.
     @Test func rootAttributesNamePipesByTheirBytes() throws {
         try TestMount.with { mount in
@@ -113,4 +140,11 @@ func rawGetxattr(_ path: [UInt8], _ name: String) -> String? {
     let cPath = path.map { CChar(bitPattern: $0) } + [0]
     let n = getxattr(cPath, name, &buffer, buffer.count)
     return n >= 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
+}
+
+/// A process's resident memory in KiB (VmRSS), 0 if it cannot be read.
+func residentKiB(_ pid: pid_t) -> Int {
+    guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),
+          let line = status.split(separator: "\n").first(where: { $0.hasPrefix("VmRSS:") }) else { return 0 }
+    return Int(line.split(separator: " ", omittingEmptySubsequences: true).dropFirst().first ?? "") ?? 0
 }

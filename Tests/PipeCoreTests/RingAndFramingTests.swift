@@ -82,6 +82,27 @@ import Testing
         #expect(f.read(both, 20_000) == .done(.data(.pattern(8000, seed: 3))), "the message arrived whole")
     }
 
+    /// Issue 6, item 5: memory follows use. A message costs a byte or three of
+    /// bookkeeping, and a large buffer read empty is freed.
+    @Test func bookkeepingIsSmallAndBuffersAreFreedWhenEmpty() throws {
+        let f = try F(capacity: 1 << 20, framing: .message)
+        let both = try f.open(F.readWrite)
+        for _ in 0..<10_000 { #expect(f.write(both, [7]) == .done(.written(1))) }
+        #expect(f.write(both, .pattern(500_000)) == .done(.written(500_000)))
+        let allocated = f.status?.allocated ?? 0
+        #expect(allocated <= 524_288 + 16_384, "10,001 messages: 512K of bytes and 16K of lengths, not \(allocated)")
+        for _ in 0..<10_000 { #expect(f.read(both, 10) == .done(.data([7]))) }
+        #expect(f.read(both, 1 << 20) == .done(.data(.pattern(500_000))))
+        #expect(try f.pipe.isConsistent)
+        #expect(f.status?.allocated == 16_384, "read empty, the 512K buffer is freed; 16K of lengths are kept")
+        // A buffer of the kernel's default size is kept for the next pass.
+        let g = try F()
+        let pipe = try g.open(F.readWrite)
+        #expect(g.write(pipe, .pattern(65_536)) == .done(.written(65_536)))
+        #expect(g.read(pipe, 1 << 20).isData)
+        #expect(g.status?.allocated == 65_536)
+    }
+
     @Test func dropAndOverwriteDiscardWholeMessages() throws {
         for overflow in [PipeConfig.Overflow.drop, .overwrite] {
             let f = try F(capacity: 8192, mode: .ring, overflow: overflow, framing: .message)
