@@ -5,6 +5,7 @@ let package = Package(
     name: "npfs",
     products: [
         .executable(name: "npfs", targets: ["npfs"]),
+        .executable(name: "npfs-soak", targets: ["npfs-soak"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
@@ -42,6 +43,14 @@ let package = Package(
                 "CLinux", "PipeCore", "PipeFuse", "NpfsClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
+            ]
+        ),
+        // The soak: many clients killed at random, then every byte checked (./soak.sh).
+        .executableTarget(
+            name: "npfs-soak",
+            dependencies: [
+                "CLinux", "NpfsClient", "PipeCore",
+                .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
         .testTarget(

@@ -5,20 +5,24 @@
 /// stamp its node had when it went idle, and one whose node no longer has that stamp is
 /// skipped.
 struct IdleNames {
-    private var queue: [(inode: InodeNumber, stamp: UInt64)] = []
+    private var queue: [(inode: InodeNumber, stamp: UInt64, since: Double)] = []
     private var head = 0
     private var nextStamp: UInt64 = 1
 
-    /// Notes that `inode` went idle now; returns the stamp for its node.
-    mutating func add(_ inode: InodeNumber) -> UInt64 {
+    /// Notes that `inode` went idle at `now` (monotonic seconds); returns the stamp for its node.
+    mutating func add(_ inode: InodeNumber, now: Double) -> UInt64 {
         let stamp = nextStamp
         nextStamp += 1
-        queue.append((inode, stamp))
+        queue.append((inode, stamp, now))
         return stamp
     }
 
+    /// The oldest entry, left in place.
+    var oldest: (inode: InodeNumber, stamp: UInt64, since: Double)? { head < queue.count ? queue[head] : nil }
+
     /// Removes and returns the oldest entry.
-    mutating func popOldest() -> (inode: InodeNumber, stamp: UInt64)? {
+    @discardableResult
+    mutating func popOldest() -> (inode: InodeNumber, stamp: UInt64, since: Double)? {
         guard head < queue.count else { return nil }
         let entry = queue[head]
         head += 1

@@ -121,20 +121,24 @@ public final class PipeRegistry: Sendable {
         }
     }
 
-    /// Names the kernel should forget, because more names than `max_idle_names` are held
-    /// with no live pipe: the oldest idle ones, each in every spelling it was looked up
-    /// by lately. The adapter asks the kernel (from another thread), which then sends
-    /// `forget` for them.
-    public func namesToForget() -> [PipeName] {
+    /// Names the kernel should forget: the oldest idle ones (looked up, no live pipe)
+    /// while more than `max_idle_names` are held, and any idle for `idleFor` seconds or
+    /// more, each in every spelling it was looked up by lately. The adapter asks the
+    /// kernel (from another thread), which then sends `forget` for them: the daemon's
+    /// tables shrink back once a load of lookups is over.
+    public func namesToForget(idleFor: Double? = nil, now: Double = Timestamp.monotonicSeconds()) -> [PipeName] {
         let limit = configuration.limits.maxIdleNames
         return state.withLock { state in
             var names: [PipeName] = []
-            while state.nodes.count - state.usage.pipes - state.forgetting > limit, let (inode, stamp) = state.idle.popOldest() {
-                guard var node = state.nodes[inode], node.idleStamp == stamp, node.pipe == nil else { continue }
+            while let oldest = state.idle.oldest {
+                let tooMany = state.nodes.count - state.usage.pipes - state.forgetting > limit
+                guard tooMany || idleFor.map({ now - oldest.since >= $0 }) == true else { break }
+                state.idle.popOldest()
+                guard var node = state.nodes[oldest.inode], node.idleStamp == oldest.stamp, node.pipe == nil else { continue }
                 node.idleStamp = 0
                 node.forgetting = true
                 state.forgetting += 1
-                state.nodes[inode] = node
+                state.nodes[oldest.inode] = node
                 names.append(node.lastLookedUp)
                 if node.name != node.lastLookedUp { names.append(node.name) }
             }
@@ -303,6 +307,7 @@ public final class PipeRegistry: Sendable {
         var deliveries = Deliveries()
         state.withLock { state in
             guard let open = state.handles.removeValue(forKey: handle) else { return }
+            state.handles.shrinkIfSparse()
             open.pipe.close(handle, access: open.access, deliveries: &deliveries)
             state.dropOpen(of: open.inode)
         }
@@ -394,11 +399,24 @@ extension PipeRegistry.State {
         nodes[node.inode] = nil
         inodeByKey[node.key] = nil
         if node.forgetting { forgetting -= 1 }
+        nodes.shrinkIfSparse()
+        inodeByKey.shrinkIfSparse()
     }
 
     /// The name has no pipe now, and the kernel holds it: it joins the idle names.
     mutating func markIdle(_ node: inout PipeRegistry.Node) {
-        node.idleStamp = idle.add(node.inode)
+        node.idleStamp = idle.add(node.inode, now: Timestamp.monotonicSeconds())
         if node.forgetting { (node.forgetting, forgetting) = (false, forgetting - 1) }
+    }
+}
+
+extension Dictionary {
+    /// Gives back the storage of a table that grew under a load and is mostly empty now
+    /// (a dictionary keeps its capacity when elements are removed).
+    public mutating func shrinkIfSparse() {
+        guard capacity > 1024 && count * 8 < capacity else { return }
+        var fresh = Dictionary(minimumCapacity: count)
+        for (key, value) in self { fresh[key] = value }
+        self = fresh
     }
 }

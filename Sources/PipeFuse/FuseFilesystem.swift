@@ -165,7 +165,10 @@ public final class FuseFilesystem: Sendable {
 
     /// `releasedir`. Replies success.
     func releasedir(_ request: consuming FuseRequest, handle: UInt64) {
-        _ = listings.withLock { $0.open.removeValue(forKey: handle) }
+        listings.withLock { listings in
+            listings.open[handle] = nil
+            listings.open.shrinkIfSparse()
+        }
         request.succeed()
     }
 
@@ -338,7 +341,20 @@ public final class FuseFilesystem: Sendable {
 
     /// Called by `FuseWaiter` just before it replies.
     func forgetWaiter(_ id: UInt64) {
-        _ = waiters.withLock { $0.removeValue(forKey: id) }
+        waiters.withLock { waiters in
+            waiters[id] = nil
+            waiters.shrinkIfSparse()
+        }
+    }
+
+    /// How long a name may stay idle (looked up, no live pipe) before the kernel is asked
+    /// to forget it.
+    static let idleNameLifetime = 5.0
+
+    /// Asks the kernel to forget names idle for `idleNameLifetime` seconds (run once a second).
+    func forgetIdleNames() {
+        let stale = registry.namesToForget(idleFor: Self.idleNameLifetime)
+        if !stale.isEmpty { invalidator.forget(stale) }
     }
 
     /// The interrupt callback: runs inside libfuse with the request's lock held, so it only

@@ -74,6 +74,11 @@ public final class FuseSession {
     /// queues its (asynchronous) RELEASE before it returns, and a reader's next poll or
     /// read must not overtake it, or it would miss the hang-up a kernel FIFO shows at once.
     public func run(grace: Double = 2) -> Int32 {
+        let forgetting = DispatchSource.makeTimerSource(queue: .global())
+        forgetting.schedule(deadline: .now() + 1, repeating: 1)
+        forgetting.setEventHandler { [filesystem] in filesystem.forgetIdleNames() }
+        forgetting.resume()
+        defer { forgetting.cancel() }
         let result = fuse_session_loop(session)
         filesystem.shutDown()
         detach()

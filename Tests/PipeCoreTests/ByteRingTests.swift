@@ -90,7 +90,7 @@ import Testing
 }
 
 /// A small deterministic generator, so a failing seed can be replayed.
-struct SplitMix {
+struct SplitMix: RandomNumberGenerator {
     var state: UInt64
     init(seed: UInt64) { state = seed }
     mutating func next() -> UInt64 {

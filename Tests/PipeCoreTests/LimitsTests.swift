@@ -130,5 +130,9 @@ import Testing
         // A name looked up again while being forgotten is idle again, and counted.
         _ = registry.lookup(try PipeName("C"))
         #expect(registry.namesToForget().map(\.description) == ["D"])
+        // Names idle for long enough are given back however few there are.
+        #expect(registry.namesToForget(idleFor: 5).isEmpty, "C went idle just now")
+        let later = Timestamp.monotonicSeconds() + 6
+        #expect(registry.namesToForget(idleFor: 5, now: later).map(\.description) == ["B", "C"])
     }
 }
