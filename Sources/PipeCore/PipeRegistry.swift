@@ -87,14 +87,11 @@ public final class PipeRegistry: Sendable {
 
     /// What the mount uses now against `configuration.limits`.
     public var usage: MountUsage {
-        var (usage, pipes) = state.withLock { state in
-            var usage = state.usage
-            usage.idleNames = state.nodes.count - state.usage.pipes
-            return (usage, state.nodes.values.compactMap(\.pipe))
-        }
+        let (counted, pipes) = state.withLock { state in (state.usage, state.nodes.values.compactMap(\.pipe)) }
+        var usage = counted
+        usage.idleNames = state.withLock { $0.nodes.count } - usage.pipes
         usage.waitingBytes = waitingBudget.inUse
         usage.allocatedBytes = pipes.reduce(0) { $0 + $1.status.allocated }
-        pipes.removeAll()
         return usage
     }
 

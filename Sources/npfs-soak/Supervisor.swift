@@ -208,6 +208,7 @@ final class Supervisor {
             """)
         for problem in problems.prefix(20) { print("  " + problem) }
         print(problems.isEmpty ? "verdict: PASS" : "verdict: FAIL")
+        print(problems.isEmpty ? "soak: 1 passed, 0 failed" : "soak: 0 passed, 1 failed")
         return problems.isEmpty
     }
 
