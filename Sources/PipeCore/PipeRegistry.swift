@@ -76,9 +76,9 @@ public final class PipeRegistry: Sendable {
     }
 
     public let configuration: Configuration
-    private let state = Mutex(State())
+    let state = Mutex(State())
     /// The bytes of waiting writes, shared by every pipe.
-    private let waitingBudget: ByteBudget
+    let waitingBudget: ByteBudget
 
     public init(configuration: Configuration) {
         self.configuration = configuration
@@ -87,169 +87,12 @@ public final class PipeRegistry: Sendable {
 
     /// What the mount uses now against `configuration.limits`.
     public var usage: MountUsage {
-        let (counted, pipes) = state.withLock { state in (state.usage, state.nodes.values.compactMap(\.pipe)) }
+        let (counted, names, pipes) = state.withLock { ($0.usage, $0.nodes.count, $0.nodes.values.compactMap(\.pipe)) }
         var usage = counted
-        usage.idleNames = state.withLock { $0.nodes.count } - usage.pipes
+        usage.idleNames = names - usage.pipes
         usage.waitingBytes = waitingBudget.inUse
         usage.allocatedBytes = pipes.reduce(0) { $0 + $1.status.allocated }
         return usage
-    }
-
-    // MARK: Names and inodes
-
-    /// FUSE `lookup`: every valid name is a pipe. Counts one kernel reference to the inode.
-    public func lookup(_ name: PipeName) -> InodeNumber {
-        let key = name.key(ignoringCase: configuration.ignoreCase)
-        return state.withLock { state in
-            var node: Node
-            if let known = state.inodeByKey[key], let existing = state.nodes[known] {
-                node = existing
-            } else {
-                let inode = InodeNumber(state.nextInode)
-                state.nextInode += 1
-                state.inodeByKey[key] = inode
-                node = Node(inode: inode, name: name, lastLookedUp: name, key: key)
-            }
-            node.lookups += 1
-            node.lastLookedUp = name
-            if node.pipe == nil && node.idleStamp == 0 { state.markIdle(&node) }
-            state.nodes[node.inode] = node
-            return node.inode
-        }
-    }
-
-    /// Names the kernel should forget: the oldest idle ones (looked up, no live pipe)
-    /// while more than `max_idle_names` are held, and any idle for `idleFor` seconds or
-    /// more, each in every spelling it was looked up by lately. The adapter asks the
-    /// kernel (from another thread), which then sends `forget` for them: the daemon's
-    /// tables shrink back once a load of lookups is over.
-    public func namesToForget(idleFor: Double? = nil, now: Double = Timestamp.monotonicSeconds()) -> [PipeName] {
-        let limit = configuration.limits.maxIdleNames
-        return state.withLock { state in
-            var names: [PipeName] = []
-            while let oldest = state.idle.oldest {
-                let tooMany = state.nodes.count - state.usage.pipes - state.forgetting > limit
-                guard tooMany || idleFor.map({ now - oldest.since >= $0 }) == true else { break }
-                state.idle.popOldest()
-                guard var node = state.nodes[oldest.inode], node.idleStamp == oldest.stamp, node.pipe == nil else { continue }
-                node.idleStamp = 0
-                node.forgetting = true
-                state.forgetting += 1
-                state.nodes[oldest.inode] = node
-                names.append(node.lastLookedUp)
-                if node.name != node.lastLookedUp { names.append(node.name) }
-            }
-            return names
-        }
-    }
-
-    /// FUSE `forget`: the kernel dropped `count` references; an unused name is forgotten.
-    public func forget(_ inode: InodeNumber, count: UInt64) {
-        state.withLock { state in
-            guard var node = state.nodes[inode] else { return }
-            node.lookups -= min(count, node.lookups)
-            state.nodes[inode] = node
-            state.removeIfUnused(node)
-        }
-    }
-
-    /// The name and pipe behind an inode, or nil if the kernel never looked it up.
-    public func node(_ inode: InodeNumber) -> (name: PipeName, status: Pipe.Status?)? {
-        let found = state.withLock { state in state.nodes[inode].map { ($0.name, $0.pipe) } }
-        guard let (name, pipe) = found else { return nil }
-        return (name, pipe?.status)
-    }
-
-    /// The live pipes (with at least one open, complete or waiting), for `readdir`.
-    public func livePipes() -> [(inode: InodeNumber, name: PipeName)] {
-        state.withLock { state in
-            state.nodes.values.filter { $0.pipe != nil }.map { ($0.inode, $0.name) }
-        }.sorted { $0.inode.rawValue < $1.inode.rawValue }
-    }
-
-    /// What a name that is not live shows `caller`: what it would get by opening it, a
-    /// pipe of its own with the mount's `pipe_mode`.
-    public func defaultOwnership(for caller: Caller) -> Ownership {
-        Ownership(uid: caller.uid, gid: caller.gid, permissions: configuration.pipeMode)
-    }
-
-    /// FUSE `setattr` of the mode, owner or group (chmod, chown). ENOENT if the pipe is not
-    /// live (a name with no pipe keeps no attributes), EPERM where chmod(2) and chown(2) would refuse.
-    /// A pipe given to another user takes its reservation along (root's choice, over the limit or not).
-    public func changeOwnership(of inode: InodeNumber, by caller: Caller, permissions: UInt32?, uid: UInt32?,
-                                gid: UInt32?) throws(Errno) -> Ownership {
-        try state.withLock { (state: inout State) throws(Errno) -> Ownership in
-            guard var node = state.nodes[inode], let pipe = node.pipe else { throw .noSuchFileOrDirectory }
-            let ownership = try pipe.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)
-            if ownership.uid != node.reservedBy {
-                state.usage.reserve(-node.reserved, owner: node.reservedBy)
-                state.usage.reserve(node.reserved, owner: ownership.uid)
-                node.reservedBy = ownership.uid
-                state.nodes[inode] = node
-            }
-            return ownership
-        }
-    }
-
-    // MARK: Settings and figures
-
-    /// The inode of a name the kernel knows, without looking it up (no node is created).
-    public func knownInode(named name: PipeName) -> InodeNumber? {
-        let key = name.key(ignoringCase: configuration.ignoreCase)
-        return state.withLock { $0.inodeByKey[key] }
-    }
-
-    /// The live pipe behind an inode; ENOENT if it has no open (the name is not a pipe now).
-    public func livePipe(_ inode: InodeNumber) throws(Errno) -> Pipe {
-        guard let pipe = state.withLock({ $0.nodes[inode]?.pipe }) else { throw .noSuchFileOrDirectory }
-        return pipe
-    }
-
-    /// `getfattr`: one attribute's value. ENOENT if the pipe is not live, EACCES if
-    /// `caller` may not read the pipe.
-    public func attribute(_ attribute: PipeAttribute, of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
-        let status = try livePipe(inode).status
-        guard status.ownership.permits(caller, .read) else { throw .permissionDenied }
-        return attribute.value(in: status)
-    }
-
-    /// `setfattr`: changes a setting at once. ENOENT if not live, EPERM for a figure or
-    /// for a caller that is neither the pipe's owner nor root, EINVAL for a bad value,
-    /// EBUSY for a capacity below what is buffered.
-    public func setAttribute(_ attribute: PipeAttribute, to value: String, of inode: InodeNumber, caller: Caller) throws(Errno) {
-        try setAttributes([(attribute, value)], of: inode, caller: caller)
-    }
-
-    /// Several settings (`npfs set`): all values are checked first (EPERM, EINVAL), then
-    /// applied in order; the first that fails stops the rest. A capacity beyond
-    /// `max_capacity` is root's to give (EPERM), and one that the memory limits do not
-    /// allow fails ENOSPC; below what is buffered, EBUSY.
-    public func setAttributes(_ changes: [(PipeAttribute, String)], of inode: InodeNumber, caller: Caller) throws(Errno) {
-        let limits = configuration.limits
-        var deliveries = Deliveries()
-        let error: Errno? = state.withLock { state in
-            guard var node = state.nodes[inode], let pipe = node.pipe else { return .noSuchFileOrDirectory }
-            guard pipe.ownership.isOwned(by: caller) else { return .notPermitted }
-            var settings: [Pipe.Setting] = []
-            for (attribute, value) in changes {
-                do throws(Errno) { settings.append(try attribute.setting(from: value)) } catch { return error }
-            }
-            for setting in settings {
-                guard case .capacity(let capacity) = setting else {
-                    if let error = pipe.apply(setting, deliveries: &deliveries) { return error }
-                    continue
-                }
-                if capacity > limits.maxCapacity && !caller.isRoot { return .notPermitted }
-                if let error = state.usage.fits(extra: capacity - node.reserved, owner: node.reservedBy, limits) { return error }
-                if let error = pipe.apply(setting, deliveries: &deliveries) { return error }
-                state.usage.reserve(capacity - node.reserved, owner: node.reservedBy)
-                node.reserved = capacity
-                state.nodes[inode] = node
-            }
-            return nil
-        }
-        deliveries.deliver()
-        if let error { throw error }
     }
 
     // MARK: Open and release
@@ -388,32 +231,5 @@ extension PipeRegistry.State {
         }
         nodes[inode] = node
         removeIfUnused(node)
-    }
-
-    /// Forgets a name the kernel no longer references and no open uses.
-    mutating func removeIfUnused(_ node: PipeRegistry.Node) {
-        guard node.lookups == 0, node.opens == 0 else { return }
-        nodes[node.inode] = nil
-        inodeByKey[node.key] = nil
-        if node.forgetting { forgetting -= 1 }
-        nodes.shrinkIfSparse()
-        inodeByKey.shrinkIfSparse()
-    }
-
-    /// The name has no pipe now, and the kernel holds it: it joins the idle names.
-    mutating func markIdle(_ node: inout PipeRegistry.Node) {
-        node.idleStamp = idle.add(node.inode, now: Timestamp.monotonicSeconds())
-        if node.forgetting { (node.forgetting, forgetting) = (false, forgetting - 1) }
-    }
-}
-
-extension Dictionary {
-    /// Gives back the storage of a table that grew under a load and is mostly empty now
-    /// (a dictionary keeps its capacity when elements are removed).
-    public mutating func shrinkIfSparse() {
-        guard capacity > 1024 && count * 8 < capacity else { return }
-        var fresh = Dictionary(minimumCapacity: count)
-        for (key, value) in self { fresh[key] = value }
-        self = fresh
     }
 }

@@ -1,0 +1,87 @@
+import SystemPackage
+
+/// Owners, settings and figures of live pipes, and the memory their capacities reserve.
+extension PipeRegistry {
+    /// What a name that is not live shows `caller`: what it would get by opening it, a
+    /// pipe of its own with the mount's `pipe_mode`.
+    public func defaultOwnership(for caller: Caller) -> Ownership {
+        Ownership(uid: caller.uid, gid: caller.gid, permissions: configuration.pipeMode)
+    }
+
+    /// FUSE `setattr` of the mode, owner or group (chmod, chown). ENOENT if the pipe is not
+    /// live (a name with no pipe keeps no attributes), EPERM where chmod(2) and chown(2) would refuse.
+    /// A pipe given to another user takes its reservation along (root's choice, over the limit or not).
+    public func changeOwnership(of inode: InodeNumber, by caller: Caller, permissions: UInt32?, uid: UInt32?,
+                                gid: UInt32?) throws(Errno) -> Ownership {
+        try state.withLock { (state: inout State) throws(Errno) -> Ownership in
+            guard var node = state.nodes[inode], let pipe = node.pipe else { throw .noSuchFileOrDirectory }
+            let ownership = try pipe.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)
+            if ownership.uid != node.reservedBy {
+                state.usage.reserve(-node.reserved, owner: node.reservedBy)
+                state.usage.reserve(node.reserved, owner: ownership.uid)
+                node.reservedBy = ownership.uid
+                state.nodes[inode] = node
+            }
+            return ownership
+        }
+    }
+
+    /// The inode of a name the kernel knows, without looking it up (no node is created).
+    public func knownInode(named name: PipeName) -> InodeNumber? {
+        let key = name.key(ignoringCase: configuration.ignoreCase)
+        return state.withLock { $0.inodeByKey[key] }
+    }
+
+    /// The live pipe behind an inode; ENOENT if it has no open (the name is not a pipe now).
+    public func livePipe(_ inode: InodeNumber) throws(Errno) -> Pipe {
+        guard let pipe = state.withLock({ $0.nodes[inode]?.pipe }) else { throw .noSuchFileOrDirectory }
+        return pipe
+    }
+
+    /// `getfattr`: one attribute's value. ENOENT if the pipe is not live, EACCES if
+    /// `caller` may not read the pipe.
+    public func attribute(_ attribute: PipeAttribute, of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
+        let status = try livePipe(inode).status
+        guard status.ownership.permits(caller, .read) else { throw .permissionDenied }
+        return attribute.value(in: status)
+    }
+
+    /// `setfattr`: changes a setting at once. ENOENT if not live, EPERM for a figure or
+    /// for a caller that is neither the pipe's owner nor root, EINVAL for a bad value,
+    /// EBUSY for a capacity below what is buffered.
+    public func setAttribute(_ attribute: PipeAttribute, to value: String, of inode: InodeNumber, caller: Caller) throws(Errno) {
+        try setAttributes([(attribute, value)], of: inode, caller: caller)
+    }
+
+    /// Several settings (`npfs set`): all values are checked first (EPERM, EINVAL), then
+    /// applied in order; the first that fails stops the rest. A capacity beyond
+    /// `max_capacity` is root's to give (EPERM), and one that the memory limits do not
+    /// allow fails ENOSPC; below what is buffered, EBUSY.
+    public func setAttributes(_ changes: [(PipeAttribute, String)], of inode: InodeNumber, caller: Caller) throws(Errno) {
+        let limits = configuration.limits
+        var deliveries = Deliveries()
+        let error: Errno? = state.withLock { state in
+            guard var node = state.nodes[inode], let pipe = node.pipe else { return .noSuchFileOrDirectory }
+            guard pipe.ownership.isOwned(by: caller) else { return .notPermitted }
+            var settings: [Pipe.Setting] = []
+            for (attribute, value) in changes {
+                do throws(Errno) { settings.append(try attribute.setting(from: value)) } catch { return error }
+            }
+            for setting in settings {
+                guard case .capacity(let capacity) = setting else {
+                    if let error = pipe.apply(setting, deliveries: &deliveries) { return error }
+                    continue
+                }
+                if capacity > limits.maxCapacity && !caller.isRoot { return .notPermitted }
+                if let error = state.usage.fits(extra: capacity - node.reserved, owner: node.reservedBy, limits) { return error }
+                if let error = pipe.apply(setting, deliveries: &deliveries) { return error }
+                state.usage.reserve(capacity - node.reserved, owner: node.reservedBy)
+                node.reserved = capacity
+                state.nodes[inode] = node
+            }
+            return nil
+        }
+        deliveries.deliver()
+        if let error { throw error }
+    }
+}

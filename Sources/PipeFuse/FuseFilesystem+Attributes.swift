@@ -1,0 +1,108 @@
+import CFuse3
+import Glibc
+import PipeCore
+import SystemPackage
+
+/// Extended attributes: each live pipe's `user.npfs.*` settings and figures, and the
+/// mount root's attributes (the daemon's pid, the usage report, `npfs set`'s requests, and
+/// every pipe's attributes as `user.npfs.pipe.NAME.ATTRIBUTE`).
+extension FuseFilesystem {
+    /// The root's `user.npfs.pid` tells `npfs unmount` which daemon serves the mount.
+    static let pidAttribute = PipeAttribute.daemonPidName
+
+    /// `getxattr`: a pipe's `user.npfs.*` settings and figures (ENOENT if the pipe is not
+    /// live, ENODATA for other names), or the root's daemon pid. Replies the value, its size or ERANGE.
+    func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8], size: Int) {
+        if inode == InodeNumber.root.rawValue && name == Array(Self.pidAttribute.utf8) {
+            return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
+        }
+        if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.usageName.utf8) {
+            let report = registry.usage.report(registry.configuration.limits, user: request.caller.uid)
+            return request.xattr(Array(report.utf8), bufferSize: size)
+        }
+        do {
+            let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .noData)
+            request.xattr(Array(try registry.attribute(attribute, of: target, caller: request.caller).utf8), bufferSize: size)
+        } catch {
+            request.fail(error)
+        }
+    }
+
+    /// `listxattr`: every `user.npfs.*` name of a live pipe, the root's pid name.
+    /// Replies the names, their size or ERANGE.
+    func listxattr(_ request: consuming FuseRequest, inode: UInt64, size: Int) {
+        let names: [String]
+        if inode == InodeNumber.root.rawValue {
+            names = [Self.pidAttribute, PipeAttribute.usageName]
+        } else if (try? registry.livePipe(InodeNumber(inode))) != nil {
+            names = PipeAttribute.allCases.map(\.xattrName)
+        } else {
+            names = []
+        }
+        request.xattr(names.flatMap { Array($0.utf8) + [0] }, bufferSize: size)
+    }
+
+    /// `setxattr`: changes a live pipe's setting at once. Replies success, ENOENT (not
+    /// live), ENODATA (unknown npfs name), EPERM (a figure), EINVAL (bad value), EBUSY
+    /// (capacity below what is buffered, framing of a non-empty pipe), EEXIST
+    /// (XATTR_CREATE: the attribute always exists) or ENOTSUP (other names).
+    ///
+    /// On the mount root, `user.npfs.pipe.NAME.SETTING` reaches pipe NAME. That is the way
+    /// to change a pipe while a writer waits in it: the kernel holds a writing file's inode
+    /// lock, which setxattr on that file needs too, but not the root's.
+    func setxattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8], value: [UInt8], flags: Int32) {
+        if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.setRequestName.utf8) {
+            return setMany(request, value: value)
+        }
+        do {
+            let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .notSupported)
+            _ = try registry.livePipe(target)
+            if flags & XATTR_CREATE_FLAG != 0 { return request.fail(.fileExists) }
+            try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: target, caller: request.caller)
+            request.succeed()
+        } catch {
+            request.fail(error)
+        }
+    }
+
+    /// `setxattr` of the root's `user.npfs.set` (`npfs set`): a pipe named by its bytes, of
+    /// any length, and several settings. Replies as `setxattr`, or EINVAL for a malformed request.
+    private func setMany(_ request: consuming FuseRequest, value: [UInt8]) {
+        do throws(Errno) {
+            let (pipe, changes) = try PipeAttribute.parseSetRequest(value)
+            guard let inode = knownInode(pipe) else { throw Errno.noSuchFileOrDirectory }
+            try registry.setAttributes(changes, of: inode, caller: request.caller)
+            request.succeed()
+        } catch {
+            request.fail(error)
+        }
+    }
+
+    /// The pipe and attribute an xattr name means on an inode: a pipe's own
+    /// `user.npfs.ATTRIBUTE`, or the root's `user.npfs.pipe.NAME.ATTRIBUTE`. Throws ENODATA
+    /// for another `user.npfs.` name, ENOENT for a name the kernel does not know, and
+    /// `foreign` for names outside npfs's.
+    private func pipeAttribute(_ name: [UInt8], on inode: UInt64, foreign: Errno) throws(Errno) -> (InodeNumber, PipeAttribute) {
+        let unknown: Errno = PipeAttribute.isOurs(name) ? .noData : foreign
+        guard inode == InodeNumber.root.rawValue else {
+            guard let attribute = PipeAttribute(xattrName: name) else { throw unknown }
+            return (InodeNumber(inode), attribute)
+        }
+        guard let (pipe, attribute) = PipeAttribute.parseRootName(name) else { throw unknown }
+        guard let known = knownInode(pipe) else { throw .noSuchFileOrDirectory }
+        return (known, attribute)
+    }
+
+    /// The inode of a pipe named in a root attribute, if the kernel knows the name.
+    private func knownInode(_ name: [UInt8]) -> InodeNumber? {
+        guard let pipeName = try? PipeName(bytes: name) else { return nil }
+        return registry.knownInode(named: pipeName)
+    }
+
+    /// `removexattr`: npfs's attributes cannot be removed (EPERM); others do not exist (ENODATA).
+    func removexattr(_ request: consuming FuseRequest, name: [UInt8]) {
+        let ours = PipeAttribute(xattrName: name) != nil || PipeAttribute.parseRootName(name) != nil
+            || [Self.pidAttribute, PipeAttribute.usageName, PipeAttribute.setRequestName].contains { name == Array($0.utf8) }
+        request.fail(ours ? .notPermitted : .noData)
+    }
+}
