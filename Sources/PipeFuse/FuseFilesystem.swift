@@ -12,9 +12,11 @@ import SystemPackage
 /// request that must wait becomes a `FuseWaiter` the core resumes later.
 public final class FuseFilesystem: Sendable {
     public let registry: PipeRegistry
-    /// How long the kernel may cache a name's entry: every valid name exists, so any time
-    /// is right, except with ignore_case, where each open's own lookup must be seen, since
-    /// `ls` shows the spelling of the open that created a pipe.
+    /// How long the kernel may cache a name's entry: every valid name exists and keeps its
+    /// inode while the kernel holds it, so any time is right (an hour: a `stat` of a name
+    /// looked up a while ago costs no second round trip; idle names are handed back by
+    /// `forgetIdleNames`), except with ignore_case, where each open's own lookup must be
+    /// seen, since `ls` shows the spelling of the open that created a pipe.
     let entryTimeout: Double
 
     private let owner: (uid: uid_t, gid: gid_t)
@@ -34,7 +36,7 @@ public final class FuseFilesystem: Sendable {
         self.registry = registry
         self.maxRead = maxRead
         self.owner = (getuid(), getgid())
-        self.entryTimeout = registry.configuration.ignoreCase ? 0 : 1
+        self.entryTimeout = registry.configuration.ignoreCase ? 0 : 3600
     }
 
     // MARK: Names and attributes
