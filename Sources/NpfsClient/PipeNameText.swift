@@ -1,6 +1,5 @@
 /// A pipe's name, which is bytes, as text for people and JSON: valid UTF-8 as it is, a
 /// backslash as `\\`, and every other byte (invalid UTF-8, control characters) as `\xNN`.
-/// `parse` reverses it, so a name `npfs status` shows can be given back to `npfs get`.
 public enum PipeNameText {
     public static func display(_ name: [UInt8]) -> String {
         var text = ""
@@ -17,22 +16,6 @@ public enum PipeNameText {
             }
         }
         return text
-    }
-
-    /// The bytes a displayed name stands for; nil for a malformed escape.
-    public static func parse(_ text: String) -> [UInt8]? {
-        var bytes: [UInt8] = []
-        var rest = Array(text.utf8)[...]
-        while let byte = rest.popFirst() {
-            guard byte == UInt8(ascii: "\\") else { bytes.append(byte); continue }
-            guard let next = rest.popFirst() else { return nil }
-            if next == UInt8(ascii: "\\") { bytes.append(next); continue }
-            guard next == UInt8(ascii: "x"), rest.count >= 2,
-                  let value = UInt8(String(decoding: rest.prefix(2), as: UTF8.self), radix: 16) else { return nil }
-            bytes.append(value)
-            rest = rest.dropFirst(2)
-        }
-        return bytes
     }
 
     /// The length of the printable UTF-8 sequence at `index`, or 0 if the byte there must be escaped.

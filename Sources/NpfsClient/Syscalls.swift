@@ -35,13 +35,6 @@ enum Syscalls {
         return names
     }
 
-    /// lstat(2): whether `path` exists and is a directory, `nil` if it does not exist.
-    static func isDirectory(_ path: [UInt8]) throws(Errno) -> Bool {
-        var info = stat()
-        guard withCString(path, { lstat($0, &info) }) == 0 else { throw Errno(rawValue: errno) }
-        return info.st_mode & S_IFMT == S_IFDIR
-    }
-
     /// The target of /proc/self/exe: this program's file.
     static func executablePath() -> String? {
         var buffer = [CChar](repeating: 0, count: Int(PATH_MAX) + 1)

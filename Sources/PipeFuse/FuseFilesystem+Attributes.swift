@@ -7,13 +7,10 @@ import SystemPackage
 /// mount root's attributes (the daemon's pid, the usage report, `npfs set`'s requests, and
 /// every pipe's attributes as `user.npfs.pipe.NAME.ATTRIBUTE`).
 extension FuseFilesystem {
-    /// The root's `user.npfs.pid` tells `npfs unmount` which daemon serves the mount.
-    static let pidAttribute = PipeAttribute.daemonPidName
-
     /// `getxattr`: a pipe's `user.npfs.*` settings and figures (ENOENT if the pipe is not
     /// live, ENODATA for other names), or the root's daemon pid. Replies the value, its size or ERANGE.
     func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8], size: Int) {
-        if inode == InodeNumber.root.rawValue && name == Array(Self.pidAttribute.utf8) {
+        if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.daemonPidName.utf8) {
             return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
         }
         if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.usageName.utf8) {
@@ -33,7 +30,7 @@ extension FuseFilesystem {
     func listxattr(_ request: consuming FuseRequest, inode: UInt64, size: Int) {
         let names: [String]
         if inode == InodeNumber.root.rawValue {
-            names = [Self.pidAttribute, PipeAttribute.usageName]
+            names = [PipeAttribute.daemonPidName, PipeAttribute.usageName]
         } else if (try? registry.livePipe(InodeNumber(inode))) != nil {
             names = PipeAttribute.allCases.map(\.xattrName)
         } else {
@@ -102,7 +99,7 @@ extension FuseFilesystem {
     /// `removexattr`: npfs's attributes cannot be removed (EPERM); others do not exist (ENODATA).
     func removexattr(_ request: consuming FuseRequest, name: [UInt8]) {
         let ours = PipeAttribute(xattrName: name) != nil || PipeAttribute.parseRootName(name) != nil
-            || [Self.pidAttribute, PipeAttribute.usageName, PipeAttribute.setRequestName].contains { name == Array($0.utf8) }
+            || [PipeAttribute.daemonPidName, PipeAttribute.usageName, PipeAttribute.setRequestName].contains { name == Array($0.utf8) }
         request.fail(ours ? .notPermitted : .noData)
     }
 }

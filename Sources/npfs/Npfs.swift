@@ -36,8 +36,10 @@ struct Npfs: ParsableCommand {
         }
     }
 
-    /// The names the command line knows, for catching a mistyped one.
-    static let commandNames = ["mount", "unmount", "umount", "status", "set", "get"]
+    /// The names the command line knows, aliases included, for catching a mistyped one.
+    static var commandNames: [String] {
+        configuration.subcommands.flatMap { [$0.configuration.commandName ?? ""] + $0.configuration.aliases }
+    }
 }
 
 /// A failure the user can act on: printed as one line, exit status 1.

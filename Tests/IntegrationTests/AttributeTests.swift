@@ -164,6 +164,5 @@ func getxattrErrno(_ path: String, _ name: String) -> Int32 {
 
 /// 0 or the errno of setxattr(2).
 func setxattrErrno(_ path: String, _ name: String, _ value: String) -> Int32 {
-    let bytes = Array(value.utf8)
-    return setxattr(path, name, bytes, bytes.count, 0) == 0 ? 0 : errno
+    rawSetxattr(Array(path.utf8), Array(name.utf8), Array(value.utf8))
 }
