@@ -93,14 +93,14 @@ struct SharingTests {
                 let refused = try users.run(as: bob, "setfattr -n user.npfs.pipe.GROW.capacity -v 128K '\(m)'")
                 #expect(refused.status != 0 && refused.output.contains("not permitted"), "\(refused.output)")
                 #expect(writer.isRunning)
-                let npfsRefused = try users.run(as: bob, "\(TestMount.binary) set '\(p)' capacity=128K")
+                let npfsRefused = try users.run(as: bob, "\(users.npfs) set '\(p)' capacity=128K")
                 #expect(npfsRefused.status != 0 && npfsRefused.output.contains("not permitted"), "\(npfsRefused.output)")
-                let grown = try users.run(as: alice, "\(TestMount.binary) set '\(p)' capacity=128K")
+                let grown = try users.run(as: alice, "\(users.npfs) set '\(p)' capacity=128K")
                 #expect(grown.status == 0, "\(grown.output)")
                 #expect(writer.wait(timeout: 5) == 0)
                 #expect(try getfattr(p, "user.npfs.buffered") == "75536")
                 // Beyond max_capacity (1M by default) only root may go.
-                let beyond = try users.run(as: alice, "\(TestMount.binary) set '\(p)' capacity=2M")
+                let beyond = try users.run(as: alice, "\(users.npfs) set '\(p)' capacity=2M")
                 #expect(beyond.status != 0 && beyond.output.contains("beyond max_capacity"), "\(beyond.output)")
                 #expect(try ChildProcess.run([TestMount.binary, "set", p, "capacity=2M"], timeout: 10).status == 0)
             }

@@ -8,6 +8,10 @@ final class TestUsers: @unchecked Sendable {
     let names: [String]
     /// A group the test can put users in (`addToGroup`), if asked for.
     let group: String?
+    /// The npfs under test, copied where these users can run it: the checkout may sit in
+    /// a directory only root can enter (a clone in `mktemp -d`).
+    let npfs: String
+    private let binaryDirectory: String
 
     static var canCreateUsers: Bool { geteuid() == 0 }
 
@@ -32,12 +36,24 @@ final class TestUsers: @unchecked Sendable {
         }
         names = made
         group = madeGroup
+        do {
+            binaryDirectory = try makeTemporaryDirectory()
+            chmod(binaryDirectory, 0o755)
+            npfs = binaryDirectory + "/npfs"
+            try FileManager.default.copyItem(atPath: TestMount.binary, toPath: npfs)
+        } catch {
+            TestUsers.remove(made, group: madeGroup)
+            throw error
+        }
     }
 
     /// Runs `body` with `count` new users (and a new group), always removing them after.
     static func with<T>(count: Int, group: Bool = false, _ body: (TestUsers) throws -> T) throws -> T {
         let users = try TestUsers(count: count, withGroup: group)
-        defer { TestUsers.remove(users.names, group: users.group) }
+        defer {
+            TestUsers.remove(users.names, group: users.group)
+            try? FileManager.default.removeItem(atPath: users.binaryDirectory)
+        }
         return try body(users)
     }
 
