@@ -26,7 +26,7 @@ let package = Package(
         // The only layer that imports CFuse3.
         .target(
             name: "PipeFuse",
-            dependencies: ["CFuse3", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["CFuse3", "CLinux", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
         // What the command line and the tests share: attribute access, spawning; its
         // system calls in one file.
@@ -34,8 +34,8 @@ let package = Package(
             name: "NpfsClient",
             dependencies: ["CLinux", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
-        // Linux headers beyond Glibc's module: xattr (the client library), malloc (the
-        // daemon), epoll (the tests).
+        // Linux headers beyond Glibc's module: xattr (the client library), malloc and CPU
+        // affinity (the daemon), epoll (the tests).
         .systemLibrary(name: "CLinux"),
         .executableTarget(
             name: "npfs",

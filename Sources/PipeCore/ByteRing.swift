@@ -2,9 +2,12 @@
 ///
 /// Storage is a power of two so that positions wrap with `& mask`; it is allocated on the
 /// first write and grows by doubling up to the smallest power of two that holds `limit`,
-/// so an idle pipe costs no buffer memory. Storage larger than `keptWhenEmpty` is freed
-/// when the ring is read empty, so a large buffer costs memory only while it holds bytes. `limit` is the pipe's capacity in bytes and
-/// need not be a power of two. Every copy in or out is at most two `memcpy` calls.
+/// so an idle pipe costs no buffer memory. Storage larger than `keptWhenEmpty` is freed by
+/// `trim()` once the ring has stayed empty and unwritten from one call to the next (the
+/// daemon trims every second), so a large buffer costs memory only while it is in use and
+/// a pipe that streams through it does not reallocate it on every pass. `limit` is the
+/// pipe's capacity in bytes and need not be a power of two. Every copy in or out is at
+/// most two `memcpy` calls, and `segments` lends the buffered bytes without copying.
 ///
 /// Invariants (checked by `verifyInvariants()`):
 /// - `storage.count` is zero or a power of two, and at most `ByteRing.storageSize(for: limit)`;
@@ -17,8 +20,7 @@
 public final class ByteRing {
     /// The smallest storage allocation, so tiny writes do not cause a chain of regrowths.
     public static let minimumStorage = 4096
-    /// The largest storage an empty ring keeps (the kernel's default pipe size): a pipe
-    /// that streams through its buffer does not reallocate it on every pass.
+    /// The largest storage an idle empty ring keeps (the kernel's default pipe size).
     public static let keptWhenEmpty = 65_536
 
     private var storage: UnsafeMutableRawBufferPointer
@@ -26,6 +28,8 @@ public final class ByteRing {
     private var head = 0
     /// Bytes buffered.
     public private(set) var count = 0
+    /// Written since the last `trim()`.
+    private var written = false
     /// The capacity in bytes: `count` never exceeds it after a write.
     public private(set) var limit: Int
 
@@ -70,6 +74,7 @@ public final class ByteRing {
         (base + tail).copyMemory(from: source, byteCount: first)
         if first < n { base.copyMemory(from: source + first, byteCount: n - first) }
         count += n
+        written = true
     }
 
     /// Moves up to `destination.count` of the oldest bytes into `destination`; returns how many.
@@ -94,7 +99,29 @@ public final class ByteRing {
         let n = min(max(n, 0), count)
         count -= n
         head = count == 0 ? 0 : (head + n) & (storage.count - 1)
-        if count == 0 && storage.count > ByteRing.keptWhenEmpty { release() }
+    }
+
+    /// Frees storage above `keptWhenEmpty` if the ring is empty and was not written since
+    /// the previous call; returns the bytes freed.
+    @discardableResult
+    public func trim() -> Int {
+        defer { written = false }
+        guard count == 0, !written, storage.count > ByteRing.keptWhenEmpty else { return 0 }
+        let freed = storage.count
+        release()
+        return freed
+    }
+
+    /// The oldest `n` buffered bytes (at most `count`) as at most two contiguous pieces,
+    /// oldest first, without copying them. Valid until the ring is next changed.
+    public func segments(upTo n: Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) {
+        let n = min(max(n, 0), count)
+        guard n > 0, let base = storage.baseAddress else {
+            return (UnsafeRawBufferPointer(start: nil, count: 0), UnsafeRawBufferPointer(start: nil, count: 0))
+        }
+        let first = min(n, storage.count - head)
+        return (UnsafeRawBufferPointer(start: base + head, count: first),
+                UnsafeRawBufferPointer(start: base, count: n - first))
     }
 
     /// Copies up to `destination.count` of the oldest bytes without removing them; returns how many.

@@ -72,6 +72,9 @@ struct MessageQueue {
         return nil
     }
 
+    /// Frees the lengths' storage if idle (see `ByteRing.trim`).
+    func trim() { lengths.trim() }
+
     /// Bytes of memory the lengths take now.
     var allocatedBytes: Int { lengths.allocatedBytes }
 

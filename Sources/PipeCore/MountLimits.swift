@@ -112,19 +112,25 @@ public final class ByteBudget: Sendable {
 
 /// The bytes of a write that waits for room, copied out of its FUSE request, charged to
 /// the mount's budget for as long as they exist.
+/// Not thread-safe: it lives in its pipe's locked state.
 final class WaitingBytes {
-    let bytes: [UInt8]
+    private let storage: UnsafeMutableRawBufferPointer
     private let budget: ByteBudget
 
     /// nil if the budget has no room for them.
     init?(copying source: UnsafeRawBufferPointer, budget: ByteBudget) {
         guard budget.take(source.count) else { return nil }
-        bytes = Array(source)
+        storage = .allocate(byteCount: source.count, alignment: 16)
+        if let from = source.baseAddress, let to = storage.baseAddress { to.copyMemory(from: from, byteCount: source.count) }
         self.budget = budget
     }
 
+    /// The bytes, valid while this object lives.
+    var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(storage) }
+
     deinit {
-        budget.give(bytes.count)
-        FreedMemory.note(bytes.count)
+        budget.give(storage.count)
+        FreedMemory.note(storage.count)
+        storage.deallocate()
     }
 }

@@ -23,6 +23,10 @@ public struct MountOptions: Sendable, Equatable {
     public var pipeMode: UInt32
     /// The largest read request the kernel sends (`max_read`), 0 for its default.
     public var maxRead: UInt32 = 0
+    /// Threads serving requests (`threads`), or nil for the daemon's default.
+    public var threads: Int?
+    /// The most `threads` may be.
+    public static let maximumThreads = 64
     /// `max_pipes`, `max_memory`, `user_max_memory`, `max_capacity`.
     public var limits = MountLimits.defaults(physicalMemory: MountOptions.physicalMemory)
     /// Options for libfuse, npfs's defaults first.
@@ -42,6 +46,7 @@ public struct MountOptions: Sendable, Equatable {
         var ignoreCase = false
         var pipeMode: UInt32 = 0o666
         var maxRead: UInt32 = 0
+        var threads: Int?
         var fuse: [String] = []
         var named: Set<String> = []
         for option in arguments.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: true) }) {
@@ -74,6 +79,11 @@ public struct MountOptions: Sendable, Equatable {
                     throw Invalid(description: "bad \(name) '\(value ?? "")': give a positive number")
                 }
                 sizes[name] = count
+            case "threads":
+                guard let value, let count = Int(value), (1...maximumThreads).contains(count) else {
+                    throw Invalid(description: "bad threads '\(value ?? "")': give a number of threads from 1 to \(maximumThreads)")
+                }
+                threads = count
             case "pipe_mode":
                 guard let value, !value.isEmpty, value.count <= 4, let bits = UInt32(value, radix: 8), bits <= 0o777 else {
                     throw Invalid(description: "bad pipe_mode '\(value ?? "")': give octal permission bits (e.g. pipe_mode=0600)")
@@ -103,6 +113,7 @@ public struct MountOptions: Sendable, Equatable {
         var options = MountOptions(pipe: pipe, ignoreCase: ignoreCase, pipeMode: pipeMode,
                             fuseOptions: defaults + fuse.filter { $0 != "default_permissions" })
         options.maxRead = maxRead
+        options.threads = threads
         options.limits = try limits(sizes, capacity: pipe.capacity, physicalMemory: physicalMemory)
         return options
     }

@@ -55,6 +55,14 @@ public final class Pipe: Sendable {
         }
     }
 
+    /// Frees buffer memory that stayed unused since the previous call (see `ByteRing.trim`).
+    func trimBuffers() {
+        state.withLock { state in
+            state.ring.trim()
+            state.messages.trim()
+        }
+    }
+
     /// For tests: the invariants of the buffer, the message queue and the counters.
     public var isConsistent: Bool { state.withLock { $0.isConsistent } }
 
@@ -106,10 +114,13 @@ public final class Pipe: Sendable {
 
     // MARK: Data (called with no registry lock held)
 
-    func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?) -> Attempt {
+    func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, sink: (ReadData) -> Void) -> Attempt {
         var deliveries = Deliveries()
-        let attempt = state.withLock {
-            $0.read(size: size, offset: offset, nonblocking: nonblocking, waiter: waiter, deliveries: &deliveries)
+        let attempt = withoutActuallyEscaping(sink) { sink in
+            let lent = LentSink(sink)
+            return state.withLock {
+                $0.read(size: size, offset: offset, nonblocking: nonblocking, waiter: waiter, sink: lent.body, deliveries: &deliveries)
+            }
         }
         deliveries.deliver()
         return attempt
@@ -128,6 +139,13 @@ public final class Pipe: Sendable {
     func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
         state.withLock { $0.poll(handle, access: access, hangUpVersion: hangUpVersion, notifier: notifier) }
     }
+}
+
+/// A read's sink, lent to the locked state for the duration of one call.
+/// Unchecked: it is called only during that call, on the calling thread.
+private struct LentSink: @unchecked Sendable {
+    let body: (ReadData) -> Void
+    init(_ body: @escaping (ReadData) -> Void) { self.body = body }
 }
 
 /// A write's payload, lent to the locked state for the duration of one call.

@@ -190,9 +190,19 @@ public final class PipeRegistry: Sendable {
     // MARK: Data
 
     /// FUSE `read`. With no waiter, answers `.mustWait` (changing nothing) where it would wait.
-    public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?) -> Attempt {
+    /// Bytes there now are lent to `sink` under the pipe's lock (the answer is then
+    /// `.answered`); a waiter gets them later through `resume(reading:)`.
+    public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?,
+                     sink: (ReadData) -> Void) -> Attempt {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
-        return open.pipe.read(size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter)
+        return open.pipe.read(size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, sink: sink)
+    }
+
+    /// The same, with bytes read now answered as `.done(.data(bytes))`, copied (for tests).
+    public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?) -> Attempt {
+        var bytes: [UInt8] = []
+        let attempt = read(handle, size: size, offset: offset, flags: flags, waiter: waiter) { bytes = $0.copied() }
+        return attempt == .answered ? .done(.data(bytes)) : attempt
     }
 
     /// FUSE `write`. With no waiter, answers `.mustWait` (changing nothing) where it would wait.
@@ -206,6 +216,12 @@ public final class PipeRegistry: Sendable {
     public func poll(_ handle: PipeHandle, notifier: (any PollNotifier)?) -> PollEvents? {
         guard let open = openFile(handle) else { return nil }
         return open.pipe.poll(handle, access: open.access, hangUpVersion: open.hangUpVersion, notifier: notifier)
+    }
+
+    /// Frees the buffers of pipes left empty and unwritten since the previous call: run
+    /// once a second, so that memory follows use without reallocating a streaming buffer.
+    public func trimIdleBuffers() {
+        for pipe in state.withLock({ $0.nodes.values.compactMap(\.pipe) }) { pipe.trimBuffers() }
     }
 
     /// Opens that have not been released yet.

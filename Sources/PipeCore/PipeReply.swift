@@ -19,4 +19,7 @@ public enum Attempt: Sendable, Equatable {
     case mustWait
     /// The waiter was queued; the core will resume it exactly once.
     case queued
+    /// A read was answered with bytes, through the sink it was offered (or, if it came
+    /// with a waiter, through that waiter's `resume(reading:)`).
+    case answered
 }

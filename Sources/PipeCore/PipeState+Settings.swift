@@ -34,13 +34,18 @@ extension PipeState {
         for wait in openWaiters { deliveries.resume(wait.waiter, with: .opened(wait.handle)) }
         openWaiters.removeAll()
         for wait in writeWaiters {
-            wait.data.bytes.withUnsafeBytes { overflowingStore(UnsafeRawBufferPointer(rebasing: $0[wait.taken...])) }
+            overflowingStore(UnsafeRawBufferPointer(rebasing: wait.data.bytes[wait.taken...]))
             deliveries.resume(wait.waiter, with: .written(wait.takenBefore + wait.data.bytes.count))
         }
         writeWaiters.removeAll()
-        for wait in readWaiters {
-            deliveries.resume(wait.waiter, with: .data(ring.isEmpty ? [] : take(wait.size, deliveries: &deliveries)))
-        }
+        let reads = readWaiters
         readWaiters.removeAll()
+        for wait in reads {
+            if ring.isEmpty {
+                deliveries.resume(wait.waiter, with: .data([]))
+            } else {
+                give(wait.size, deliveries: &deliveries) { wait.waiter.resume(reading: $0) }
+            }
+        }
     }
 }

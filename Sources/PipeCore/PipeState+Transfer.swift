@@ -2,18 +2,20 @@ import SystemPackage
 
 /// Reads and writes: what moves between writers, the ring and readers.
 extension PipeState {
+    /// A read of up to `size` bytes. Bytes there now go to `sink`, lent under the lock
+    /// (the answer is `.answered`); end of file and errors are `.done`.
     mutating func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
-                       deliveries: inout Deliveries) -> Attempt {
+                       sink: (ReadData) -> Void, deliveries: inout Deliveries) -> Attempt {
         guard size > 0 else { return .done(.data([])) }
         // A request past offset 0 continues a read(2) whose earlier part was answered in
         // full (the kernel splits large reads). A pipe read returns what it has and a
         // message read one message: never wait, and never start a second message.
         if offset > 0 && (framed || ring.isEmpty) { return .done(.data([])) }
         if !ring.isEmpty {
-            let bytes = take(size, deliveries: &deliveries)
+            give(size, deliveries: &deliveries, to: sink)
             settle(&deliveries)
             notifyPollers(&deliveries)
-            return .done(.data(bytes))
+            return .answered
         }
         if !waits || liveWriters == 0 { return .done(.data([])) }
         if nonblocking { return .done(.failed(.resourceTemporarilyUnavailable)) }
@@ -42,45 +44,36 @@ extension PipeState {
         let atomic = framed || (offset == 0 && n <= Pipe.atomicWriteLimit)
         // Blocking writers queue behind those already waiting, so none starves.
         let mayGoNow = writeWaiters.isEmpty || nonblocking
-        if mayGoNow && ring.free >= n {
-            store(bytes)
+        // Readers wait only on an empty ring: while the request's own buffer is valid, its
+        // bytes go straight into their replies, in order, and only the rest is buffered.
+        let handing = mayGoNow && !framed ? handOffCount(n, atomic: atomic) : 0
+        // Without a waiter, a write that would wait changes nothing.
+        if waiter == nil && !nonblocking && !(mayGoNow && ring.free >= n - handing) { return .mustWait }
+        let taken = handOff(UnsafeRawBufferPointer(rebasing: bytes[..<handing]), deliveries: &deliveries)
+        if taken == n {
+            notifyPollers(&deliveries)
+            return .done(.written(n))
+        }
+        let rest = UnsafeRawBufferPointer(rebasing: bytes[taken...])
+        if mayGoNow && ring.free >= rest.count {
+            store(rest)
             settle(&deliveries)
             notifyPollers(&deliveries)
             return .done(.written(n))
         }
         if nonblocking {
-            let fits = atomic ? 0 : min(ring.free, n)
+            let fits = atomic ? 0 : min(ring.free, rest.count)
             guard fits > 0 else { return .done(.failed(.resourceTemporarilyUnavailable)) }
-            store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]))
+            store(UnsafeRawBufferPointer(rebasing: rest[..<fits]))
             settle(&deliveries)
             notifyPollers(&deliveries)
-            return .done(.written(fits))
+            return .done(.written(taken + fits))
         }
         guard let waiter else { return .mustWait }
-        if waiter.isInterrupted { return .done(.failed(.interrupted)) }
-        // Readers wait only on an empty ring: while the request's own buffer is valid, copy
-        // it straight into their replies, in order, and keep only the rest.
-        var taken = 0
-        if mayGoNow && !atomic {
-            assert(ring.isEmpty || readWaiters.isEmpty, "a reader waits while bytes are buffered")
-            while taken < n, !readWaiters.isEmpty {
-                let wait = readWaiters.removeFirst()
-                let part = min(wait.size, n - taken)
-                deliveries.resume(wait.waiter, with: .data(Array(bytes[taken..<(taken + part)])))
-                taken += part
-                bytesWritten += UInt64(part)
-                bytesRead += UInt64(part)
-                lastWrite = .now()
-                lastRead = lastWrite
-            }
-            if taken == n {
-                notifyPollers(&deliveries)
-                return .done(.written(n))
-            }
-        }
+        if waiter.isInterrupted { return .done(taken > 0 ? .written(taken) : .failed(.interrupted)) }
         // Queue, then let `settle` move what fits: the one place data moves between waiting
         // writers, the ring and waiting readers (it may even complete this write).
-        guard let rest = WaitingBytes(copying: UnsafeRawBufferPointer(rebasing: bytes[taken...]), budget: budget) else {
+        guard let rest = WaitingBytes(copying: rest, budget: budget) else {
             // The mount holds as many waiting writes' bytes as it may: this one cannot wait.
             notifyPollers(&deliveries)
             return .done(taken > 0 ? .written(taken) : .failed(.noBufferSpace))
@@ -99,27 +92,92 @@ extension PipeState {
         lastWrite = .now()
     }
 
-    /// A read of at most `size` bytes: from the stream, or from the oldest message only.
+    /// How many bytes of a write of `n` go straight to waiting readers (the ring is empty
+    /// while they wait): up to what they asked for; for an atomic write, only if what they
+    /// leave of it fits the ring whole.
+    func handOffCount(_ n: Int, atomic: Bool) -> Int {
+        guard !readWaiters.isEmpty, ring.isEmpty else { return 0 }
+        var wanted = 0
+        for wait in readWaiters where wanted < n { wanted += wait.size }
+        let count = min(wanted, n)
+        return atomic && n - count > ring.free ? 0 : count
+    }
+
+    /// Hands `bytes` (counted by `handOffCount`) to waiting readers, oldest first, each up
+    /// to its size. Returns the bytes taken.
+    mutating func handOff(_ bytes: UnsafeRawBufferPointer, deliveries: inout Deliveries) -> Int {
+        guard !bytes.isEmpty else { return 0 }
+        var taken = 0
+        while taken < bytes.count, !readWaiters.isEmpty {
+            let wait = readWaiters.removeFirst()
+            let part = UnsafeRawBufferPointer(rebasing: bytes[taken..<min(bytes.count, taken + wait.size)])
+            withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: 1) { pieces in
+                pieces[0] = part
+                wait.waiter.resume(reading: ReadData(pieces: UnsafeBufferPointer(pieces), count: part.count))
+            }
+            taken += part.count
+        }
+        bytesWritten += UInt64(taken)
+        bytesRead += UInt64(taken)
+        lastWrite = .now()
+        lastRead = lastWrite
+        return taken
+    }
+
+    /// Answers a read of at most `size` bytes through `sink`, from the stream or from the
+    /// oldest message only, and consumes what it lent.
     ///
     /// A stream read does not stop at what the ring holds while writers wait with bytes
-    /// they have already handed over: it lets them refill the ring and takes those too, in
-    /// order, up to `size`. To the reader that is the same as reading again at once; it
-    /// saves a FUSE round trip per capacity's worth of a large transfer.
-    mutating func take(_ size: Int, deliveries: inout Deliveries) -> [UInt8] {
+    /// they have already handed over: it takes theirs too, in order, up to `size`, straight
+    /// from their requests. To the reader that is the same as reading again at once; it
+    /// saves a FUSE round trip per capacity's worth of a large transfer. Writers whose bytes
+    /// are all taken complete; the ring is then refilled from those still waiting.
+    mutating func give(_ size: Int, deliveries: inout Deliveries, to sink: (ReadData) -> Void) {
         let limit = framed ? min(size, messages.oldestRemaining ?? 0) : size
-        let capacity = writeWaiters.isEmpty ? min(limit, ring.count) : limit
-        var bytes = [UInt8](unsafeUninitializedCapacity: capacity) { buffer, count in
-            let out = UnsafeMutableRawBufferPointer(buffer)
-            count = ring.read(into: out)
-            while !framed, count < capacity, !writeWaiters.isEmpty, feedWaitingWriters(&deliveries) {
-                count += ring.read(into: UnsafeMutableRawBufferPointer(rebasing: out[count...]))
+        let (first, second) = ring.segments(upTo: limit)
+        let fromRing = first.count + second.count
+        var total = fromRing
+        // Waiting writers whose bytes are all lent, and the bytes lent of the next one.
+        var completed = 0
+        var partial = 0
+        withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: ReadData.maximumPieces) { pieces in
+            var used = 0
+            if first.count > 0 {
+                pieces[used] = first
+                used += 1
             }
+            if second.count > 0 {
+                pieces[used] = second
+                used += 1
+            }
+            while !framed, total < limit, used < pieces.count, completed < writeWaiters.count {
+                let wait = writeWaiters[completed]
+                let part = min(wait.remaining, limit - total)
+                pieces[used] = UnsafeRawBufferPointer(rebasing: wait.data.bytes[wait.taken..<(wait.taken + part)])
+                used += 1
+                total += part
+                if part < wait.remaining {
+                    partial = part
+                    break
+                }
+                completed += 1
+            }
+            sink(ReadData(pieces: UnsafeBufferPointer(rebasing: pieces[..<used]), count: total))
         }
-        if framed { messages.consume(bytes.count) }
-        if bytes.capacity > 2 * bytes.count + 4096 { bytes = Array(bytes) }   // do not keep a large, mostly empty buffer
-        bytesRead += UInt64(bytes.count)
+        ring.discard(fromRing)
+        if framed { messages.consume(fromRing) }
+        for wait in writeWaiters.prefix(completed) {
+            deliveries.resume(wait.waiter, with: .written(wait.takenBefore + wait.data.bytes.count))
+        }
+        writeWaiters.removeFirst(completed)
+        if partial > 0 { writeWaiters[0].taken += partial }
+        let direct = total - fromRing
+        if direct > 0 {
+            bytesWritten += UInt64(direct)
+            lastWrite = .now()
+        }
+        bytesRead += UInt64(total)
         lastRead = .now()
-        return bytes
     }
 
     /// Ring mode: buffers `bytes` whatever the room, discarding (and counting) new bytes
@@ -168,7 +226,7 @@ extension PipeState {
         var moved = false
         while !ring.isEmpty, !readWaiters.isEmpty {
             let wait = readWaiters.removeFirst()
-            deliveries.resume(wait.waiter, with: .data(take(wait.size, deliveries: &deliveries)))
+            give(wait.size, deliveries: &deliveries) { wait.waiter.resume(reading: $0) }
             moved = true
         }
         return moved
@@ -183,7 +241,7 @@ extension PipeState {
             if wait.atomic && room < wait.remaining { break }
             let n = min(room, wait.remaining)
             guard n > 0 else { break }
-            wait.data.bytes.withUnsafeBytes { store(UnsafeRawBufferPointer(rebasing: $0[wait.taken..<(wait.taken + n)])) }
+            store(UnsafeRawBufferPointer(rebasing: wait.data.bytes[wait.taken..<(wait.taken + n)]))
             wait.taken += n
             moved = true
             guard wait.remaining == 0 else {

@@ -8,6 +8,14 @@ public protocol PipeWaiter: AnyObject, Sendable {
     /// waiter is queued is not lost.
     var isInterrupted: Bool { get }
     func resume(_ reply: PipeReply)
+    /// Answers a waiting read with bytes: called under the pipe's lock, with `data` valid
+    /// only during the call (the adapter sends it without copying). By default, a copy is
+    /// passed to `resume(.data(_:))`.
+    func resume(reading data: ReadData)
+}
+
+extension PipeWaiter {
+    public func resume(reading data: ReadData) { resume(.data(data.copied())) }
 }
 
 /// A poll that asked to be told when an open's readiness may have changed.

@@ -187,9 +187,21 @@ public final class FuseFilesystem: Sendable {
     }
 
     /// `read`: data, end of file (empty), EAGAIN, or a deferred reply while a writer may still write.
+    /// Data is sent straight from the pipe's buffer (and waiting writers' requests), uncopied.
     func read(_ request: consuming FuseRequest, inode: UInt64, handle: UInt64, size: Int, offset: Int64, flags: Int32) {
         let handle = PipeHandle(rawValue: handle)
-        offer(request, inode: inode) { registry.read(handle, size: size, offset: offset, flags: flags, waiter: $0) }
+        let raw = request.raw
+        // First without a waiter: the common case answers at once and costs no interrupt registration.
+        switch registry.read(handle, size: size, offset: offset, flags: flags, waiter: nil, sink: { FuseRequest.send(raw, $0) }) {
+        case .answered:
+            request.sentElsewhere()
+        case .done(let reply):
+            request.send(reply)
+        case .mustWait, .queued:
+            let waiter = makeWaiter(request, inode: InodeNumber(inode))
+            let attempt = registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter) { waiter.resume(reading: $0) }
+            if case .done(let reply) = attempt { waiter.resume(reply) }
+        }
     }
 
     /// `write`: the count taken, EPIPE, EAGAIN, EMSGSIZE, or a deferred reply until there is room.
@@ -197,18 +209,15 @@ public final class FuseFilesystem: Sendable {
     func write(_ request: consuming FuseRequest, inode: UInt64, handle: UInt64, bytes: UnsafeRawBufferPointer,
                offset: Int64, flags: Int32) {
         let handle = PipeHandle(rawValue: handle)
-        offer(request, inode: inode) { registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: $0) }
-    }
-
-    /// Offers a request to the core without a waiter first (the common case answers at once
-    /// and costs no interrupt registration), then, if it must wait, as a waiter.
-    private func offer(_ request: consuming FuseRequest, inode: UInt64, _ operation: ((any PipeWaiter)?) -> Attempt) {
-        switch operation(nil) {
+        // First without a waiter: the common case answers at once and costs no interrupt registration.
+        switch registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: nil) {
         case .done(let reply):
             request.send(reply)
-        case .mustWait, .queued:
+        case .mustWait, .queued, .answered:
             let waiter = makeWaiter(request, inode: InodeNumber(inode))
-            if case .done(let reply) = operation(waiter) { waiter.resume(reply) }
+            if case .done(let reply) = registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: waiter) {
+                waiter.resume(reply)
+            }
         }
     }
 
@@ -252,7 +261,13 @@ public final class FuseFilesystem: Sendable {
     /// to forget it.
     static let idleNameLifetime = 5.0
 
-    /// Asks the kernel to forget names idle for `idleNameLifetime` seconds (run once a second).
+    /// Housekeeping, once a second: idle buffers are freed and idle names handed back.
+    func everySecond() {
+        registry.trimIdleBuffers()
+        forgetIdleNames()
+    }
+
+    /// Asks the kernel to forget names idle for `idleNameLifetime` seconds.
     func forgetIdleNames() {
         let stale = registry.namesToForget(idleFor: Self.idleNameLifetime)
         if !stale.isEmpty { invalidator.forget(stale) }

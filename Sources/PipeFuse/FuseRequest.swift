@@ -90,6 +90,27 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         discard self
     }
 
+    /// Answers a read with bytes lent by the pipe, in one vectored reply, uncopied.
+    consuming func data(_ data: ReadData) {
+        FuseRequest.send(raw, data)
+        discard self
+    }
+
+    /// The same for a request whose `FuseRequest` value is still held: the caller then
+    /// gives that value up with `sentElsewhere()`.
+    static func send(_ raw: fuse_req_t, _ data: ReadData) {
+        let count = data.pieces.count
+        withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(count, 1)) { vectors in
+            for (i, piece) in data.pieces.enumerated() {
+                vectors[i] = iovec(iov_base: UnsafeMutableRawPointer(mutating: piece.baseAddress), iov_len: piece.count)
+            }
+            _ = fuse_reply_iov(raw, vectors.baseAddress, Int32(count))
+        }
+    }
+
+    /// The request was answered through its raw pointer (`send(_:_:)`).
+    consuming func sentElsewhere() { discard self }
+
     consuming func written(_ count: Int) {
         fuse_reply_write(raw, count)
         discard self

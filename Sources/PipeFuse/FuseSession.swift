@@ -69,32 +69,32 @@ public final class FuseSession {
     /// end of file and close them (for at most `grace` seconds), and destroys the session.
     /// Returns 0 on a clean exit.
     ///
-    /// One thread serves every request, in the order the kernel queued them. No handler
-    /// blocks, so more threads would add no waiting capacity, only reordering: a close()
-    /// queues its (asynchronous) RELEASE before it returns, and a reader's next poll or
-    /// read must not overtake it, or it would miss the hang-up a kernel FIFO shows at once.
-    public func run(grace: Double = 2) -> Int32 {
-        let forgetting = DispatchSource.makeTimerSource(queue: .global())
-        forgetting.schedule(deadline: .now() + 1, repeating: 1)
-        forgetting.setEventHandler { [filesystem] in filesystem.forgetIdleNames() }
-        forgetting.resume()
-        defer { forgetting.cancel() }
-        let result = fuse_session_loop(session)
+    /// `threads` threads serve the requests (see `ServingLoop` for the order they keep).
+    public func run(threads: Int, grace: Double = 2) -> Int32 {
+        let housekeeping = DispatchSource.makeTimerSource(queue: .global())
+        housekeeping.schedule(deadline: .now() + 1, repeating: 1)
+        housekeeping.setEventHandler { [filesystem] in filesystem.everySecond() }
+        housekeeping.resume()
+        defer { housekeeping.cancel() }
+        let result = ServingLoop(session: session).run(threads: threads)
         filesystem.shutDown()
         detach()
-        if filesystem.registry.openCount > 0 { serveLastCloses(grace: grace) }
+        if filesystem.registry.openCount > 0 { serveLastCloses(threads: threads, grace: grace) }
         close()
         return result < 0 ? 1 : 0
     }
 
     /// Serves again until the last open pipe is closed (the kernel then ends the detached
-    /// mount's connection) or `grace` seconds pass (a signal ends the loop).
-    private func serveLastCloses(grace: Double) {
+    /// mount's connection) or `grace` seconds pass (or a signal comes).
+    private func serveLastCloses(threads: Int, grace: Double) {
         fuse_session_reset(session)
-        let loopThread = LoopThread(pthread_self())
-        DispatchQueue.global().asyncAfter(deadline: .now() + grace) { loopThread.interrupt() }
-        _ = fuse_session_loop(session)
-        loopThread.finish()
+        var deadline = timespec()
+        clock_gettime(CLOCK_REALTIME, &deadline)
+        let whole = grace.rounded(.down)
+        deadline.tv_sec += Int(whole)
+        deadline.tv_nsec += Int((grace - whole) * 1e9)
+        if deadline.tv_nsec >= 1_000_000_000 { (deadline.tv_sec, deadline.tv_nsec) = (deadline.tv_sec + 1, deadline.tv_nsec - 1_000_000_000) }
+        _ = ServingLoop(session: session).run(threads: threads, deadline: deadline)
     }
 
     /// Lazily unmounts, keeping the connection open (fuse_session_unmount would close it).
@@ -119,21 +119,6 @@ public final class FuseSession {
         // leave it to the process's exit then.
         if filesystem.invalidator.detach() { fuse_session_destroy(session) }
     }
-}
-
-/// The thread serving the session, to be woken once by a signal unless it finished first.
-/// Unchecked Sendable: the pthread_t is only used under the lock.
-private final class LoopThread: @unchecked Sendable {
-    private let thread: pthread_t
-    private let lock = NSLock()
-    private var finished = false
-
-    init(_ thread: pthread_t) { self.thread = thread }
-
-    /// SIGTERM reaches libfuse's handler, which ends the loop (only while it still runs).
-    func interrupt() { lock.withLock { if !finished { _ = pthread_kill(thread, SIGTERM) } } }
-
-    func finish() { lock.withLock { finished = true } }
 }
 
 /// Runs a helper program and waits for it, with its output discarded.

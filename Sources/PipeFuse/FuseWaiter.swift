@@ -23,6 +23,16 @@ final class FuseWaiter: PipeWaiter {
 
     func markInterrupted() { interrupted.store(true, ordering: .releasing) }
 
+    /// Called under the pipe's lock: the reply is sent from the pipe's buffer, uncopied.
+    func resume(reading data: ReadData) {
+        filesystem.forgetWaiter(id)
+        guard let request = request.withLock({ $0.take() }) else {
+            assertionFailure("a waiter was resumed twice")
+            return
+        }
+        request.data(data)
+    }
+
     func resume(_ reply: PipeReply) {
         filesystem.forgetWaiter(id)
         guard let request = request.withLock({ $0.take() }) else {

@@ -1,3 +1,4 @@
+import CLinux
 import Dispatch
 import Glibc
 import PipeCore
@@ -43,8 +44,12 @@ struct Daemon {
         if let watchdogFD { startWatchdog(watchdogFD) }
         let memory = MemoryReturn()
         defer { memory.stop() }
-        return withExtendedLifetime(filesystem) { session.run() }
+        return withExtendedLifetime(filesystem) { session.run(threads: options.threads ?? Daemon.defaultThreads) }
     }
+
+    /// One thread per CPU this process may run on, at least 2 (a writer's and a reader's
+    /// requests are then answered at once), at most 8.
+    static var defaultThreads: Int { min(max(Int(npfs_allowed_cpus()), 2), 8) }
 
     /// A caller may have blocked or ignored the shutdown signals (test runners, `nohup`,
     /// background jobs of a non-interactive shell): restore them so libfuse can install

@@ -13,6 +13,7 @@ struct MountCommand: ParsableCommand {
             mode=fifo|ring, overflow=drop|overwrite (ring mode), framing=stream|message, ignore_case, \
             pipe_mode=OCTAL (a new pipe's permission bits, default 0666; its owner is its creator), \
             max_pipes=N, max_memory=SIZE, user_max_memory=SIZE, max_capacity=SIZE, max_idle_names=N (limits; see the README), \
+            threads=N (threads serving requests, 1 to 64; default one per CPU, 2 to 8), \
             and the standard FUSE options allow_other, allow_root, auto_unmount, default_permissions, \
             fsname=, subtype=, max_read=BYTES, ro, rw, nosuid, nodev, noexec, noatime, sync, async, dirsync.
             """

@@ -29,6 +29,39 @@ import Testing
         #expect(ring.verifyInvariants())
     }
 
+    /// Issue 7: a buffer that streams is not freed and reallocated on every pass, and one
+    /// left idle is still freed (by the daemon's once-a-second trim).
+    @Test func largeStorageIsFreedOnlyAfterAnIdleTrimPeriod() {
+        let ring = ByteRing(limit: 1 << 20)
+        [UInt8](repeating: 1, count: 300_000).withUnsafeBytes { ring.write($0) }
+        #expect(ring.read(maxCount: 1 << 20).count == 300_000)
+        #expect(ring.allocatedBytes == 524_288, "read empty: kept for the next pass")
+        #expect(ring.trim() == 0, "written since the last trim")
+        #expect(ring.trim() == 524_288)
+        #expect(ring.allocatedBytes == 0)
+        [UInt8](repeating: 1, count: 300_000).withUnsafeBytes { ring.write($0) }
+        _ = ring.trim()
+        #expect(ring.trim() == 0, "holds bytes")
+        let small = ByteRing(limit: 1 << 20)
+        [UInt8](repeating: 1, count: 100).withUnsafeBytes { small.write($0) }
+        _ = small.read(maxCount: 100)
+        _ = small.trim()
+        #expect(small.trim() == 0, "storage up to keptWhenEmpty stays")
+    }
+
+    @Test func segmentsLendTheOldestBytesInOrderAcrossTheWrap() {
+        let ring = ByteRing(limit: 8)
+        [UInt8]([1, 2, 3, 4, 5, 6]).withUnsafeBytes { ring.write($0) }
+        _ = ring.read(maxCount: 5)
+        [UInt8]([7, 8, 9, 10, 11]).withUnsafeBytes { ring.write($0) }
+        let (first, second) = ring.segments(upTo: 100)
+        #expect(Array(first) + Array(second) == [6, 7, 8, 9, 10, 11])
+        #expect(second.count > 0, "the bytes wrap")
+        let (head, none) = ring.segments(upTo: 2)
+        #expect(Array(head) == [6, 7] && none.isEmpty)
+        #expect(ring.count == 6, "lending consumes nothing")
+    }
+
     @Test func growthKeepsOrderAcrossTheWrap() {
         let ring = ByteRing(limit: 65_536)
         var model: [UInt8] = []

@@ -39,6 +39,15 @@ import Testing
         }
     }
 
+    @Test func threadsAreACountFromOneTo64() throws {
+        #expect(try MountOptions.parse([]).threads == nil, "the daemon picks one per CPU")
+        #expect(try MountOptions.parse(["threads=1"]).threads == 1)
+        #expect(try MountOptions.parse(["threads=64"]).threads == 64)
+        for bad in ["threads", "threads=0", "threads=65", "threads=-2", "threads=two", "threads=99999999999999999999"] {
+            #expect(throws: MountOptions.Invalid.self, "\(bad)") { try MountOptions.parse([bad]) }
+        }
+    }
+
     @Test func pipeModeIsOctal() throws {
         #expect(try MountOptions.parse([]).pipeMode == 0o666)
         #expect(try MountOptions.parse(["pipe_mode=0600"]).pipeMode == 0o600)

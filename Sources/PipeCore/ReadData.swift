@@ -1,0 +1,27 @@
+/// The bytes a read is answered with, lent by the pipe without copying: contiguous pieces
+/// of its buffer or of waiting writers' requests, in order.
+///
+/// Valid only during the call it is passed to, which runs under the pipe's lock: the
+/// adapter sends the pieces to the kernel in one vectored reply and keeps no pointer.
+public struct ReadData {
+    /// The pieces, oldest first; none is empty.
+    public let pieces: UnsafeBufferPointer<UnsafeRawBufferPointer>
+    /// Their total length in bytes.
+    public let count: Int
+
+    init(pieces: UnsafeBufferPointer<UnsafeRawBufferPointer>, count: Int) {
+        self.pieces = pieces
+        self.count = count
+    }
+
+    /// The bytes, copied into an array (for tests and the rare paths that keep them).
+    public func copied() -> [UInt8] {
+        var bytes: [UInt8] = []
+        bytes.reserveCapacity(count)
+        for piece in pieces { bytes.append(contentsOf: piece) }
+        return bytes
+    }
+
+    /// At most this many pieces: the ring's two and those of waiting writers.
+    static let maximumPieces = 16
+}
