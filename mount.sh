@@ -75,8 +75,9 @@ fi
 [[ $install_only -eq 1 ]] && exit 0
 
 mountpoint=$(realpath -m -- "$mountpoint")
-stat_error=$(stat -- "$mountpoint" 2>&1 >/dev/null) || true
-if [[ "$stat_error" == *"not connected"* ]]; then
+# Listing reaches the daemon (a stat may be answered from the kernel's cache for a second).
+list_error=$(ls -f -- "$mountpoint" 2>&1 >/dev/null) || true
+if [[ "$list_error" == *"not connected"* ]]; then
     echo "npfs: clearing the stale mount at $mountpoint (its daemon died)"
     "$bin" unmount "$mountpoint"
 fi

@@ -8,7 +8,9 @@ import SystemPackage
 /// every pipe's attributes as `user.npfs.pipe.NAME.ATTRIBUTE`).
 extension FuseFilesystem {
     /// `getxattr`: a pipe's `user.npfs.*` settings and figures (ENOENT if the pipe is not
-    /// live, ENODATA for other names), or the root's daemon pid. Replies the value, its size or ERANGE.
+    /// live, ENODATA for other `user.` names), or the root's daemon pid. Replies the value,
+    /// its size or ERANGE; EOPNOTSUPP outside the `user.` namespace: npfs keeps no ACLs
+    /// and no security labels, and saying so once lets `ls -l` stop asking for every name.
     func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8], size: Int) {
         if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.daemonPidName.utf8) {
             return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
@@ -18,7 +20,8 @@ extension FuseFilesystem {
             return request.xattr(Array(report.utf8), bufferSize: size)
         }
         do {
-            let (target, attribute) = try pipeAttribute(name, on: inode, foreign: .noData)
+            let foreign: Errno = name.starts(with: FuseFilesystem.userNamespace) ? .noData : .notSupported
+            let (target, attribute) = try pipeAttribute(name, on: inode, foreign: foreign)
             request.xattr(Array(try registry.attribute(attribute, of: target, caller: request.caller).utf8), bufferSize: size)
         } catch {
             request.fail(error)
@@ -96,10 +99,14 @@ extension FuseFilesystem {
         return registry.knownInode(named: pipeName)
     }
 
-    /// `removexattr`: npfs's attributes cannot be removed (EPERM); others do not exist (ENODATA).
+    /// `removexattr`: npfs's attributes cannot be removed (EPERM); other `user.` names do
+    /// not exist (ENODATA); other namespaces are not supported (EOPNOTSUPP).
     func removexattr(_ request: consuming FuseRequest, name: [UInt8]) {
         let ours = PipeAttribute(xattrName: name) != nil || PipeAttribute.parseRootName(name) != nil
             || [PipeAttribute.daemonPidName, PipeAttribute.usageName, PipeAttribute.setRequestName].contains { name == Array($0.utf8) }
-        request.fail(ours ? .notPermitted : .noData)
+        request.fail(ours ? .notPermitted : name.starts(with: FuseFilesystem.userNamespace) ? .noData : .notSupported)
     }
+
+    /// The one namespace npfs keeps attributes in.
+    static let userNamespace = Array("user.".utf8)
 }

@@ -63,8 +63,15 @@ public final class FuseFilesystem: Sendable {
         guard let attributes = attributes(of: InodeNumber(inode), for: request.caller) else {
             return request.fail(.noSuchFileOrDirectory)
         }
-        request.attributes(attributes)
+        request.attributes(attributes, timeout: attributeTimeout(inode))
     }
+
+    /// How long the kernel may keep an inode's attributes: none for a pipe (its size and
+    /// times change with every write, its mode with chmod), a second for the mount root,
+    /// whose attributes never change. The root's are checked on every path walked through
+    /// it, so caching them halves the requests of `ls -l`; one second keeps a `stat` of
+    /// the mount point answering ENOTCONN soon after the daemon dies.
+    func attributeTimeout(_ inode: UInt64) -> Double { inode == InodeNumber.root.rawValue ? 1 : 0 }
 
     /// `setattr`: chmod and chown of a live pipe by its owner or root (ENOENT for a name
     /// that is not live, EPERM for the root and where chmod(2)/chown(2) refuse); times are
@@ -84,7 +91,7 @@ public final class FuseFilesystem: Sendable {
             }
         }
         guard let attributes = attributes(of: inode, for: caller) else { return request.fail(.noSuchFileOrDirectory) }
-        request.attributes(attributes)
+        request.attributes(attributes, timeout: attributeTimeout(inode.rawValue))
     }
 
     /// What `stat` shows `caller`: a live pipe's owner and mode, or for a name that is not

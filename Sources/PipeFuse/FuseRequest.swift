@@ -58,9 +58,11 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         discard self
     }
 
-    consuming func attributes(_ attributes: stat) {
+    /// Attributes the kernel may keep for `timeout` seconds (a pipe's: none, they change
+    /// with every write; see `FuseFilesystem.attributeTimeout`).
+    consuming func attributes(_ attributes: stat, timeout: Double) {
         var attributes = attributes
-        fuse_reply_attr(raw, &attributes, 0)
+        fuse_reply_attr(raw, &attributes, timeout)
         discard self
     }
 

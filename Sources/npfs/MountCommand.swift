@@ -84,10 +84,12 @@ struct MountCommand: ParsableCommand {
 /// Refuses a mount point that is missing, not a directory, in use, or not empty.
 func checkMountpoint(_ path: String) throws {
     if let entry = MountTable.current().entry(at: path) {
-        var info = stat()
-        if stat(path, &info) != 0 && errno == ENOTCONN {
+        // Opening the directory reaches the daemon (a stat may be answered from the cache).
+        let directory = opendir(path)
+        if directory == nil && errno == ENOTCONN {
             throw CommandError("\(path) is a stale mount (its daemon died); clear it with: npfs unmount \(path)")
         }
+        if let directory { closedir(directory) }
         throw CommandError("\(path) is already a mount point (\(entry.type))")
     }
     var info = stat()

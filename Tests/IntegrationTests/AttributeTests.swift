@@ -91,6 +91,11 @@ import Testing
             #expect(setxattrErrno(path, "user.npfs.readers", "3") == EPERM)
             #expect(setxattrErrno(path, "user.npfs.bytes_read", "0") == EPERM)
             #expect(getxattrErrno(path, "user.other") == ENODATA)
+            // No ACLs, no security labels: not supported, which `ls -l` remembers per mount.
+            for name in ["security.selinux", "system.posix_acl_access", "system.posix_acl_default", "trusted.x"] {
+                #expect(getxattrErrno(path, name) == EOPNOTSUPP, "\(name)")
+                #expect(getxattrErrno(mount.directory, name) == EOPNOTSUPP, "\(name) on the root")
+            }
             // And the good cases still work afterwards.
             #expect(setxattrErrno(path, "user.npfs.capacity", "16K") == 0)
             #expect(setxattrErrno(path, "user.npfs.overflow", "overwrite") == 0)
