@@ -53,6 +53,11 @@ let package = Package(
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
             ]
         ),
+        // The clients ./bench.sh times against a kernel FIFO and npfs.
+        .executableTarget(
+            name: "npfs-bench",
+            dependencies: ["NpfsClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
+        ),
         .testTarget(
             name: "PipeCoreTests",
             dependencies: ["PipeCore", .product(name: "SystemPackage", package: "swift-system")]
