@@ -63,6 +63,11 @@ public struct MountOptions: Sendable, Equatable {
                     throw Invalid(description: "capacity \(value) out of range: from 4K to 1G")
                 }
                 pipe.capacity = bytes
+            case "open_timeout":
+                guard let value, let seconds = PipeConfig.parseTimeout(value) else {
+                    throw Invalid(description: "bad open_timeout '\(value ?? "")': give seconds, decimal, 0 to wait for ever (e.g. open_timeout=2.5)")
+                }
+                pipe.openTimeout = seconds
             case "mode":
                 pipe.mode = try choice(name, value, PipeConfig.Mode.self)
             case "overflow":

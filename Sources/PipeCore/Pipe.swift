@@ -72,6 +72,7 @@ public final class Pipe: Sendable {
         case mode(PipeConfig.Mode)
         case overflow(PipeConfig.Overflow)
         case framing(PipeConfig.Framing)
+        case openTimeout(Double)
     }
 
     /// Changes a setting at once and wakes whoever that concerns. Throws EINVAL for a
@@ -102,9 +103,10 @@ public final class Pipe: Sendable {
         state.withLock { $0.close(handle, access: access, deliveries: &deliveries) }
     }
 
-    /// Withdraws an interrupted waiter. Returns what it was waiting in, or nil if it was no longer waiting.
-    func cancel(_ waiter: any PipeWaiter, deliveries: inout Deliveries) -> PipeState.Cancelled? {
-        state.withLock { $0.cancel(waiter, deliveries: &deliveries) }
+    /// Withdraws an interrupted waiter (or an open whose time ran out). Returns what it was
+    /// waiting in, or nil if it was no longer waiting.
+    func cancel(_ waiter: any PipeWaiter, because reason: PipeState.Withdrawal, deliveries: inout Deliveries) -> PipeState.Cancelled? {
+        state.withLock { $0.cancel(waiter, because: reason, deliveries: &deliveries) }
     }
 
     /// Answers every waiter and stops all waiting (shutdown); returns the handles of opens that never completed.

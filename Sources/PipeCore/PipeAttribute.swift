@@ -1,8 +1,9 @@
 import SystemPackage
 
-/// The extended attributes of a live pipe, `user.npfs.NAME`: four settings and six figures.
+/// The extended attributes of a live pipe, `user.npfs.NAME`: five settings and six figures.
 public enum PipeAttribute: String, CaseIterable, Sendable {
     case capacity, mode, overflow, framing
+    case openTimeout = "open_timeout"
     case readers, writers, buffered
     case bytesWritten = "bytes_written"
     case bytesRead = "bytes_read"
@@ -68,7 +69,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
 
     public var isSettable: Bool {
         switch self {
-        case .capacity, .mode, .overflow, .framing: true
+        case .capacity, .mode, .overflow, .framing, .openTimeout: true
         default: false
         }
     }
@@ -80,6 +81,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
         case .mode: status.config.mode.rawValue
         case .overflow: status.config.overflow.rawValue
         case .framing: status.config.framing.rawValue
+        case .openTimeout: PipeConfig.formatTimeout(status.config.openTimeout)
         case .readers: String(status.readers)
         case .writers: String(status.writers)
         case .buffered: String(status.buffered)
@@ -108,6 +110,9 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
         case .framing:
             guard let framing = PipeConfig.Framing(rawValue: value) else { throw .invalidArgument }
             return .framing(framing)
+        case .openTimeout:
+            guard let seconds = PipeConfig.parseTimeout(value) else { throw .invalidArgument }
+            return .openTimeout(seconds)
         default:
             throw .notPermitted
         }

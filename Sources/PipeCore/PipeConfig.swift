@@ -36,6 +36,24 @@ public struct PipeConfig: Sendable, Equatable {
 
     /// Bytes the pipe can buffer.
     public var capacity: Int
+    /// Seconds an open may wait for its partner before it fails ETIMEDOUT; 0 waits forever.
+    public var openTimeout: Double = 0
+    /// The longest `openTimeout`: a year.
+    public static let maximumOpenTimeout = 365.0 * 86_400
+
+    /// A timeout as `open_timeout=` and `user.npfs.open_timeout` take it: decimal seconds
+    /// ("2", "0.5"), from 0 (wait forever) to a year. nil for anything else.
+    public static func parseTimeout(_ text: String) -> Double? {
+        guard !text.isEmpty, text.count <= 20, text.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
+              text.filter({ $0 == "." }).count <= 1, text.first != ".", text.last != ".",
+              let seconds = Double(text), seconds.isFinite, seconds >= 0, seconds <= maximumOpenTimeout else { return nil }
+        return seconds
+    }
+
+    /// A timeout as `getfattr` shows it: "0", "2", "0.5".
+    public static func formatTimeout(_ seconds: Double) -> String {
+        seconds == seconds.rounded() && seconds < 1e15 ? String(Int64(seconds)) : String(seconds)
+    }
     public var mode: Mode
     public var overflow: Overflow
     public var framing: Framing

@@ -158,10 +158,25 @@ public final class PipeRegistry: Sendable {
     /// the count it had taken) and, if it was an open, counts as never made.
     /// Does nothing if the request was answered already.
     public func interrupt(_ waiter: any PipeWaiter, inode: InodeNumber) {
+        withdraw(waiter, inode: inode, because: .interrupted)
+    }
+
+    /// Ends a waiting open whose `open_timeout` ran out: it fails ETIMEDOUT and leaves no
+    /// trace (counts, the POLLHUP rule, a pipe it created). Does nothing if it was answered.
+    public func expire(_ waiter: any PipeWaiter, inode: InodeNumber) {
+        withdraw(waiter, inode: inode, because: .timedOut)
+    }
+
+    /// How long a waiting open of the inode's pipe may wait, in seconds; 0 for ever.
+    public func openTimeout(of inode: InodeNumber) -> Double {
+        state.withLock { $0.nodes[inode]?.pipe }?.status.config.openTimeout ?? 0
+    }
+
+    private func withdraw(_ waiter: any PipeWaiter, inode: InodeNumber, because reason: PipeState.Withdrawal) {
         var deliveries = Deliveries()
         state.withLock { state in
             guard let pipe = state.nodes[inode]?.pipe else { return }
-            if case .open(let handle) = pipe.cancel(waiter, deliveries: &deliveries) {
+            if case .open(let handle) = pipe.cancel(waiter, because: reason, deliveries: &deliveries) {
                 state.handles[handle] = nil
                 state.dropOpen(of: inode)
             }

@@ -17,6 +17,9 @@ extension PipeState {
             if mode == .ring { releaseWaitersForRing(&deliveries) }
         case .overflow(let overflow):
             config.overflow = overflow
+        case .openTimeout(let seconds):
+            // Opens that wait already keep the time they were given.
+            config.openTimeout = seconds
         case .framing(let framing):
             guard framing != config.framing else { return nil }
             // Boundaries of bytes already buffered, or of queued writes, would be invented.

@@ -20,6 +20,9 @@ struct PipeState: ~Copyable {
     }
     /// What an interrupted waiter was doing.
     enum Cancelled { case open(PipeHandle), read, write }
+    /// Why a waiter is withdrawn: a signal (EINTR, as pipe(7)), or an open's timeout
+    /// (ETIMEDOUT, and the open leaves no trace, not even in the open counters).
+    enum Withdrawal: Sendable { case interrupted, timedOut }
 
     let ring: ByteRing
     /// The mount's budget for the bytes of waiting writes.
@@ -157,13 +160,19 @@ struct PipeState: ~Copyable {
         notifyPollers(&deliveries)
     }
 
-    mutating func cancel(_ waiter: any PipeWaiter, deliveries: inout Deliveries) -> Cancelled? {
+    mutating func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal, deliveries: inout Deliveries) -> Cancelled? {
         if let i = openWaiters.firstIndex(where: { $0.waiter === waiter }) {
             let wait = openWaiters.remove(at: i)
+            if reason == .timedOut {
+                // Nobody saw this open: a partner would have completed it.
+                if wait.access.reads { readerOpens -= 1 }
+                if wait.access.writes { writerOpens -= 1 }
+            }
             dropEnds(of: wait.access, deliveries: &deliveries)
-            deliveries.resume(waiter, with: .failed(.interrupted))
+            deliveries.resume(waiter, with: .failed(reason == .timedOut ? .timedOut : .interrupted))
             return .open(wait.handle)
         }
+        guard reason == .interrupted else { return nil }
         if let i = readWaiters.firstIndex(where: { $0.waiter === waiter }) {
             readWaiters.remove(at: i)
             deliveries.resume(waiter, with: .failed(.interrupted))

@@ -183,13 +183,23 @@ public final class FuseFilesystem: Sendable {
 
     // MARK: Open, read, write, poll, release
 
-    /// `open`: may wait for the other end (a deferred reply). Replies open, ENXIO, EINTR or EISDIR.
+    /// `open`: may wait for the other end (a deferred reply), for at most the pipe's
+    /// `open_timeout`. Replies open, ENXIO, EINTR, ETIMEDOUT or EISDIR.
     func open(_ request: consuming FuseRequest, inode: UInt64, flags: Int32) {
         guard inode != InodeNumber.root.rawValue else { return request.fail(.isDirectory) }
         let caller = request.caller
-        let waiter = makeWaiter(request, inode: InodeNumber(inode))
-        if case .done(let reply) = registry.open(InodeNumber(inode), flags: flags, caller: caller, waiter: waiter) {
+        let inode = InodeNumber(inode)
+        let waiter = makeWaiter(request, inode: inode)
+        switch registry.open(inode, flags: flags, caller: caller, waiter: waiter) {
+        case .done(let reply):
             waiter.resume(reply)
+        case .queued:
+            let timeout = registry.openTimeout(of: inode)
+            guard timeout > 0 else { return }
+            let registry = self.registry
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { registry.expire(waiter, inode: inode) }
+        case .mustWait, .answered:
+            break
         }
     }
 
