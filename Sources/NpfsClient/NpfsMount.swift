@@ -45,6 +45,12 @@ public struct NpfsMount: Sendable {
         String(decoding: try Syscalls.getxattr(pipePath(name), Array(attribute.xattrName.utf8)), as: UTF8.self)
     }
 
+    /// Up to `bytes` of the oldest bytes buffered in a live pipe (at most 4096), left there.
+    /// ENOENT if it is not live, EACCES if the caller may not read it.
+    public func peek(_ name: [UInt8], bytes: Int) throws(Errno) -> [UInt8] {
+        try Syscalls.getxattr(pipePath(name), Array(PipeAttribute.peekName.utf8), size: bytes)
+    }
+
     /// Changes settings of a live pipe, in order, through the mount root, which works while
     /// a writer waits in the pipe (the writer holds the pipe's inode lock, not the root's)
     /// and for names of any length. The first change that fails stops the rest.

@@ -17,6 +17,14 @@ enum Syscalls {
         }
     }
 
+    /// getxattr(2) into a buffer of `size` bytes, once (ERANGE if the value is larger).
+    static func getxattr(_ path: [UInt8], _ name: [UInt8], size: Int) throws(Errno) -> [UInt8] {
+        var buffer = [UInt8](repeating: 0, count: max(size, 1))
+        let length = withCStrings(path, name) { CLinux.getxattr($0, $1, &buffer, size) }
+        guard length >= 0 else { throw Errno(rawValue: errno) }
+        return Array(buffer[..<length])
+    }
+
     /// setxattr(2), creating or replacing.
     static func setxattr(_ path: [UInt8], _ name: [UInt8], _ value: [UInt8]) throws(Errno) {
         let result = withCStrings(path, name) { CLinux.setxattr($0, $1, value, value.count, 0) }

@@ -63,6 +63,9 @@ public final class Pipe: Sendable {
         }
     }
 
+    /// The oldest buffered bytes, up to `max`, without consuming them (`user.npfs.peek`).
+    public func peek(_ max: Int) -> [UInt8] { state.withLock { $0.peek(max) } }
+
     /// For tests: the invariants of the buffer, the message queue and the counters.
     public var isConsistent: Bool { state.withLock { $0.isConsistent } }
 

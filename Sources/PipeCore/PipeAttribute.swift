@@ -17,6 +17,11 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     public static let setRequestName = "user.npfs.set"
     /// The mount root's attribute with the mount's usage against its limits (`MountUsage.report`).
     public static let usageName = "user.npfs.usage"
+    /// A pipe's attribute with its oldest buffered bytes, left in place (not listed: its
+    /// value is the pipe's data, not a setting or a figure).
+    public static let peekName = "user.npfs.peek"
+    /// The most bytes a peek returns.
+    public static let peekLimit = 4096
     /// The mount root's names for a pipe's attributes: `user.npfs.pipe.NAME.SETTING`.
     public static let rootPrefix = "user.npfs.pipe."
 

@@ -46,6 +46,14 @@ extension PipeRegistry {
         return attribute.value(in: status)
     }
 
+    /// `user.npfs.peek`: the oldest buffered bytes, up to `max` (at most `PipeAttribute.peekLimit`),
+    /// without taking them. ENOENT if the pipe is not live, EACCES if `caller` may not read it.
+    public func peek(_ inode: InodeNumber, max: Int, caller: Caller) throws(Errno) -> [UInt8] {
+        let pipe = try livePipe(inode)
+        guard pipe.ownership.permits(caller, .read) else { throw .permissionDenied }
+        return pipe.peek(min(max, PipeAttribute.peekLimit))
+    }
+
     /// `setfattr`: changes a setting at once. ENOENT if not live, EPERM for a figure or
     /// for a caller that is neither the pipe's owner nor root, EINVAL for a bad value,
     /// EBUSY for a capacity below what is buffered.

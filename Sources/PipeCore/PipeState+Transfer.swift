@@ -92,6 +92,14 @@ extension PipeState {
         lastWrite = .now()
     }
 
+    /// The oldest buffered bytes, up to `max`, left in place: in message framing, of the
+    /// oldest message only (what a read would return, without taking it).
+    func peek(_ max: Int) -> [UInt8] {
+        let limit = max > 0 ? (framed ? min(max, messages.oldestRemaining ?? 0) : max) : 0
+        let (first, second) = ring.segments(upTo: limit)
+        return Array(first) + Array(second)
+    }
+
     /// How many bytes of a write of `n` go straight to waiting readers (the ring is empty
     /// while they wait): up to what they asked for; for an atomic write, only if what they
     /// leave of it fits the ring whole.

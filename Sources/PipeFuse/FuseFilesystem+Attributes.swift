@@ -15,6 +15,13 @@ extension FuseFilesystem {
         if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.daemonPidName.utf8) {
             return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
         }
+        if inode != InodeNumber.root.rawValue && name == Array(PipeAttribute.peekName.utf8) {
+            // Sized to the caller's buffer, so that the bytes asked for always fit.
+            let limit = size == 0 ? PipeAttribute.peekLimit : min(size, PipeAttribute.peekLimit)
+            do { return request.xattr(try registry.peek(InodeNumber(inode), max: limit, caller: request.caller), bufferSize: size) } catch {
+                return request.fail(error)
+            }
+        }
         if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.usageName.utf8) {
             let report = registry.usage.report(registry.configuration.limits, user: request.caller.uid)
             return request.xattr(Array(report.utf8), bufferSize: size)
@@ -103,6 +110,7 @@ extension FuseFilesystem {
     /// not exist (ENODATA); other namespaces are not supported (EOPNOTSUPP).
     func removexattr(_ request: consuming FuseRequest, name: [UInt8]) {
         let ours = PipeAttribute(xattrName: name) != nil || PipeAttribute.parseRootName(name) != nil
+            || name == Array(PipeAttribute.peekName.utf8)
             || [PipeAttribute.daemonPidName, PipeAttribute.usageName, PipeAttribute.setRequestName].contains { name == Array($0.utf8) }
         request.fail(ours ? .notPermitted : name.starts(with: FuseFilesystem.userNamespace) ? .noData : .notSupported)
     }

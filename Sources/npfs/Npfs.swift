@@ -15,7 +15,7 @@ struct Npfs: ParsableCommand {
             for a writer and `echo hi > MOUNTPOINT/NAME` feeds it, as with mkfifo(1).
             """,
         version: "npfs \(version)",
-        subcommands: [MountCommand.self, UnmountCommand.self, StatusCommand.self, SetCommand.self, GetCommand.self],
+        subcommands: [MountCommand.self, UnmountCommand.self, StatusCommand.self, SetCommand.self, GetCommand.self, PeekCommand.self],
         defaultSubcommand: MountCommand.self
     )
 

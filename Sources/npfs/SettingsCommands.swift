@@ -90,6 +90,46 @@ struct GetCommand: ParsableCommand {
     }
 }
 
+/// `npfs peek PIPE [--bytes N]`: the oldest bytes buffered in a live pipe, as they are,
+/// without taking them.
+struct PeekCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "peek",
+        abstract: "Print the oldest bytes buffered in a live pipe without reading them.",
+        discussion: """
+            Prints up to --bytes (at most 4096) of what the next read would return, as they are; \
+            in message framing, of the oldest message. Needs read permission on the pipe.
+            """
+    )
+
+    @Argument(help: ArgumentHelp("The pipe: MOUNTPOINT/NAME, or NAME in the current directory.", valueName: "PIPE"))
+    var pipe: String
+
+    @Option(help: ArgumentHelp("The most bytes to print, 1 to 4096.", valueName: "N"))
+    var bytes = PipeAttribute.peekLimit
+
+    func validate() throws {
+        guard (1...PipeAttribute.peekLimit).contains(bytes) else {
+            throw CommandError("--bytes must be from 1 to \(PipeAttribute.peekLimit), not \(bytes)")
+        }
+    }
+
+    func run() throws {
+        let target = try PipeTarget(pipe)
+        let data: [UInt8]
+        do { data = try target.mount.peek(target.name, bytes: bytes) } catch {
+            throw CommandError(target.explain(error, changing: false))
+        }
+        var written = 0
+        while written < data.count {
+            let result = data[written...].withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+            if result < 0 && errno == EINTR { continue }
+            guard result > 0 else { throw CommandError("cannot write to standard output") }
+            written += result
+        }
+    }
+}
+
 /// A pipe named on the command line: the mount it is under and its name's bytes.
 struct PipeTarget {
     let mount: NpfsMount

@@ -20,6 +20,26 @@ import Testing
         }
     }
 
+    /// Issue 8, item 3: `npfs peek` and `user.npfs.peek` show what the next read returns.
+    @Test func peekPrintsTheOldestBytesAndLeavesThem() throws {
+        try TestMount.with { mount in
+            let p = mount.path("P")
+            let fd = open(p, O_RDWR)
+            defer { close(fd) }
+            #expect(Sys.write(fd, Array("hello\u{0}world".utf8)) == .ok(11))
+            #expect(try npfs(["peek", p]).output == "hello\u{0}world", "the bytes as they are")
+            #expect(try npfs(["peek", p, "--bytes", "3"]).output == "hel")
+            #expect(try getfattr(p, "user.npfs.peek") == "hello\u{0}world")
+            #expect(Sys.read(fd, 100) == .bytes(Array("hello\u{0}world".utf8)), "nothing was taken")
+            #expect(try npfs(["peek", p]).output == "", "empty")
+            for (arguments, message) in [(["peek", p, "--bytes", "0"], "1 to 4096"), (["peek", p, "--bytes", "5000"], "1 to 4096"),
+                                         (["peek", mount.path("NONE")], "not a live pipe")] {
+                let result = try npfs(arguments)
+                #expect(result.status != 0 && result.output.contains(message), "\(arguments): \(result.output)")
+            }
+        }
+    }
+
     @Test func badInputIsOneLineAndNonZero() throws {
         try TestMount.with { mount in
             let p = mount.path("P")

@@ -106,17 +106,22 @@ import Testing
             case 9:
                 let waiting = waiters.filter { $0.replies == 0 }
                 if let waiter = waiting.randomElement(using: &random) {
-                    waiter.markInterrupted()
-                    registry.interrupt(waiter, inode: inode)
+                    if pick(2) == 0 {
+                        waiter.markInterrupted()
+                        registry.interrupt(waiter, inode: inode)
+                    } else {
+                        registry.expire(waiter, inode: inode)   // an open's timeout; nothing for a read or write
+                    }
                 }
             case 10:
                 let settings: [(PipeAttribute, String)] = [(.capacity, "4K"), (.capacity, "8K"), (.capacity, "64K"), (.capacity, "1M"),
                                                            (.mode, "fifo"), (.mode, "ring"), (.overflow, "drop"), (.overflow, "overwrite"),
-                                                           (.framing, "stream"), (.framing, "message")]
+                                                           (.framing, "stream"), (.framing, "message"), (.openTimeout, "0.5")]
                 let (attribute, value) = settings[pick(settings.count)]
                 try? registry.setAttribute(attribute, to: value, of: inode, caller: .alice)
             default:
                 if let (handle, _) = handles.randomElement(using: &random) { _ = registry.poll(handle, notifier: nil) }
+                _ = try? registry.peek(inode, max: pick(5000), caller: .alice)
             }
             if let pipe = try? registry.livePipe(inode) { #expect(pipe.isConsistent, "seed \(seed) step \(step)") }
             if waiters.contains(where: { $0.replies > 1 }) { Issue.record("a request answered twice (seed \(seed) step \(step))") }
