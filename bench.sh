@@ -152,6 +152,11 @@ for system in fifo npfs; do
             $listing "$dir" > /dev/null
             record scale "$listing" "$rep" "$system" "$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }')"
         done
+        if [[ $system == npfs ]]; then
+            start=$EPOCHREALTIME
+            "$bin" status "$dir" > /dev/null
+            record scale "npfs status" "$rep" npfs "$(awk -v a="$start" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.4f", b - a }')"
+        fi
     done
     hold_pid=$HOLD_PID
     eval "exec ${HOLD[1]}>&-"
@@ -239,6 +244,9 @@ for listing in ("ls", "ls -l"):
     s = {k: summary(list(entry[k].values())) for k in ("fifo", "npfs")}
     result["scale"][listing.replace(" ", "_") + "_seconds"] = s
     lines.append(f"  {listing + ', s':<18}{fmt(s['fifo'], 3):<24}{fmt(s['npfs'], 3)}")
+status = summary(list(data[("scale", "npfs status")]["npfs"].values()))
+result["scale"]["npfs_status_seconds"] = status
+lines.append(f"  {'npfs status, s':<18}{'':<24}{fmt(status, 3)}")
 memory = data[("scale", "memory")]["npfs"][1]
 result["scale"]["npfs_daemon_bytes_per_idle_pipe"] = memory
 lines.append(f"  npfs daemon memory per idle pipe: {memory:.0f} bytes")

@@ -28,6 +28,20 @@ public struct NpfsMount: Sendable {
         try Syscalls.directoryEntries(pathBytes).sorted { $0.lexicographicallyPrecedes($1) }
     }
 
+    /// Every live pipe the caller may read, with all its attributes, in inode order: the
+    /// root's status pages, 64 KiB a request (see `StatusPage`).
+    public func statusRecords() throws(Errno) -> [StatusPage.Record] {
+        var records: [StatusPage.Record] = []
+        var next: UInt64 = 0
+        while true {
+            let page = try Syscalls.getxattr(pathBytes, Array((StatusPage.prefix + String(next)).utf8), size: StatusPage.maximumSize)
+            let found = StatusPage.decode(page)
+            guard let last = found.last, last.inode >= next else { return records }
+            records += found
+            next = last.inode + 1
+        }
+    }
+
     /// The mount's usage against its limits (the root's `user.npfs.usage`), by name:
     /// `pipes`, `max_pipes`, `memory`, `max_memory`, `user_memory`, ...
     public func usage() throws(Errno) -> [String: Int] {

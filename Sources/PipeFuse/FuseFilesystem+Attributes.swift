@@ -22,6 +22,11 @@ extension FuseFilesystem {
                 return request.fail(error)
             }
         }
+        if inode == InodeNumber.root.rawValue, let start = StatusPage.startInode(name) {
+            // A size query gets the length of a full page; the page itself is cut to the buffer.
+            let page = registry.statusPage(from: start, size: size == 0 ? StatusPage.maximumSize : size, caller: request.caller)
+            return request.xattr(page, bufferSize: size)
+        }
         if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.usageName.utf8) {
             let report = registry.usage.report(registry.configuration.limits, user: request.caller.uid)
             return request.xattr(Array(report.utf8), bufferSize: size)

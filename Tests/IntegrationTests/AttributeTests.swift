@@ -171,3 +171,35 @@ func getxattrErrno(_ path: String, _ name: String) -> Int32 {
 func setxattrErrno(_ path: String, _ name: String, _ value: String) -> Int32 {
     rawSetxattr(Array(path.utf8), Array(name.utf8), Array(value.utf8))
 }
+
+/// Issue 8, item 5: `npfs status` reads the table in pages of the mount root's attributes.
+@Suite(.serialized) struct StatusTests {
+    @Test func statusListsEveryPipeOnceAndAlignsOddNames() throws {
+        try TestMount.with { mount in
+            let odd = ["new\nline", "名前", "e\u{301}"]
+            let names = (0..<1000).map { String(format: "p%04d", $0) } + odd
+            let fds = names.map { open(mount.path($0), O_RDWR) }
+            defer { fds.forEach { close($0) } }
+            #expect(fds.allSatisfy { $0 >= 0 })
+            let result = try ChildProcess.run([TestMount.binary, "status", mount.directory], timeout: 30)
+            #expect(result.status == 0)
+            let lines = result.output.split(separator: "\n").dropFirst().map(String.init)   // after the usage line
+            #expect(lines.count == 1 + names.count, "a header and every pipe once")
+            #expect(lines.contains { $0.hasPrefix("new\\x0aline ") } && lines.contains { $0.hasPrefix("名前 ") })
+            // The MODE column starts at the same column of the terminal on every line.
+            _ = setlocale(LC_CTYPE, "C.UTF-8")
+            let starts = Set(lines.map { line -> Int in
+                let cell = line.range(of: "  MODE") ?? line.range(of: "  fifo")
+                return columns(String(line[..<(cell?.lowerBound ?? line.endIndex)]))
+            })
+            #expect(starts.count == 1, "MODE starts at columns \(starts)")
+            let json = try ChildProcess.run([TestMount.binary, "status", mount.directory, "--json"], timeout: 30)
+            #expect(json.output.components(separatedBy: "\"name\" :").count - 1 == names.count)
+        }
+    }
+}
+
+/// The columns a terminal gives `text` (wcwidth of each character).
+private func columns(_ text: String) -> Int {
+    text.unicodeScalars.reduce(0) { $0 + max(0, Int(npfs_wcwidth($1.value))) }
+}

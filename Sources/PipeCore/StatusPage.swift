@@ -1,0 +1,89 @@
+/// The whole status table in a few requests: the mount root's `user.npfs.status.INODE`
+/// holds the live pipes from inode INODE on, in inode order, as many as fit the caller's
+/// buffer (at most 64 KiB, the kernel's limit for one attribute value). A reader asks for
+/// the page after the last inode it got until a page is empty, as `readdir` pages through
+/// a directory: a pipe made meanwhile may or may not appear, none appears twice.
+///
+/// A record is fields each ended by a NUL byte: `ino=N`, `name=BYTES` (a name holds no NUL),
+/// then `KEY=VALUE` for every pipe attribute; an empty field ends the record. Pipes the
+/// caller may not read are left out, as their attributes would be.
+public enum StatusPage {
+    /// The attribute name's prefix; the decimal inode to start from follows.
+    public static let prefix = "user.npfs.status."
+    /// The largest page: the kernel's limit for an attribute value (XATTR_SIZE_MAX).
+    public static let maximumSize = 65_536
+
+    public struct Record: Sendable, Equatable {
+        public var inode: UInt64
+        public var name: [UInt8]
+        /// Every `PipeAttribute`'s value, by its name.
+        public var values: [String: String]
+
+        public init(inode: UInt64, name: [UInt8], values: [String: String]) {
+            self.inode = inode
+            self.name = name
+            self.values = values
+        }
+    }
+
+    /// The inode a page name starts from, if it is one (`user.npfs.status.` and digits).
+    public static func startInode(_ xattrName: [UInt8]) -> UInt64? {
+        let bytes = Array(prefix.utf8)
+        guard xattrName.starts(with: bytes) else { return nil }
+        let digits = xattrName.dropFirst(bytes.count)
+        guard !digits.isEmpty, digits.count <= 20, digits.allSatisfy({ (0x30...0x39).contains($0) }) else { return nil }
+        return UInt64(String(decoding: digits, as: UTF8.self))
+    }
+
+    public static func encode(_ record: Record) -> [UInt8] {
+        var bytes = Array("ino=\(record.inode)".utf8) + [0] + Array("name=".utf8) + record.name + [0]
+        for key in record.values.keys.sorted() { bytes += Array("\(key)=\(record.values[key] ?? "")".utf8) + [0] }
+        return bytes + [0]
+    }
+
+    /// The records of a page; a malformed tail is left out.
+    public static func decode(_ page: [UInt8]) -> [Record] {
+        var records: [Record] = []
+        var current: Record?
+        for field in page.split(separator: 0, omittingEmptySubsequences: false) {
+            guard !field.isEmpty else {
+                if let record = current { records.append(record) }
+                current = nil
+                continue
+            }
+            guard let equals = field.firstIndex(of: UInt8(ascii: "=")) else { continue }
+            let key = String(decoding: field[..<equals], as: UTF8.self)
+            let value = field[(equals + 1)...]
+            switch key {
+            case "ino": current = Record(inode: UInt64(String(decoding: value, as: UTF8.self)) ?? 0, name: [], values: [:])
+            case "name": current?.name = Array(value)
+            default: current?.values[key] = String(decoding: value, as: UTF8.self)
+            }
+        }
+        return records
+    }
+}
+
+extension PipeRegistry {
+    /// A page of the status table (see `StatusPage`): live pipes from `inode` on, those
+    /// `caller` may read, as many whole records as fit in `size` bytes.
+    public func statusPage(from inode: UInt64, size: Int, caller: Caller) -> [UInt8] {
+        let caller = caller.lookingUpGroupsOnce()
+        let pipes = state.withLock { state in
+            state.nodes.values.compactMap { node in
+                node.inode.rawValue >= inode ? node.pipe.map { (node.inode.rawValue, node.name.bytes, $0) } : nil
+            }
+        }.sorted { $0.0 < $1.0 }
+        var page: [UInt8] = []
+        for (inode, name, pipe) in pipes {
+            let status = pipe.status
+            guard status.ownership.permits(caller, .read) else { continue }
+            var values: [String: String] = [:]
+            for attribute in PipeAttribute.allCases { values[attribute.rawValue] = attribute.value(in: status) }
+            let record = StatusPage.encode(StatusPage.Record(inode: inode, name: name, values: values))
+            guard page.count + record.count <= min(size, StatusPage.maximumSize) else { break }
+            page += record
+        }
+        return page
+    }
+}
