@@ -63,6 +63,9 @@ public final class Pipe: Sendable {
         }
     }
 
+    /// What each open of the pipe waits for now.
+    var waitingOpens: [PipeHandle: PipeClient.Waiting] { state.withLock { $0.waitingOpens } }
+
     /// The oldest buffered bytes, up to `max`, without consuming them (`user.npfs.peek`).
     public func peek(_ max: Int) -> [UInt8] { state.withLock { $0.peek(max) } }
 
@@ -119,23 +122,26 @@ public final class Pipe: Sendable {
 
     // MARK: Data (called with no registry lock held)
 
-    func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, sink: (ReadData) -> Void) -> Attempt {
+    func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle? = nil,
+              sink: (ReadData) -> Void) -> Attempt {
         var deliveries = Deliveries()
         let attempt = withoutActuallyEscaping(sink) { sink in
             let lent = LentSink(sink)
             return state.withLock {
-                $0.read(size: size, offset: offset, nonblocking: nonblocking, waiter: waiter, sink: lent.body, deliveries: &deliveries)
+                $0.read(size: size, offset: offset, nonblocking: nonblocking, waiter: waiter, handle: handle, sink: lent.body,
+                        deliveries: &deliveries)
             }
         }
         deliveries.deliver()
         return attempt
     }
 
-    func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?) -> Attempt {
+    func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
+               handle: PipeHandle? = nil) -> Attempt {
         let borrowed = BorrowedBytes(bytes)
         var deliveries = Deliveries()
         let attempt = state.withLock {
-            $0.write(borrowed.bytes, offset: offset, nonblocking: nonblocking, waiter: waiter, deliveries: &deliveries)
+            $0.write(borrowed.bytes, offset: offset, nonblocking: nonblocking, waiter: waiter, handle: handle, deliveries: &deliveries)
         }
         deliveries.deliver()
         return attempt

@@ -20,6 +20,8 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     /// A pipe's attribute with its oldest buffered bytes, left in place (not listed: its
     /// value is the pipe's data, not a setting or a figure).
     public static let peekName = "user.npfs.peek"
+    /// A pipe's attribute with its opens, a line each (`PipeClient.line`; not listed).
+    public static let clientsName = "user.npfs.clients"
     /// The most bytes a peek returns.
     public static let peekLimit = 4096
     /// The mount root's names for a pipe's attributes: `user.npfs.pipe.NAME.SETTING`.

@@ -46,6 +46,30 @@ extension PipeRegistry {
         return attribute.value(in: status)
     }
 
+    /// `user.npfs.clients`: the pipe's opens, oldest first. ENOENT if the pipe is not
+    /// live, EACCES if `caller` may not read it.
+    public func clients(of inode: InodeNumber, caller: Caller) throws(Errno) -> [PipeClient] {
+        let pipe = try livePipe(inode)
+        guard pipe.ownership.permits(caller, .read) else { throw .permissionDenied }
+        return clientsByInode([inode])[inode] ?? []
+    }
+
+    /// The opens of the given pipes, each pipe's oldest first.
+    func clientsByInode(_ inodes: Set<InodeNumber>) -> [InodeNumber: [PipeClient]] {
+        let opens = state.withLock { state in
+            state.handles.filter { inodes.contains($0.value.inode) }.sorted { $0.key.rawValue < $1.key.rawValue }
+        }
+        var waiting: [ObjectIdentifier: [PipeHandle: PipeClient.Waiting]] = [:]
+        var clients: [InodeNumber: [PipeClient]] = [:]
+        for (handle, open) in opens {
+            let key = ObjectIdentifier(open.pipe)
+            if waiting[key] == nil { waiting[key] = open.pipe.waitingOpens }
+            clients[open.inode, default: []].append(PipeClient(identity: open.client, access: open.access, since: open.since,
+                                                                 waiting: waiting[key]?[handle]))
+        }
+        return clients
+    }
+
     /// `user.npfs.peek`: the oldest buffered bytes, up to `max` (at most `PipeAttribute.peekLimit`),
     /// without taking them. ENOENT if the pipe is not live, EACCES if `caller` may not read it.
     public func peek(_ inode: InodeNumber, max: Int, caller: Caller) throws(Errno) -> [UInt8] {

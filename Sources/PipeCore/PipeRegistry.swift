@@ -57,6 +57,9 @@ public final class PipeRegistry: Sendable {
         let pipe: Pipe
         let inode: InodeNumber
         let access: AccessMode
+        /// Who made the open, and when.
+        let client: ClientIdentity
+        let since: Timestamp
         /// `pipe_poll`'s seen-a-writer mark for POLLHUP.
         let hangUpVersion: UInt64
     }
@@ -100,7 +103,9 @@ public final class PipeRegistry: Sendable {
     /// FUSE `open`. The waiter is resumed with `.opened` once the pipe's other end appears;
     /// a `.done` answer is immediate. Creates the pipe on the first open of a name, owned
     /// by `caller`; EACCES if the pipe's permission bits do not let `caller` open it so.
-    public func open(_ inode: InodeNumber, flags: Int32, caller: Caller, waiter: any PipeWaiter) -> Attempt {
+    /// `client` names the process for `npfs status --clients` (by default, the caller's ids).
+    public func open(_ inode: InodeNumber, flags: Int32, caller: Caller, waiter: any PipeWaiter,
+                     client: ClientIdentity? = nil) -> Attempt {
         guard let access = AccessMode(openFlags: flags) else { return .done(.failed(.invalidArgument)) }
         let nonblocking = flags & O_NONBLOCK != 0
         var deliveries = Deliveries()
@@ -134,7 +139,9 @@ public final class PipeRegistry: Sendable {
                 node.pipe = pipe
                 node.opens += 1
                 state.nodes[inode] = node
-                state.handles[handle] = OpenFile(pipe: pipe, inode: inode, access: access, hangUpVersion: hangUpVersion)
+                state.handles[handle] = OpenFile(pipe: pipe, inode: inode, access: access,
+                                                 client: client ?? ClientIdentity(pid: caller.pid, uid: caller.uid, command: ""),
+                                                 since: .now(), hangUpVersion: hangUpVersion)
             }
             return attempt
         }
@@ -210,7 +217,7 @@ public final class PipeRegistry: Sendable {
     public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?,
                      sink: (ReadData) -> Void) -> Attempt {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
-        return open.pipe.read(size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, sink: sink)
+        return open.pipe.read(size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, handle: handle, sink: sink)
     }
 
     /// The same, with bytes read now answered as `.done(.data(bytes))`, copied (for tests).
@@ -224,7 +231,7 @@ public final class PipeRegistry: Sendable {
     public func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32,
                       waiter: (any PipeWaiter)?) -> Attempt {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
-        return open.pipe.write(bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter)
+        return open.pipe.write(bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, handle: handle)
     }
 
     /// FUSE `poll`: the open's readiness; a notifier, if given, is told of the next change.

@@ -4,7 +4,7 @@ import SystemPackage
 extension PipeState {
     /// A read of up to `size` bytes. Bytes there now go to `sink`, lent under the lock
     /// (the answer is `.answered`); end of file and errors are `.done`.
-    mutating func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
+    mutating func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle? = nil,
                        sink: (ReadData) -> Void, deliveries: inout Deliveries) -> Attempt {
         guard size > 0 else { return .done(.data([])) }
         // A request past offset 0 continues a read(2) whose earlier part was answered in
@@ -21,12 +21,12 @@ extension PipeState {
         if nonblocking { return .done(.failed(.resourceTemporarilyUnavailable)) }
         guard let waiter else { return .mustWait }
         if waiter.isInterrupted { return .done(.failed(.interrupted)) }
-        readWaiters.append(ReadWait(waiter: waiter, size: size))
+        readWaiters.append(ReadWait(waiter: waiter, size: size, handle: handle))
         return .queued
     }
 
     mutating func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
-                        deliveries: inout Deliveries) -> Attempt {
+                        handle: PipeHandle? = nil, deliveries: inout Deliveries) -> Attempt {
         let n = bytes.count
         guard n > 0 else { return .done(.written(0)) }
         // A message is one FUSE request: a later part of a larger write(2) (offset > 0)
@@ -78,7 +78,7 @@ extension PipeState {
             notifyPollers(&deliveries)
             return .done(taken > 0 ? .written(taken) : .failed(.noBufferSpace))
         }
-        writeWaiters.append(WriteWait(waiter: waiter, data: rest, taken: 0, atomic: atomic, takenBefore: taken))
+        writeWaiters.append(WriteWait(waiter: waiter, handle: handle, data: rest, taken: 0, atomic: atomic, takenBefore: taken))
         settle(&deliveries)
         return .queued
     }

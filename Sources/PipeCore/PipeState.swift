@@ -3,9 +3,11 @@ import SystemPackage
 /// The state behind a pipe's lock.
 struct PipeState: ~Copyable {
     struct OpenWait { let waiter: any PipeWaiter; let handle: PipeHandle; let access: AccessMode }
-    struct ReadWait { let waiter: any PipeWaiter; let size: Int }
+    struct ReadWait { let waiter: any PipeWaiter; let size: Int; var handle: PipeHandle? = nil }
     struct WriteWait {
         let waiter: any PipeWaiter
+        /// The open the write came through (for `npfs status --clients`).
+        var handle: PipeHandle? = nil
         /// The request's bytes not taken before it was queued, charged to the mount's budget.
         let data: WaitingBytes
         /// How many of `data` the pipe has taken.
@@ -66,6 +68,15 @@ struct PipeState: ~Copyable {
 
     var waits: Bool { config.mode == .fifo }
     var framed: Bool { config.framing == .message }
+
+    /// What each open of the pipe waits for now.
+    var waitingOpens: [PipeHandle: PipeClient.Waiting] {
+        var waiting: [PipeHandle: PipeClient.Waiting] = [:]
+        for wait in openWaiters { waiting[wait.handle] = .open }
+        for wait in readWaiters { if let handle = wait.handle { waiting[handle] = .read } }
+        for wait in writeWaiters { if let handle = wait.handle { waiting[handle] = .write } }
+        return waiting
+    }
 
     var status: Pipe.Status {
         .init(config: config, ownership: ownership, buffered: ring.count, readers: readers, writers: writers,

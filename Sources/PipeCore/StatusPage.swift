@@ -5,7 +5,8 @@
 /// a directory: a pipe made meanwhile may or may not appear, none appears twice.
 ///
 /// A record is fields each ended by a NUL byte: `ino=N`, `name=BYTES` (a name holds no NUL),
-/// then `KEY=VALUE` for every pipe attribute; an empty field ends the record. Pipes the
+/// then `KEY=VALUE` for every pipe attribute, then `client=LINE` for each open (see
+/// `PipeClient.line`); an empty field ends the record. Pipes the
 /// caller may not read are left out, as their attributes would be.
 public enum StatusPage {
     /// The attribute name's prefix; the decimal inode to start from follows.
@@ -18,11 +19,14 @@ public enum StatusPage {
         public var name: [UInt8]
         /// Every `PipeAttribute`'s value, by its name.
         public var values: [String: String]
+        /// The pipe's opens, oldest first (`PipeClient.line`).
+        public var clients: [String]
 
-        public init(inode: UInt64, name: [UInt8], values: [String: String]) {
+        public init(inode: UInt64, name: [UInt8], values: [String: String], clients: [String] = []) {
             self.inode = inode
             self.name = name
             self.values = values
+            self.clients = clients
         }
     }
 
@@ -38,6 +42,7 @@ public enum StatusPage {
     public static func encode(_ record: Record) -> [UInt8] {
         var bytes = Array("ino=\(record.inode)".utf8) + [0] + Array("name=".utf8) + record.name + [0]
         for key in record.values.keys.sorted() { bytes += Array("\(key)=\(record.values[key] ?? "")".utf8) + [0] }
+        for client in record.clients { bytes += Array("client=\(client)".utf8) + [0] }
         return bytes + [0]
     }
 
@@ -57,6 +62,7 @@ public enum StatusPage {
             switch key {
             case "ino": current = Record(inode: UInt64(String(decoding: value, as: UTF8.self)) ?? 0, name: [], values: [:])
             case "name": current?.name = Array(value)
+            case "client": current?.clients.append(String(decoding: value, as: UTF8.self))
             default: current?.values[key] = String(decoding: value, as: UTF8.self)
             }
         }
@@ -74,13 +80,15 @@ extension PipeRegistry {
                 node.inode.rawValue >= inode ? node.pipe.map { (node.inode.rawValue, node.name.bytes, $0) } : nil
             }
         }.sorted { $0.0 < $1.0 }
+        let clients = clientsByInode(Set(pipes.prefix(2000).map { InodeNumber($0.0) }))
         var page: [UInt8] = []
         for (inode, name, pipe) in pipes {
             let status = pipe.status
             guard status.ownership.permits(caller, .read) else { continue }
             var values: [String: String] = [:]
             for attribute in PipeAttribute.allCases { values[attribute.rawValue] = attribute.value(in: status) }
-            let record = StatusPage.encode(StatusPage.Record(inode: inode, name: name, values: values))
+            let lines = (clients[InodeNumber(inode)] ?? []).map { String($0.line.prefix(1024)) }
+            let record = StatusPage.encode(StatusPage.Record(inode: inode, name: name, values: values, clients: lines))
             guard page.count + record.count <= min(size, StatusPage.maximumSize) else { break }
             page += record
         }

@@ -5,6 +5,11 @@ public struct Timestamp: Sendable, Equatable {
     public var seconds: Int
     public var nanoseconds: Int
 
+    public init(seconds: Int, nanoseconds: Int) {
+        self.seconds = seconds
+        self.nanoseconds = nanoseconds
+    }
+
     public static func now() -> Timestamp {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)

@@ -15,6 +15,14 @@ extension FuseFilesystem {
         if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.daemonPidName.utf8) {
             return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
         }
+        if inode != InodeNumber.root.rawValue && name == Array(PipeAttribute.clientsName.utf8) {
+            do {
+                let lines = try registry.clients(of: InodeNumber(inode), caller: request.caller).map { $0.line + "\n" }.joined()
+                return request.xattr(Array(lines.utf8.prefix(StatusPage.maximumSize)), bufferSize: size)
+            } catch {
+                return request.fail(error)
+            }
+        }
         if inode != InodeNumber.root.rawValue && name == Array(PipeAttribute.peekName.utf8) {
             // Sized to the caller's buffer, so that the bytes asked for always fit.
             let limit = size == 0 ? PipeAttribute.peekLimit : min(size, PipeAttribute.peekLimit)
@@ -115,7 +123,7 @@ extension FuseFilesystem {
     /// not exist (ENODATA); other namespaces are not supported (EOPNOTSUPP).
     func removexattr(_ request: consuming FuseRequest, name: [UInt8]) {
         let ours = PipeAttribute(xattrName: name) != nil || PipeAttribute.parseRootName(name) != nil
-            || name == Array(PipeAttribute.peekName.utf8)
+            || name == Array(PipeAttribute.peekName.utf8) || name == Array(PipeAttribute.clientsName.utf8)
             || [PipeAttribute.daemonPidName, PipeAttribute.usageName, PipeAttribute.setRequestName].contains { name == Array($0.utf8) }
         request.fail(ours ? .notPermitted : name.starts(with: FuseFilesystem.userNamespace) ? .noData : .notSupported)
     }

@@ -190,7 +190,7 @@ public final class FuseFilesystem: Sendable {
         let caller = request.caller
         let inode = InodeNumber(inode)
         let waiter = makeWaiter(request, inode: inode)
-        switch registry.open(inode, flags: flags, caller: caller, waiter: waiter) {
+        switch registry.open(inode, flags: flags, caller: caller, waiter: waiter, client: .of(caller)) {
         case .done(let reply):
             waiter.resume(reply)
         case .queued:

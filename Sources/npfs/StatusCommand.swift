@@ -20,8 +20,11 @@ struct StatusCommand: ParsableCommand {
     @Argument(help: "The mount point.")
     var mountpoint: String
 
-    @Flag(help: "Print JSON (an array of objects) for scripts.")
+    @Flag(help: "Print JSON for scripts: the usage and every pipe, with its clients.")
     var json = false
+
+    @Flag(help: "Show each pipe's clients under it: pid, command, user, what it opened, what it waits for, since when.")
+    var clients = false
 
     /// `--json`: the mount's usage against its limits, and every live pipe.
     struct Report: Codable {
@@ -43,11 +46,12 @@ struct StatusCommand: ParsableCommand {
         var dropped: Int
 
         var openTimeout: Double
+        var clients: [Client]
         /// The name's bytes, for sorting as `ls` does.
         var sortKey: [UInt8] = []
 
         enum CodingKeys: String, CodingKey {
-            case name, mode, overflow, framing, capacity, buffered, readers, writers, dropped
+            case name, mode, overflow, framing, capacity, buffered, readers, writers, dropped, clients
             case bytesWritten = "bytes_written", bytesRead = "bytes_read", openTimeout = "open_timeout"
         }
 
@@ -67,6 +71,40 @@ struct StatusCommand: ParsableCommand {
             bytesRead = number(.bytesRead)
             dropped = number(.dropped)
             openTimeout = Double(text(.openTimeout)) ?? 0
+            clients = record.clients.compactMap(PipeClient.init(line:)).map(Client.init)
+        }
+    }
+
+    /// One open of a pipe: who made it, for what, and what it waits for (`null`: nothing).
+    struct Client: Codable {
+        var pid: Int32
+        var uid: UInt32
+        var command: String
+        var access: String
+        var waiting: String?
+        /// When the open was made, in seconds since the epoch.
+        var since: Double
+
+        init(_ client: PipeClient) {
+            pid = client.identity.pid
+            uid = client.identity.uid
+            command = client.identity.command
+            access = client.access.name
+            waiting = client.waiting?.rawValue
+            since = Double(client.since.seconds) + Double(client.since.nanoseconds) / 1e9
+        }
+
+        /// `4242 cat (uid 1000) reads, waiting for a writer, for 12 s`.
+        func line(now: Double) -> String {
+            let what: String
+            switch waiting {
+            case "open": what = access == "write" ? ", waiting for a reader" : ", waiting for a writer"
+            case "read": what = ", waiting for data"
+            case "write": what = ", waiting for room"
+            default: what = ""
+            }
+            let verb = ["read": "reads", "write": "writes", "read-write": "reads and writes"][access] ?? access
+            return "\(pid) \(command.isEmpty ? "?" : command) (uid \(uid)) \(verb)\(what), for \(age(now - since))"
         }
     }
 
@@ -82,7 +120,7 @@ struct StatusCommand: ParsableCommand {
             print(String(decoding: try encoder.encode(Report(usage: usage, pipes: pipes)), as: UTF8.self))
         } else {
             print(summary(usage))
-            print(table(pipes), terminator: "")
+            print(table(pipes, clients: clients), terminator: "")
         }
     }
 
@@ -98,7 +136,7 @@ struct StatusCommand: ParsableCommand {
     }
 
     /// Columns aligned for people: text left, numbers right.
-    private func table(_ pipes: [PipeStatus]) -> String {
+    private func table(_ pipes: [PipeStatus], clients: Bool) -> String {
         let header = ["NAME", "MODE", "FRAMING", "READERS", "WRITERS", "BUFFERED/CAPACITY", "BYTES IN", "BYTES OUT", "DROPPED"]
         let rows = pipes.map { pipe in
             [pipe.name, pipe.mode == "ring" ? "ring/\(pipe.overflow)" : pipe.mode, pipe.framing,
@@ -113,7 +151,11 @@ struct StatusCommand: ParsableCommand {
                 return leftAligned.contains(column) ? cell + pad : pad + cell
             }.joined(separator: "  ").trimmingTrailingSpaces() + "\n"
         }
-        return ([header] + rows).map(line).joined()
+        guard clients else { return ([header] + rows).map(line).joined() }
+        let now = Double(Timestamp.now().seconds) + Double(Timestamp.now().nanoseconds) / 1e9
+        return line(header) + zip(pipes, rows).map { pipe, row in
+            line(row) + pipe.clients.map { "  " + $0.line(now: now) + "\n" }.joined()
+        }.joined()
     }
 }
 
@@ -139,6 +181,15 @@ func displayWidth(_ text: String) -> Int {
 
 /// wcwidth knows characters beyond ASCII only in a UTF-8 locale.
 private let utf8Locale: Bool = setlocale(LC_CTYPE, "C.UTF-8") != nil
+
+/// A duration as people read it: 42 s, 3 min, 2 h, 5 d.
+func age(_ seconds: Double) -> String {
+    let whole = max(0, Int(seconds))
+    if whole < 120 { return "\(whole) s" }
+    if whole < 7200 { return "\(whole / 60) min" }
+    if whole < 172_800 { return "\(whole / 3600) h" }
+    return "\(whole / 86_400) d"
+}
 
 /// Bytes as people read them: 65536 is 64K, 1073741824 is 1G; other counts stay exact.
 func formatSize(_ bytes: Int) -> String {

@@ -40,6 +40,27 @@ import Testing
         }
     }
 
+    /// Issue 8, item 4: each open names its process; one that exits is gone at its release.
+    @Test func clientsAreListedWithTheirPidAndCommandUntilTheyExit() throws {
+        try TestMount.with { mount in
+            let p = mount.path("P")
+            let cat = try ChildProcess(["cat", p])
+            #expect(eventually { ((try? getfattr(p, "user.npfs.clients")) ?? "").contains("pid=\(cat.pid) ") })
+            let line = try getfattr(p, "user.npfs.clients")
+            #expect(line.hasPrefix("pid=\(cat.pid) uid=\(getuid()) access=read waiting=open since=") && line.hasSuffix(" command=cat\n"), "\(line)")
+            let table = try npfs(["status", mount.directory, "--clients"]).output
+            #expect(table.contains("  \(cat.pid) cat (uid \(getuid())) reads, waiting for a writer, for "), "\(table)")
+            let json = try npfs(["status", mount.directory, "--json"]).output
+            #expect(json.contains("\"pid\" : \(cat.pid)") && json.contains("\"command\" : \"cat\""), "\(json)")
+            #expect(cat.signal(SIGTERM))
+            #expect(cat.wait(timeout: 5) != nil)
+            #expect(eventually { (try? getfattr(p, "user.npfs.clients")) == nil }, "the pipe is gone with its last client")
+            let held = open(p, O_RDWR)
+            defer { close(held) }
+            #expect(try getfattr(p, "user.npfs.clients").split(separator: "\n").count == 1, "only this test's open")
+        }
+    }
+
     @Test func badInputIsOneLineAndNonZero() throws {
         try TestMount.with { mount in
             let p = mount.path("P")

@@ -4,7 +4,8 @@ import Testing
 /// Issue 8, item 5: the status table in pages of the mount root's attributes.
 @Suite struct StatusPageTests {
     @Test func recordsRoundTripWithAnyNameBytes() {
-        let records = [StatusPage.Record(inode: 7, name: Array("new\nline".utf8), values: ["mode": "fifo", "buffered": "3"]),
+        let records = [StatusPage.Record(inode: 7, name: Array("new\nline".utf8), values: ["mode": "fifo", "buffered": "3"],
+                                         clients: ["pid=1 uid=0 access=read waiting=no since=1.000 command=a=b", "pid=2 uid=0 access=write waiting=open since=2.000 command=c"]),
                        StatusPage.Record(inode: 9, name: [0xFF, 0x3D, 0x41], values: ["capacity": "65536"])]
         #expect(StatusPage.decode(records.flatMap(StatusPage.encode)) == records)
         #expect(StatusPage.decode([]) == [])

@@ -1,0 +1,34 @@
+import Glibc
+import PipeCore
+
+extension ClientIdentity {
+    /// The process behind a request: the thread group of the calling thread and its command
+    /// name, from `/proc/TID/status` (read once, at the open). A process that is gone, or a
+    /// pid from another pid namespace, keeps the thread id and an empty command. Control
+    /// characters in the name (prctl allows a newline) show as `?`.
+    static func of(_ caller: Caller) -> ClientIdentity {
+        var identity = ClientIdentity(pid: caller.pid, uid: caller.uid, command: "")
+        guard caller.pid > 0, let file = fopen("/proc/\(caller.pid)/status", "r") else { return identity }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        var found = 0
+        while found < 2, fgets(&line, Int32(line.count), file) != nil {
+            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+            if text.hasPrefix("Name:") {
+                let name = text.dropFirst(5).drop { $0 == " " || $0 == "\t" }.prefix { $0 != "\n" }
+                identity.command = String(name.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
+                found += 1
+            } else if text.hasPrefix("Tgid:"), let tgid = Int32(text.dropFirst(5).trimmingCharacters(in: " \t\n")) {
+                identity.pid = tgid
+                found += 1
+            }
+        }
+        return identity
+    }
+}
+
+extension Substring {
+    fileprivate func trimmingCharacters(in set: String) -> Substring {
+        drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed().reduce(into: Substring()) { $0.append($1) }
+    }
+}
