@@ -5,13 +5,16 @@
 #                                               /usr/local/bin, mount (default /mnt/example)
 #   ./mount.sh --build-only                     install what is missing and build, nothing else
 #   ./mount.sh --install                        install, build and link npfs into /usr/local/bin
-#                                               (for the shell, fstab and mount -t fuse.npfs), without mounting
+#                                               (for the shell, fstab and mount -t fuse.npfs), its
+#                                               man page npfs(1) and bash and zsh completions,
+#                                               without mounting
 #
 # Options and the mount point may come in any order. Safe to run again: an npfs already
 # mounted there is left as it is, and a stale mount left by a killed daemon ("Transport
 # endpoint is not connected") is cleared first. A failed mount leaves no directory behind.
 # NPFS_NO_BUILD=1 skips the build, NPFS_BIN=PATH uses that binary, NPFS_NO_LINK=1 leaves
-# /usr/local/bin alone (all three for tests).
+# /usr/local/bin alone, NPFS_PREFIX=DIR installs under DIR instead of /usr/local, and
+# NPFS_GENERATE_MANUAL=PATH is swift-argument-parser's generate-manual (all for tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
@@ -26,7 +29,7 @@ while [[ $# -gt 0 ]]; do
     case "$1" in
         --build-only) build_only=1; shift ;;
         --install) install_only=1; shift ;;
-        --help|-h) sed -n '2,14p' "$0"; exit 0 ;;
+        --help|-h) sed -n '2,17p' "$0"; exit 0 ;;
         -o) [[ $# -ge 2 ]] || fail "-o needs a value (see ./mount.sh --help)"
             mount_args+=(-o "$2"); shift 2 ;;
         -o*) mount_args+=(-o "${1#-o}"); shift ;;
@@ -64,15 +67,34 @@ fi
 
 # `npfs` on the PATH, for the README's commands; mount(8) finds its helpers in
 # /usr/local/bin too (its PATH is /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
-link=/usr/local/bin/npfs
+prefix=${NPFS_PREFIX:-/usr/local}
+link=$prefix/bin/npfs
 if [[ "${NPFS_NO_LINK:-0}" == 1 ]]; then
     :
 elif [[ -e "$link" && ! -L "$link" ]]; then
     echo "npfs: $link exists and is not a link; left as it is" >&2
 elif [[ "$(readlink "$link" 2>/dev/null)" != "$bin" ]]; then
-    if as_root ln -sfn "$bin" "$link"; then echo "npfs: linked $link -> $bin"; else echo "npfs: could not link $link" >&2; fi
+    if as_root mkdir -p "$(dirname "$link")" && as_root ln -sfn "$bin" "$link"; then echo "npfs: linked $link -> $bin"; else echo "npfs: could not link $link" >&2; fi
 fi
-[[ $install_only -eq 1 ]] && exit 0
+if [[ $install_only -eq 1 ]]; then
+    # The man page, from the command definitions (swift-argument-parser's generate-manual),
+    # and the shell completions the same definitions give.
+    generate=${NPFS_GENERATE_MANUAL:-$PWD/.build/release/generate-manual}
+    if [[ "${NPFS_NO_BUILD:-0}" != 1 ]]; then
+        swift build -c release --product generate-manual >/dev/null
+    fi
+    [[ -x "$generate" ]] || fail "no generate-manual at $generate"
+    pages=$(mktemp -d)
+    trap 'rm -rf "$pages"' EXIT
+    "$generate" "$bin" --output-directory "$pages" --section 1 >/dev/null
+    "$bin" --generate-completion-script bash > "$pages/npfs.bash"
+    "$bin" --generate-completion-script zsh > "$pages/_npfs"
+    as_root install -D -m 0644 "$pages/npfs.1" "$prefix/share/man/man1/npfs.1"
+    as_root install -D -m 0644 "$pages/npfs.bash" "$prefix/share/bash-completion/completions/npfs"
+    as_root install -D -m 0644 "$pages/_npfs" "$prefix/share/zsh/site-functions/_npfs"
+    echo "npfs: installed $prefix/share/man/man1/npfs.1 (man npfs) and bash and zsh completions"
+    exit 0
+fi
 
 mountpoint=$(realpath -m -- "$mountpoint")
 # Listing reaches the daemon (a stat may be answered from the kernel's cache for a second).

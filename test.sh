@@ -10,5 +10,7 @@ cd "$(dirname "$0")"
 if ! command -v setfattr >/dev/null 2>&1; then
     if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq attr >/dev/null; else sudo apt-get install -y -qq attr >/dev/null; fi
 fi
+# The man page test runs swift-argument-parser's generate-manual, as ./mount.sh --install does.
+swift build --product generate-manual >/dev/null
 # Every blocking step in the tests has its own timeout; this one bounds the whole run.
 timeout --kill-after=30 1200 swift test --no-parallel "$@"

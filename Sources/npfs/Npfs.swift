@@ -5,7 +5,7 @@ import Glibc
 @main
 struct Npfs: ParsableCommand {
     /// The version `npfs --version` prints.
-    static let version = "0.3.0"
+    static let version = "0.4.0"
 
     static let configuration = CommandConfiguration(
         commandName: "npfs",
