@@ -26,6 +26,22 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Show each pipe's clients under it: pid, command, user, what it opened, what it waits for, since when.")
     var clients = false
 
+    @Flag(help: "Redraw every SECONDS (default 1) with bytes in and out per second, busiest pipes first; q or Ctrl-C ends it. Not on a terminal: a table per interval.")
+    var watch = false
+
+    @Argument(help: ArgumentHelp("With --watch: the interval in seconds (decimal).", valueName: "SECONDS"))
+    var interval: Double?
+
+    func validate() throws {
+        if let interval {
+            guard watch else { throw CommandError("an interval is for --watch: npfs status MOUNTPOINT --watch \(interval)") }
+            guard interval.isFinite, interval >= 0.1, interval <= 86_400 else {
+                throw CommandError("the interval must be from 0.1 to 86400 seconds")
+            }
+        }
+        if watch && json { throw CommandError("--watch and --json do not go together") }
+    }
+
     /// `--json`: the mount's usage against its limits, and every live pipe.
     struct Report: Codable {
         var usage: [String: Int]
@@ -110,6 +126,9 @@ struct StatusCommand: ParsableCommand {
 
     func run() throws {
         let mount = try NpfsMount.checked(absolutePath(mountpoint))
+        if watch {
+            throw ExitCode(try StatusWatch(mount: mount, interval: interval ?? 1, clients: clients).run())
+        }
         let records: [StatusPage.Record]
         do { records = try mount.statusRecords() } catch { throw CommandError("cannot read the status of \(mount.path): \(error)") }
         let pipes = records.map(PipeStatus.init).sorted { $0.sortKey.lexicographicallyPrecedes($1.sortKey) }
@@ -119,13 +138,13 @@ struct StatusCommand: ParsableCommand {
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
             print(String(decoding: try encoder.encode(Report(usage: usage, pipes: pipes)), as: UTF8.self))
         } else {
-            print(summary(usage))
+            print(Self.summary(usage))
             print(table(pipes, clients: clients), terminator: "")
         }
     }
 
     /// One line of the mount's usage against each limit.
-    private func summary(_ usage: [String: Int]) -> String {
+    static func summary(_ usage: [String: Int]) -> String {
         func pair(_ used: String, _ limit: String, size: Bool) -> String {
             let (a, b) = (usage[used] ?? 0, usage[limit] ?? 0)
             return size ? "\(formatSize(a))/\(formatSize(b))" : "\(a)/\(b)"
@@ -139,23 +158,38 @@ struct StatusCommand: ParsableCommand {
     private func table(_ pipes: [PipeStatus], clients: Bool) -> String {
         let header = ["NAME", "MODE", "FRAMING", "READERS", "WRITERS", "BUFFERED/CAPACITY", "BYTES IN", "BYTES OUT", "DROPPED"]
         let rows = pipes.map { pipe in
-            [pipe.name, pipe.mode == "ring" ? "ring/\(pipe.overflow)" : pipe.mode, pipe.framing,
+            [pipe.name, pipe.modeText, pipe.framing,
              String(pipe.readers), String(pipe.writers), "\(pipe.buffered)/\(pipe.capacity)",
              String(pipe.bytesWritten), String(pipe.bytesRead), String(pipe.dropped)]
         }
-        let widths = header.indices.map { column in ([header] + rows).map { displayWidth($0[column]) }.max() ?? 0 }
-        let leftAligned: Set<Int> = [0, 1, 2]
-        func line(_ cells: [String]) -> String {
-            cells.enumerated().map { column, cell in
-                let pad = String(repeating: " ", count: max(0, widths[column] - displayWidth(cell)))
-                return leftAligned.contains(column) ? cell + pad : pad + cell
-            }.joined(separator: "  ").trimmingTrailingSpaces() + "\n"
-        }
-        guard clients else { return ([header] + rows).map(line).joined() }
-        let now = Double(Timestamp.now().seconds) + Double(Timestamp.now().nanoseconds) / 1e9
-        return line(header) + zip(pipes, rows).map { pipe, row in
-            line(row) + pipe.clients.map { "  " + $0.line(now: now) + "\n" }.joined()
+        let lines = alignColumns([header] + rows, leftAligned: [0, 1, 2])
+        guard clients else { return lines.joined() }
+        let now = Timestamp.now().secondsSinceEpoch
+        return lines[0] + zip(pipes, lines.dropFirst()).map { pipe, line in
+            line + pipe.clients.map { "  " + $0.line(now: now) + "\n" }.joined()
         }.joined()
+    }
+}
+
+extension StatusCommand.PipeStatus {
+    /// `fifo`, or `ring/drop` and `ring/overwrite`.
+    var modeText: String { mode == "ring" ? "ring/\(overflow)" : mode }
+}
+
+extension Timestamp {
+    var secondsSinceEpoch: Double { Double(seconds) + Double(nanoseconds) / 1e9 }
+}
+
+/// Rows as lines with aligned columns: those in `leftAligned` padded on the right, the
+/// others (numbers) on the left; widths as a terminal shows them.
+func alignColumns(_ rows: [[String]], leftAligned: Set<Int>) -> [String] {
+    let count = rows.map(\.count).max() ?? 0
+    let widths = (0..<count).map { column in rows.map { column < $0.count ? displayWidth($0[column]) : 0 }.max() ?? 0 }
+    return rows.map { cells in
+        cells.enumerated().map { column, cell in
+            let pad = String(repeating: " ", count: max(0, widths[column] - displayWidth(cell)))
+            return leftAligned.contains(column) ? cell + pad : pad + cell
+        }.joined(separator: "  ").trimmingTrailingSpaces() + "\n"
     }
 }
 

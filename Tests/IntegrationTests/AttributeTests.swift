@@ -199,6 +199,73 @@ func setxattrErrno(_ path: String, _ name: String, _ value: String) -> Int32 {
     }
 }
 
+/// Issue 8, item 6: `npfs status --watch`, on a terminal and not.
+@Suite(.serialized) struct StatusWatchTests {
+    /// Through a pseudo-terminal: it redraws in place, shows the busy pipe first with its
+    /// rate, and `q` ends it with the terminal as it was.
+    @Test func watchRedrawsOnATerminalAndQuitsOnQ() throws {
+        try TestMount.with { mount in
+            let script = """
+                import os, pty, sys, time, select, termios
+                mount = sys.argv[1]
+                idle = os.open(mount + "/IDLE", os.O_RDWR)
+                busy = os.open(mount + "/BUSY", os.O_RDWR)
+                pid, fd = pty.fork()
+                if pid == 0:
+                    os.execvp(sys.argv[2], ["npfs", "status", mount, "--watch", "0.3"])
+                out = b""
+                end = time.time() + 1.5
+                while time.time() < end:
+                    os.write(busy, b"x" * 8192)
+                    os.read(busy, 8192)
+                    r, _, _ = select.select([fd], [], [], 0.05)
+                    if r:
+                        out += os.read(fd, 65536)
+                raw = not (termios.tcgetattr(fd)[3] & termios.ICANON)
+                os.write(fd, b"q")
+                start = time.time()
+                _, status = os.waitpid(pid, 0)
+                try:
+                    while select.select([fd], [], [], 0.2)[0]:
+                        out += os.read(fd, 65536)
+                except OSError:
+                    pass
+                restored = bool(termios.tcgetattr(fd)[3] & termios.ICANON)
+                last = out.decode(errors="replace").split("\\x1b[H\\x1b[2J")[-1]
+                rows = [l for l in last.splitlines() if l.startswith(("BUSY", "IDLE"))]
+                print("exit", os.WEXITSTATUS(status) if os.WIFEXITED(status) else -1, "quick", time.time() - start < 1,
+                      "redraws", out.count(b"\\x1b[H\\x1b[2J"), "raw", raw, "restored", restored)
+                print("first", rows[0].split()[0] if rows else "-", "rate", rows[0].split()[5] if rows else "-")
+                """
+            let result = try ChildProcess.run(["python3", "-c", script, mount.directory, TestMount.binary], timeout: 20)
+            let lines = result.output.split(separator: "\n").map(String.init)
+            #expect(lines.first?.hasPrefix("exit 0 quick True redraws ") == true && lines.first?.hasSuffix(" raw True restored True") == true,
+                    "\(result.output)")
+            let redraws = Int(lines.first?.split(separator: " ").dropFirst(5).first ?? "") ?? 0
+            #expect(redraws >= 3, "redrawn about every 0.3 s: \(result.output)")
+            #expect(lines.dropFirst().first?.hasPrefix("first BUSY rate ") == true && lines.dropFirst().first?.hasSuffix("rate 0") == false,
+                    "the busy pipe first, with a rate: \(result.output)")
+        }
+    }
+
+    /// Not on a terminal: a table per interval, until a signal ends it.
+    @Test func watchPrintsATablePerIntervalWhenNotOnATerminal() throws {
+        try TestMount.with { mount in
+            let fd = open(mount.path("P"), O_RDWR)
+            defer { close(fd) }
+            let watch = try ChildProcess([TestMount.binary, "status", mount.directory, "--watch", "0.2"])
+            #expect(eventually { watch.output.components(separatedBy: "== ").count > 3 })
+            #expect(watch.signal(SIGTERM))
+            #expect(watch.wait(timeout: 5) == 0)
+            #expect(watch.output.contains("NAME  MODE  READERS  WRITERS") && !watch.output.contains("\u{1B}["), "\(watch.output.prefix(400))")
+            for bad in [["--watch", "0"], ["--watch", "--json"], ["2"]] {
+                let result = try ChildProcess.run([TestMount.binary, "status", mount.directory] + bad, timeout: 10)
+                #expect(result.status != 0 && result.output.split(separator: "\n").count == 1, "\(bad): \(result.output)")
+            }
+        }
+    }
+}
+
 /// The columns a terminal gives `text` (wcwidth of each character).
 private func columns(_ text: String) -> Int {
     text.unicodeScalars.reduce(0) { $0 + max(0, Int(npfs_wcwidth($1.value))) }

@@ -1,0 +1,162 @@
+import ArgumentParser
+import Glibc
+import NpfsClient
+import PipeCore
+import Synchronization
+
+/// `npfs status MOUNTPOINT --watch [SECONDS]`: the live pipes again every interval, with the
+/// bytes written and read per second since the last look, busiest first.
+///
+/// On a terminal it redraws in place (the screen is cleared and drawn from the top), and
+/// reads keys without waiting for Enter: `q` ends it, and so does Ctrl-C; the terminal's
+/// settings are restored either way. Otherwise (a pipe, a file) it prints one table per
+/// interval, each after a line with the time, until it is ended by a signal. Like every
+/// status read, it creates, holds and disturbs no pipe.
+struct StatusWatch {
+    let mount: NpfsMount
+    let interval: Double
+    let clients: Bool
+
+    /// Runs until `q`, Ctrl-C or SIGTERM; returns the exit code (0, or 130 after Ctrl-C).
+    func run() throws -> Int32 {
+        let terminal = isatty(STDOUT_FILENO) == 1
+        let keys = terminal && isatty(STDIN_FILENO) == 1 ? RawKeys() : nil
+        defer { keys?.restore() }
+        StatusWatch.catchSignals()
+        var previous: (time: Double, totals: [UInt64: (written: Int, read: Int)])?
+        if terminal { emit("\u{1B}[?25l") }   // no cursor while drawing
+        defer { if terminal { emit("\u{1B}[?25h") } }
+        while true {
+            let now = Timestamp.now()
+            let time = now.secondsSinceEpoch
+            let records: [StatusPage.Record]
+            do { records = try mount.statusRecords() } catch { throw CommandError("cannot read the status of \(mount.path): \(error)") }
+            let pipes = records.map(StatusCommand.PipeStatus.init)
+            var totals: [UInt64: (written: Int, read: Int)] = [:]
+            for (record, pipe) in zip(records, pipes) { totals[record.inode] = (pipe.bytesWritten, pipe.bytesRead) }
+            let rates = zip(records, pipes).map { record, pipe -> (Double, Double) in
+                guard let previous, let before = previous.totals[record.inode], time > previous.time else { return (0, 0) }
+                let seconds = time - previous.time
+                return (Double(max(0, pipe.bytesWritten - before.written)) / seconds, Double(max(0, pipe.bytesRead - before.read)) / seconds)
+            }
+            previous = (time, totals)
+            let screen = render(pipes, rates: rates, usage: (try? mount.usage()) ?? [:], at: now)
+            emit(terminal ? "\u{1B}[H\u{1B}[2J" + screen : "== \(clock(now))\n" + screen + "\n")
+            switch wait(keys) {
+            case .quit: return 0
+            case .interrupted: return 130
+            case .terminated: return 0
+            case .timeout: continue
+            }
+        }
+    }
+
+    /// The usage line and the table, busiest pipes (bytes per second in and out) first.
+    private func render(_ pipes: [StatusCommand.PipeStatus], rates: [(Double, Double)], usage: [String: Int], at now: Timestamp) -> String {
+        let order = pipes.indices.sorted { a, b in
+            let (x, y) = (rates[a].0 + rates[a].1, rates[b].0 + rates[b].1)
+            return x != y ? x > y : pipes[a].sortKey.lexicographicallyPrecedes(pipes[b].sortKey)
+        }
+        let header = ["NAME", "MODE", "READERS", "WRITERS", "BUFFERED/CAPACITY", "IN/s", "OUT/s", "BYTES IN", "BYTES OUT", "DROPPED"]
+        let rows = order.map { index -> [String] in
+            let pipe = pipes[index]
+            return [pipe.name, pipe.modeText, String(pipe.readers), String(pipe.writers), "\(pipe.buffered)/\(pipe.capacity)",
+                    rate(rates[index].0), rate(rates[index].1), String(pipe.bytesWritten), String(pipe.bytesRead), String(pipe.dropped)]
+        }
+        let lines = alignColumns([header] + rows, leftAligned: [0, 1])
+        var text = StatusCommand.summary(usage) + "\n" + lines[0]
+        let seconds = now.secondsSinceEpoch
+        for (index, line) in zip(order, lines.dropFirst()) {
+            text += line
+            if clients { text += pipes[index].clients.map { "  " + $0.line(now: seconds) + "\n" }.joined() }
+        }
+        let every = interval == interval.rounded() ? String(Int(interval)) : String(interval)
+        return text + "every \(every) s" + (isatty(STDOUT_FILENO) == 1 ? "; q or Ctrl-C ends" : "") + "\n"
+    }
+
+    private enum Wake { case timeout, quit, interrupted, terminated }
+
+    /// Waits for the interval, a key (`q` ends), or a signal.
+    private func wait(_ keys: RawKeys?) -> Wake {
+        let deadline = Timestamp.monotonicSeconds() + interval
+        while true {
+            if StatusWatch.signal.load(ordering: .relaxed) == SIGINT { return .interrupted }
+            if StatusWatch.signal.load(ordering: .relaxed) != 0 { return .terminated }
+            let left = deadline - Timestamp.monotonicSeconds()
+            if left <= 0 { return .timeout }
+            var entry = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
+            let ready = poll(&entry, keys == nil ? 0 : 1, Int32(min(left, 1) * 1000) + 1)
+            if ready > 0, keys != nil {
+                var byte: UInt8 = 0
+                let got = read(STDIN_FILENO, &byte, 1)
+                if got == 0 { return .quit }   // the terminal is gone
+                if got == 1 && (byte == UInt8(ascii: "q") || byte == UInt8(ascii: "Q")) { return .quit }
+            }
+        }
+    }
+
+    /// The last signal among SIGINT, SIGTERM and SIGHUP, or 0.
+    private static let signal = Atomic<Int32>(0)
+
+    private static func catchSignals() {
+        for number in [SIGINT, SIGTERM, SIGHUP] {
+            var action = sigaction()
+            action.__sigaction_handler.sa_handler = { number in StatusWatch.signal.store(number, ordering: .relaxed) }
+            sigemptyset(&action.sa_mask)
+            action.sa_flags = 0
+            sigaction(number, &action, nil)
+        }
+    }
+
+    private func emit(_ text: String) {
+        var bytes = Array(text.utf8)[...]
+        while !bytes.isEmpty {
+            let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
+            if written < 0 && errno == EINTR { continue }
+            guard written > 0 else { return }
+            bytes = bytes.dropFirst(written)
+        }
+    }
+
+    private func rate(_ bytesPerSecond: Double) -> String {
+        let value = Int(bytesPerSecond.rounded())
+        for (unit, size) in [("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)] where value >= size {
+            let scaled = Double(value) / Double(size)
+            return (scaled < 10 ? String(Double(Int(scaled * 10)) / 10) : String(Int(scaled))) + unit
+        }
+        return String(value)
+    }
+
+    private func clock(_ time: Timestamp) -> String {
+        var seconds = time_t(time.seconds)
+        var parts = tm()
+        localtime_r(&seconds, &parts)
+        func two(_ n: Int32) -> String { n < 10 ? "0\(n)" : String(n) }
+        return "\(two(parts.tm_hour)):\(two(parts.tm_min)):\(two(parts.tm_sec))"
+    }
+}
+
+/// The terminal's input without line editing or echo, so that one key is read at once;
+/// restored by `restore()`.
+final class RawKeys {
+    private var saved = termios()
+    private var active = false
+
+    init?() {
+        guard tcgetattr(STDIN_FILENO, &saved) == 0 else { return nil }
+        var raw = saved
+        raw.c_lflag &= ~tcflag_t(ICANON | ECHO)
+        withUnsafeMutableBytes(of: &raw.c_cc) { cc in
+            cc[Int(VMIN)] = 1
+            cc[Int(VTIME)] = 0
+        }
+        guard tcsetattr(STDIN_FILENO, TCSANOW, &raw) == 0 else { return nil }
+        active = true
+    }
+
+    func restore() {
+        guard active else { return }
+        _ = tcsetattr(STDIN_FILENO, TCSANOW, &saved)
+        active = false
+    }
+}
