@@ -56,18 +56,23 @@ extension PipeRegistry {
 
     /// The opens of the given pipes, each pipe's oldest first.
     func clientsByInode(_ inodes: Set<InodeNumber>) -> [InodeNumber: [PipeClient]] {
-        let opens = state.withLock { state in
-            state.handles.filter { inodes.contains($0.value.inode) }.sorted { $0.key.rawValue < $1.key.rawValue }
+        opensByInode(inodes).mapValues(Self.clients)
+    }
+
+    /// The opens of the given pipes, each pipe's oldest first, as the registry holds them.
+    func opensByInode(_ inodes: Set<InodeNumber>) -> [InodeNumber: [(PipeHandle, OpenFile)]] {
+        let opens = state.withLock { state in state.handles.filter { inodes.contains($0.value.inode) } }
+        return Dictionary(grouping: opens.map { ($0.key, $0.value) }, by: { $0.1.inode })
+            .mapValues { $0.sorted { $0.0.rawValue < $1.0.rawValue } }
+    }
+
+    /// One pipe's opens as clients, with what each waits for now.
+    static func clients(_ opens: [(PipeHandle, OpenFile)]) -> [PipeClient] {
+        guard let pipe = opens.first?.1.pipe else { return [] }
+        let waiting = pipe.waitingOpens
+        return opens.map { handle, open in
+            PipeClient(identity: open.client, access: open.access, since: open.since, waiting: waiting[handle])
         }
-        var waiting: [ObjectIdentifier: [PipeHandle: PipeClient.Waiting]] = [:]
-        var clients: [InodeNumber: [PipeClient]] = [:]
-        for (handle, open) in opens {
-            let key = ObjectIdentifier(open.pipe)
-            if waiting[key] == nil { waiting[key] = open.pipe.waitingOpens }
-            clients[open.inode, default: []].append(PipeClient(identity: open.client, access: open.access, since: open.since,
-                                                                 waiting: waiting[key]?[handle]))
-        }
-        return clients
     }
 
     /// `user.npfs.peek`: the oldest buffered bytes, up to `max` (at most `PipeAttribute.peekLimit`),

@@ -80,14 +80,15 @@ extension PipeRegistry {
                 node.inode.rawValue >= inode ? node.pipe.map { (node.inode.rawValue, node.name.bytes, $0) } : nil
             }
         }.sorted { $0.0 < $1.0 }
-        let clients = clientsByInode(Set(pipes.prefix(2000).map { InodeNumber($0.0) }))
+        // At most this many records fit a page: no record is shorter than 100 bytes.
+        let opens = opensByInode(Set(pipes.prefix(StatusPage.maximumSize / 100).map { InodeNumber($0.0) }))
         var page: [UInt8] = []
         for (inode, name, pipe) in pipes {
             let status = pipe.status
             guard status.ownership.permits(caller, .read) else { continue }
             var values: [String: String] = [:]
             for attribute in PipeAttribute.allCases { values[attribute.rawValue] = attribute.value(in: status) }
-            let lines = (clients[InodeNumber(inode)] ?? []).map { String($0.line.prefix(1024)) }
+            let lines = Self.clients(opens[InodeNumber(inode)] ?? []).map { String($0.line.prefix(1024)) }
             let record = StatusPage.encode(StatusPage.Record(inode: inode, name: name, values: values, clients: lines))
             guard page.count + record.count <= min(size, StatusPage.maximumSize) else { break }
             page += record
