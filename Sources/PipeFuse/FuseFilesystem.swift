@@ -196,8 +196,11 @@ public final class FuseFilesystem: Sendable {
         case .queued:
             let timeout = registry.openTimeout(of: inode)
             guard timeout > 0 else { return }
+            // Weak: an open answered before its time is not kept alive by the timer.
             let registry = self.registry
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { registry.expire(waiter, inode: inode) }
+            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [weak waiter] in
+                if let waiter { registry.expire(waiter, inode: inode) }
+            }
         case .mustWait, .answered:
             break
         }
