@@ -115,12 +115,20 @@ public final class ByteRing {
     /// The oldest `n` buffered bytes (at most `count`) as at most two contiguous pieces,
     /// oldest first, without copying them. Valid until the ring is next changed.
     public func segments(upTo n: Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) {
-        let n = min(max(n, 0), count)
+        segments(from: 0, upTo: n)
+    }
+
+    /// The same for the bytes from `offset` on (0 is the oldest): what a broadcast reader
+    /// that has read `offset` of the buffered bytes reads next.
+    public func segments(from offset: Int, upTo n: Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) {
+        let offset = min(max(offset, 0), count)
+        let n = min(max(n, 0), count - offset)
         guard n > 0, let base = storage.baseAddress else {
             return (UnsafeRawBufferPointer(start: nil, count: 0), UnsafeRawBufferPointer(start: nil, count: 0))
         }
-        let first = min(n, storage.count - head)
-        return (UnsafeRawBufferPointer(start: base + head, count: first),
+        let start = (head + offset) & (storage.count - 1)
+        let first = min(n, storage.count - start)
+        return (UnsafeRawBufferPointer(start: base + start, count: first),
                 UnsafeRawBufferPointer(start: base, count: n - first))
     }
 

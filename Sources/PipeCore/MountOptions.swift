@@ -74,6 +74,8 @@ public struct MountOptions: Sendable, Equatable {
                 pipe.overflow = try choice(name, value, PipeConfig.Overflow.self)
             case "framing":
                 pipe.framing = try choice(name, value, PipeConfig.Framing.self)
+            case "delivery":
+                pipe.delivery = try choice(name, value, PipeConfig.Delivery.self)
             case "max_memory", "user_max_memory", "max_capacity":
                 guard let value, let bytes = parseSize(value), bytes >= PipeConfig.minimumCapacity else {
                     throw Invalid(description: "bad \(name) '\(value ?? "")': give bytes, optionally with K, M or G, at least 4K")

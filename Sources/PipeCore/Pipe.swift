@@ -63,8 +63,10 @@ public final class Pipe: Sendable {
         }
     }
 
-    /// What each open of the pipe waits for now.
-    var waitingOpens: [PipeHandle: PipeClient.Waiting] { state.withLock { $0.waitingOpens } }
+    /// What each open of the pipe waits for now, and (broadcast) what each reader lost.
+    var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
+        state.withLock { ($0.waitingOpens, $0.cursors.mapValues(\.lost)) }
+    }
 
     /// The oldest buffered bytes, up to `max`, without consuming them (`user.npfs.peek`).
     public func peek(_ max: Int) -> [UInt8] { state.withLock { $0.peek(max) } }
@@ -79,6 +81,7 @@ public final class Pipe: Sendable {
         case overflow(PipeConfig.Overflow)
         case framing(PipeConfig.Framing)
         case openTimeout(Double)
+        case delivery(PipeConfig.Delivery)
     }
 
     /// Changes a setting at once and wakes whoever that concerns. Throws EINVAL for a

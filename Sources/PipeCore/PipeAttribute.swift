@@ -1,9 +1,10 @@
 import SystemPackage
 
-/// The extended attributes of a live pipe, `user.npfs.NAME`: five settings and six figures.
+/// The extended attributes of a live pipe, `user.npfs.NAME`: six settings and six figures.
 public enum PipeAttribute: String, CaseIterable, Sendable {
     case capacity, mode, overflow, framing
     case openTimeout = "open_timeout"
+    case delivery
     case readers, writers, buffered
     case bytesWritten = "bytes_written"
     case bytesRead = "bytes_read"
@@ -76,7 +77,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
 
     public var isSettable: Bool {
         switch self {
-        case .capacity, .mode, .overflow, .framing, .openTimeout: true
+        case .capacity, .mode, .overflow, .framing, .openTimeout, .delivery: true
         default: false
         }
     }
@@ -89,6 +90,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
         case .overflow: status.config.overflow.rawValue
         case .framing: status.config.framing.rawValue
         case .openTimeout: PipeConfig.formatTimeout(status.config.openTimeout)
+        case .delivery: status.config.delivery.rawValue
         case .readers: String(status.readers)
         case .writers: String(status.writers)
         case .buffered: String(status.buffered)
@@ -117,6 +119,9 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
         case .framing:
             guard let framing = PipeConfig.Framing(rawValue: value) else { throw .invalidArgument }
             return .framing(framing)
+        case .delivery:
+            guard let delivery = PipeConfig.Delivery(rawValue: value) else { throw .invalidArgument }
+            return .delivery(delivery)
         case .openTimeout:
             guard let seconds = PipeConfig.parseTimeout(value) else { throw .invalidArgument }
             return .openTimeout(seconds)

@@ -21,14 +21,17 @@ public struct PipeClient: Sendable, Equatable {
     public var since: Timestamp
     /// What the open waits for now: its partner (`open`), data (`read`), room (`write`).
     public var waiting: Waiting?
+    /// Broadcast delivery: bytes this reader lost, left behind by a ring-mode pipe.
+    public var lost: UInt64?
 
     public enum Waiting: String, Sendable, CaseIterable { case open, read, write }
 
-    public init(identity: ClientIdentity, access: AccessMode, since: Timestamp, waiting: Waiting?) {
+    public init(identity: ClientIdentity, access: AccessMode, since: Timestamp, waiting: Waiting?, lost: UInt64? = nil) {
         self.identity = identity
         self.access = access
         self.since = since
         self.waiting = waiting
+        self.lost = lost
     }
 
     /// One line, `KEY=VALUE` separated by spaces, the command last (it may hold spaces):
@@ -37,7 +40,7 @@ public struct PipeClient: Sendable, Equatable {
         let fraction = String(since.nanoseconds / 1_000_000)
         let millis = String(repeating: "0", count: max(0, 3 - fraction.count)) + fraction
         return "pid=\(identity.pid) uid=\(identity.uid) access=\(access.name) waiting=\(waiting?.rawValue ?? "no")"
-            + " since=\(since.seconds).\(millis) command=\(identity.command)"
+            + (lost.map { " lost=\($0)" } ?? "") + " since=\(since.seconds).\(millis) command=\(identity.command)"
     }
 
     /// Parses `line`; nil if it is not one.
@@ -55,7 +58,8 @@ public struct PipeClient: Sendable, Equatable {
         let millis = parts.count > 1 ? Int(parts[1]) ?? 0 : 0
         let waiting = fields["waiting"] == "no" ? nil : fields["waiting"].flatMap(Waiting.init(rawValue:))
         self.init(identity: ClientIdentity(pid: pid, uid: uid, command: String(line[commandRange.upperBound...])),
-                  access: access, since: Timestamp(seconds: seconds, nanoseconds: millis * 1_000_000), waiting: waiting)
+                  access: access, since: Timestamp(seconds: seconds, nanoseconds: millis * 1_000_000), waiting: waiting,
+                  lost: fields["lost"].flatMap { UInt64($0) })
     }
 }
 

@@ -34,8 +34,17 @@ public struct PipeConfig: Sendable, Equatable {
         case message
     }
 
+    /// Who gets the bytes.
+    public enum Delivery: String, Sendable, CaseIterable {
+        /// Readers compete for bytes, as on a FIFO.
+        case shared
+        /// Every reader gets every byte written after its open, at its own pace.
+        case broadcast
+    }
+
     /// Bytes the pipe can buffer.
     public var capacity: Int
+    public var delivery: Delivery = .shared
     /// Seconds an open may wait for its partner before it fails ETIMEDOUT; 0 waits forever.
     public var openTimeout: Double = 0
     /// The longest `openTimeout`: a year.

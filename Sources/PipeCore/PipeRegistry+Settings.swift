@@ -69,9 +69,9 @@ extension PipeRegistry {
     /// One pipe's opens as clients, with what each waits for now.
     static func clients(_ opens: [(PipeHandle, OpenFile)]) -> [PipeClient] {
         guard let pipe = opens.first?.1.pipe else { return [] }
-        let waiting = pipe.waitingOpens
+        let (waiting, lost) = pipe.openFigures
         return opens.map { handle, open in
-            PipeClient(identity: open.client, access: open.access, since: open.since, waiting: waiting[handle])
+            PipeClient(identity: open.client, access: open.access, since: open.since, waiting: waiting[handle], lost: lost[handle])
         }
     }
 

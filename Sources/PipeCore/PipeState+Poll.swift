@@ -3,14 +3,15 @@ extension PipeState {
     mutating func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64,
                        notifier: (any PollNotifier)?) -> PollEvents {
         if let notifier { pollers[handle] = notifier }
-        return readiness(access: access, hangUpVersion: hangUpVersion)
+        return readiness(handle, access: access, hangUpVersion: hangUpVersion)
     }
 
     /// pipe_poll's answer for one open; in ring mode writes never wait and nobody hangs up.
-    func readiness(access: AccessMode, hangUpVersion: UInt64) -> PollEvents {
+    /// With broadcast delivery, an open is readable when its own position has bytes ahead.
+    func readiness(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64) -> PollEvents {
         var events: PollEvents = []
         if access.reads {
-            if !ring.isEmpty { events.formUnion([.input, .readNormal]) }
+            if broadcast ? available(to: handle) > 0 : !ring.isEmpty { events.formUnion([.input, .readNormal]) }
             if waits && liveWriters == 0 && hangUpVersion != writerOpens { events.insert(.hangUp) }
         }
         if access.writes {

@@ -17,6 +17,13 @@ extension PipeState {
             if mode == .ring { releaseWaitersForRing(&deliveries) }
         case .overflow(let overflow):
             config.overflow = overflow
+        case .delivery(let delivery):
+            guard delivery != config.delivery else { return nil }
+            // Readers' positions in bytes already buffered, or queued, would be invented.
+            guard ring.isEmpty && writeWaiters.isEmpty else { return .resourceBusy }
+            config.delivery = delivery
+            cursors = delivery == .broadcast ? Dictionary(uniqueKeysWithValues: readerHandles.map { ($0, Cursor(position: base)) }) : [:]
+            broadcastMessages = BroadcastMessages()
         case .openTimeout(let seconds):
             // Opens that wait already keep the time they were given.
             config.openTimeout = seconds
@@ -26,6 +33,7 @@ extension PipeState {
             guard ring.isEmpty && writeWaiters.isEmpty else { return .resourceBusy }
             config.framing = framing
             messages = MessageQueue()
+            broadcastMessages = BroadcastMessages()
         }
         notifyPollers(&deliveries)
         return nil
@@ -44,7 +52,9 @@ extension PipeState {
         let reads = readWaiters
         readWaiters.removeAll()
         for wait in reads {
-            if ring.isEmpty {
+            if broadcast, let handle = wait.handle, available(to: handle) > 0 {
+                giveBroadcast(handle, size: wait.size, deliveries: &deliveries) { wait.waiter.resume(reading: $0) }
+            } else if broadcast || ring.isEmpty {
                 deliveries.resume(wait.waiter, with: .data([]))
             } else {
                 give(wait.size, deliveries: &deliveries) { wait.waiter.resume(reading: $0) }

@@ -7,6 +7,10 @@ extension PipeState {
     mutating func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle? = nil,
                        sink: (ReadData) -> Void, deliveries: inout Deliveries) -> Attempt {
         guard size > 0 else { return .done(.data([])) }
+        if broadcast {
+            return readBroadcast(size: size, offset: offset, nonblocking: nonblocking, waiter: waiter, handle: handle,
+                                 sink: sink, deliveries: &deliveries)
+        }
         // A request past offset 0 continues a read(2) whose earlier part was answered in
         // full (the kernel splits large reads). A pipe read returns what it has and a
         // message read one message: never wait, and never start a second message.
@@ -17,6 +21,12 @@ extension PipeState {
             notifyPollers(&deliveries)
             return .answered
         }
+        return readNothing(size: size, nonblocking: nonblocking, waiter: waiter, handle: handle)
+    }
+
+    /// A read that finds no bytes: end of file when no writer is left (or in ring mode),
+    /// EAGAIN when non-blocking; otherwise it waits (`.mustWait` without a waiter).
+    mutating func readNothing(size: Int, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle?) -> Attempt {
         if !waits || liveWriters == 0 { return .done(.data([])) }
         if nonblocking { return .done(.failed(.resourceTemporarilyUnavailable)) }
         guard let waiter else { return .mustWait }
@@ -46,7 +56,7 @@ extension PipeState {
         let mayGoNow = writeWaiters.isEmpty || nonblocking
         // Readers wait only on an empty ring: while the request's own buffer is valid, its
         // bytes go straight into their replies, in order, and only the rest is buffered.
-        let handing = mayGoNow && !framed ? handOffCount(n, atomic: atomic) : 0
+        let handing = mayGoNow && !framed && !broadcast ? handOffCount(n, atomic: atomic) : 0
         // Without a waiter, a write that would wait changes nothing.
         if waiter == nil && !nonblocking && !(mayGoNow && ring.free >= n - handing) { return .mustWait }
         let taken = handOff(UnsafeRawBufferPointer(rebasing: bytes[..<handing]), deliveries: &deliveries)
@@ -86,8 +96,11 @@ extension PipeState {
     /// Buffers bytes that fit; with message framing, `bytes` is one whole message.
     /// `counted`: they are written bytes (a ring write counts what it was handed instead).
     mutating func store(_ bytes: UnsafeRawBufferPointer, counted: Bool = true) {
+        let start = base + UInt64(ring.count)
         ring.write(bytes)
-        if framed { messages.append(bytes.count) }
+        if framed {
+            if broadcast { broadcastMessages.append(start: start, length: bytes.count) } else { messages.append(bytes.count) }
+        }
         if counted { bytesWritten += UInt64(bytes.count) }
         lastWrite = .now()
     }
@@ -95,7 +108,8 @@ extension PipeState {
     /// The oldest buffered bytes, up to `max`, left in place: in message framing, of the
     /// oldest message only (what a read would return, without taking it).
     func peek(_ max: Int) -> [UInt8] {
-        let limit = max > 0 ? (framed ? min(max, messages.oldestRemaining ?? 0) : max) : 0
+        let oldest = broadcast ? broadcastMessages.firstLength(from: base) : messages.oldestRemaining
+        let limit = max > 0 ? (framed ? min(max, oldest ?? 0) : max) : 0
         let (first, second) = ring.segments(upTo: limit)
         return Array(first) + Array(second)
     }
@@ -191,6 +205,7 @@ extension PipeState {
     /// Ring mode: buffers `bytes` whatever the room, discarding (and counting) new bytes
     /// with `overflow=drop` or the oldest with `overflow=overwrite`; messages whole.
     mutating func overflowingStore(_ bytes: UnsafeRawBufferPointer) {
+        if broadcast { return evictingStore(bytes) }
         let n = bytes.count
         bytesWritten += UInt64(n)
         switch (config.framing, config.overflow) {
@@ -231,6 +246,7 @@ extension PipeState {
 
     /// Hands buffered bytes to waiting readers, oldest first. Returns whether any moved.
     mutating func serveWaitingReaders(_ deliveries: inout Deliveries) -> Bool {
+        if broadcast { return serveWaitingBroadcastReaders(&deliveries) }
         var moved = false
         while !ring.isEmpty, !readWaiters.isEmpty {
             let wait = readWaiters.removeFirst()

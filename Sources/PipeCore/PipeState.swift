@@ -32,8 +32,16 @@ struct PipeState: ~Copyable {
     /// The settings; `apply` keeps `config.capacity` equal to `ring.limit`.
     var config: PipeConfig
     var ownership: Ownership
-    /// Message boundaries, with `framing == .message`.
+    /// Message boundaries, with `framing == .message` (shared delivery).
     var messages = MessageQueue()
+    /// The opens that read (waiting ones too): broadcast gives each a cursor.
+    var readerHandles: Set<PipeHandle> = []
+    /// Broadcast delivery: each reader's position in the stream.
+    var cursors: [PipeHandle: Cursor] = [:]
+    /// The stream position of the ring's oldest byte (broadcast: the slowest reader's).
+    var base: UInt64 = 0
+    /// Broadcast delivery with message framing: the buffered messages.
+    var broadcastMessages = BroadcastMessages()
     var readers = 0
     var writers = 0
     /// The daemon is shutting down: nobody waits any more, as if no peer were left.
@@ -68,6 +76,7 @@ struct PipeState: ~Copyable {
 
     var waits: Bool { config.mode == .fifo }
     var framed: Bool { config.framing == .message }
+    var broadcast: Bool { config.delivery == .broadcast }
 
     /// What each open of the pipe waits for now.
     var waitingOpens: [PipeHandle: PipeClient.Waiting] {
@@ -87,8 +96,11 @@ struct PipeState: ~Copyable {
     /// For tests: the ring's invariants, message lengths that add up to the bytes
     /// buffered, and counters that account for every byte.
     var isConsistent: Bool {
-        ring.verifyInvariants() && config.capacity == ring.limit && (!framed || messages.unreadBytes == ring.count)
+        ring.verifyInvariants() && config.capacity == ring.limit
+            && (!framed || (broadcast ? broadcastMessages.bytes(from: base) == ring.count : messages.unreadBytes == ring.count))
             && UInt64(ring.count) == bytesWritten - bytesRead - dropped
+            && cursors.values.allSatisfy { $0.position >= base && $0.position <= base + UInt64(ring.count) }
+            && (!broadcast || Set(cursors.keys) == readerHandles)
     }
 
     // MARK: open / close
@@ -99,6 +111,7 @@ struct PipeState: ~Copyable {
         let mustWaitForPartner: Bool
         switch access {
         case .read:
+            addReader(handle)
             readers += 1
             readerOpens += 1
             completeOpenWaiters(for: .write, deliveries: &deliveries)
@@ -114,6 +127,7 @@ struct PipeState: ~Copyable {
             completeOpenWaiters(for: .read, deliveries: &deliveries)
             mustWaitForPartner = liveReaders == 0
         case .readWrite:
+            addReader(handle)
             readers += 1
             writers += 1
             readerOpens += 1
@@ -144,6 +158,7 @@ struct PipeState: ~Copyable {
 
     mutating func close(_ handle: PipeHandle, access: AccessMode, deliveries: inout Deliveries) {
         pollers[handle] = nil
+        removeReader(handle, deliveries: &deliveries)
         dropEnds(of: access, deliveries: &deliveries)
     }
 
@@ -174,6 +189,7 @@ struct PipeState: ~Copyable {
     mutating func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal, deliveries: inout Deliveries) -> Cancelled? {
         if let i = openWaiters.firstIndex(where: { $0.waiter === waiter }) {
             let wait = openWaiters.remove(at: i)
+            removeReader(wait.handle, deliveries: &deliveries)
             if reason == .timedOut {
                 // Nobody saw this open: a partner would have completed it.
                 if wait.access.reads { readerOpens -= 1 }
@@ -204,6 +220,7 @@ struct PipeState: ~Copyable {
         closed = true
         let abandoned = openWaiters.map(\.handle)
         for wait in openWaiters {
+            removeReader(wait.handle, deliveries: &deliveries)
             deliveries.resume(wait.waiter, with: .failed(.noSuchAddressOrDevice))
             // The open failed: it no longer counts as a reader or writer.
             if wait.access.reads { readers -= 1 }

@@ -11,6 +11,7 @@ struct MountCommand: ParsableCommand {
         discussion: """
             Options for -o: capacity=SIZE (bytes per pipe, K/M/G suffixes, 4K to 1G; default 64K), \
             mode=fifo|ring, overflow=drop|overwrite (ring mode), framing=stream|message, \
+            delivery=shared|broadcast (broadcast: every reader gets every byte written after its open), \
             open_timeout=SECONDS (an open waiting for its partner fails ETIMEDOUT after this; 0: never), ignore_case, \
             pipe_mode=OCTAL (a new pipe's permission bits, default 0666; its owner is its creator), \
             max_pipes=N, max_memory=SIZE, user_max_memory=SIZE, max_capacity=SIZE, max_idle_names=N (limits; see the README), \

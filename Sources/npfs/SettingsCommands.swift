@@ -9,7 +9,7 @@ import SystemPackage
 struct SetCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "set",
-        abstract: "Change a live pipe's settings: capacity, mode, overflow, framing, open_timeout.",
+        abstract: "Change a live pipe's settings: capacity, mode, overflow, framing, delivery, open_timeout.",
         discussion: """
             Example: npfs set /mnt/example/HELLO capacity=1M mode=ring. Changes apply in order \
             and at once; the first that fails stops the rest. Only the pipe's owner and root \

@@ -100,6 +100,8 @@ struct StatusCommand: ParsableCommand {
         var waiting: String?
         /// When the open was made, in seconds since the epoch.
         var since: Double
+        /// Broadcast delivery: bytes this reader lost, left behind by a ring-mode pipe.
+        var lost: UInt64?
 
         init(_ client: PipeClient) {
             pid = client.identity.pid
@@ -108,6 +110,7 @@ struct StatusCommand: ParsableCommand {
             access = client.access.name
             waiting = client.waiting?.rawValue
             since = Double(client.since.seconds) + Double(client.since.nanoseconds) / 1e9
+            lost = client.lost
         }
 
         /// `4242 cat (uid 1000) reads, waiting for a writer, for 12 s`.
@@ -120,7 +123,8 @@ struct StatusCommand: ParsableCommand {
             default: what = ""
             }
             let verb = ["read": "reads", "write": "writes", "read-write": "reads and writes"][access] ?? access
-            return "\(pid) \(command.isEmpty ? "?" : command) (uid \(uid)) \(verb)\(what), for \(age(now - since))"
+            let loss = lost.map { $0 > 0 ? ", lost \($0) bytes" : "" } ?? ""
+            return "\(pid) \(command.isEmpty ? "?" : command) (uid \(uid)) \(verb)\(what)\(loss), for \(age(now - since))"
         }
     }
 
