@@ -51,12 +51,7 @@ extension PipeRegistry {
     public func clients(of inode: InodeNumber, caller: Caller) throws(Errno) -> [PipeClient] {
         let pipe = try livePipe(inode)
         guard pipe.ownership.permits(caller, .read) else { throw .permissionDenied }
-        return clientsByInode([inode])[inode] ?? []
-    }
-
-    /// The opens of the given pipes, each pipe's oldest first.
-    func clientsByInode(_ inodes: Set<InodeNumber>) -> [InodeNumber: [PipeClient]] {
-        opensByInode(inodes).mapValues(Self.clients)
+        return Self.clients(opensByInode([inode])[inode] ?? [])
     }
 
     /// The opens of the given pipes, each pipe's oldest first, as the registry holds them.

@@ -61,12 +61,7 @@ extension PipeState {
         var limit = min(size, available(to: handle))
         if framed { limit = min(limit, broadcastMessages.remaining(at: cursor.position)) }
         let (first, second) = ring.segments(from: Int(cursor.position - base), upTo: limit)
-        withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: 2) { pieces in
-            var used = 0
-            if first.count > 0 { pieces[used] = first; used += 1 }
-            if second.count > 0 { pieces[used] = second; used += 1 }
-            sink(ReadData(pieces: UnsafeBufferPointer(rebasing: pieces[..<used]), count: first.count + second.count))
-        }
+        ReadData.lend(first, second, to: sink)
         cursor.position += UInt64(first.count + second.count)
         cursor.read += UInt64(first.count + second.count)
         cursors[handle] = cursor
@@ -110,11 +105,11 @@ extension PipeState {
         let n = bytes.count
         bytesWritten += UInt64(n)
         guard n <= ring.limit else {
-            // Only the newest capacity's worth can stay (a message that size never fits).
-            dropped += UInt64(n)
-            if framed { return }
+            // A message larger than the pipe never fits; of a stream write, only the newest
+            // capacity's worth can stay, in place of everything buffered.
+            guard !framed else { dropped += UInt64(n); return }
             evict(ring.count)
-            dropped -= UInt64(ring.limit)
+            dropped += UInt64(n - ring.limit)
             store(UnsafeRawBufferPointer(rebasing: bytes[(n - ring.limit)...]), counted: false)
             return
         }

@@ -133,10 +133,7 @@ extension PipeState {
         while taken < bytes.count, !readWaiters.isEmpty {
             let wait = readWaiters.removeFirst()
             let part = UnsafeRawBufferPointer(rebasing: bytes[taken..<min(bytes.count, taken + wait.size)])
-            withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: 1) { pieces in
-                pieces[0] = part
-                wait.waiter.resume(reading: ReadData(pieces: UnsafeBufferPointer(pieces), count: part.count))
-            }
+            ReadData.lend(part) { wait.waiter.resume(reading: $0) }
             taken += part.count
         }
         bytesWritten += UInt64(taken)
@@ -163,15 +160,7 @@ extension PipeState {
         var completed = 0
         var partial = 0
         withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: ReadData.maximumPieces) { pieces in
-            var used = 0
-            if first.count > 0 {
-                pieces[used] = first
-                used += 1
-            }
-            if second.count > 0 {
-                pieces[used] = second
-                used += 1
-            }
+            var used = ReadData.place(first, second, into: pieces)
             while !framed, total < limit, used < pieces.count, completed < writeWaiters.count {
                 let wait = writeWaiters[completed]
                 let part = min(wait.remaining, limit - total)

@@ -38,7 +38,8 @@ struct PipeState: ~Copyable {
     var readerHandles: Set<PipeHandle> = []
     /// Broadcast delivery: each reader's position in the stream.
     var cursors: [PipeHandle: Cursor] = [:]
-    /// The stream position of the ring's oldest byte (broadcast: the slowest reader's).
+    /// Broadcast delivery: the stream position of the ring's oldest byte, the slowest
+    /// reader's (shared delivery keeps no positions and leaves it as it is).
     var base: UInt64 = 0
     /// Broadcast delivery with message framing: the buffered messages.
     var broadcastMessages = BroadcastMessages()

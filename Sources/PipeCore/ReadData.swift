@@ -24,4 +24,29 @@ public struct ReadData {
 
     /// At most this many pieces: the ring's two and those of waiting writers.
     static let maximumPieces = 16
+
+    /// Lends one or two contiguous pieces (an empty second is left out) to `sink`.
+    static func lend(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
+                     to sink: (ReadData) -> Void) {
+        withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: 2) { pieces in
+            let used = place(first, second, into: pieces)
+            sink(ReadData(pieces: UnsafeBufferPointer(rebasing: pieces[..<used]), count: first.count + second.count))
+        }
+    }
+
+    /// Puts the non-empty ones of two pieces (a ring's segments) at the start of `pieces`,
+    /// which has room for both; returns how many.
+    static func place(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer,
+                      into pieces: UnsafeMutableBufferPointer<UnsafeRawBufferPointer>) -> Int {
+        var used = 0
+        if first.count > 0 {
+            pieces[used] = first
+            used += 1
+        }
+        if second.count > 0 {
+            pieces[used] = second
+            used += 1
+        }
+        return used
+    }
 }
