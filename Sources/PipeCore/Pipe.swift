@@ -68,8 +68,9 @@ public final class Pipe: Sendable {
         state.withLock { ($0.waitingOpens, $0.cursors.mapValues(\.lost)) }
     }
 
-    /// The oldest buffered bytes, up to `max`, without consuming them (`user.npfs.peek`).
-    public func peek(_ max: Int) -> [UInt8] { state.withLock { $0.peek(max) } }
+    /// What a read of up to `max` bytes by `reader` would return, without consuming it
+    /// (`user.npfs.peek`; see `PipeState.peek`).
+    public func peek(_ max: Int, reader: PipeHandle? = nil) -> [UInt8] { state.withLock { $0.peek(max, reader: reader) } }
 
     /// For tests: the invariants of the buffer, the message queue and the counters.
     public var isConsistent: Bool { state.withLock { $0.isConsistent } }

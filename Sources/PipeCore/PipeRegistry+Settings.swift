@@ -70,12 +70,20 @@ extension PipeRegistry {
         }
     }
 
-    /// `user.npfs.peek`: the oldest buffered bytes, up to `max` (at most `PipeAttribute.peekLimit`),
-    /// without taking them. ENOENT if the pipe is not live, EACCES if `caller` may not read it.
-    public func peek(_ inode: InodeNumber, max: Int, caller: Caller) throws(Errno) -> [UInt8] {
+    /// `user.npfs.peek`: what the next read of `process` (a thread group id) would return,
+    /// up to `max` (at most `PipeAttribute.peekLimit`) bytes, without taking them: by its
+    /// newest open that reads, or, if it has none, by the pipe's newest reader (see
+    /// `PipeState.peek`). ENOENT if the pipe is not live, EACCES if `caller` may not read it.
+    public func peek(_ inode: InodeNumber, max: Int, caller: Caller, process: Int32? = nil) throws(Errno) -> [UInt8] {
         let pipe = try livePipe(inode)
         guard pipe.ownership.permits(caller, .read) else { throw .permissionDenied }
-        return pipe.peek(min(max, PipeAttribute.peekLimit))
+        let reader = process.flatMap { process in
+            state.withLock { state in
+                state.handles.filter { $0.value.inode == inode && $0.value.access.reads && $0.value.client.pid == process }
+                    .keys.max { $0.rawValue < $1.rawValue }
+            }
+        }
+        return pipe.peek(min(max, PipeAttribute.peekLimit), reader: reader)
     }
 
     /// `setfattr`: changes a setting at once. ENOENT if not live, EPERM for a figure or

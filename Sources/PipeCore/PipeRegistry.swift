@@ -249,6 +249,24 @@ public final class PipeRegistry: Sendable {
     /// Opens that have not been released yet.
     public var openCount: Int { state.withLock { $0.handles.count } }
 
+    /// For tests: every live pipe is consistent and holds exactly the ends of the opens the
+    /// registry knows for it (no reader or writer left behind by an open that failed).
+    public var isConsistent: Bool {
+        state.withLock { state in
+            let byInode = Dictionary(grouping: state.handles, by: { $0.value.inode })
+            return state.nodes.values.allSatisfy { node in
+                let opens = byInode[node.inode] ?? []
+                guard let pipe = node.pipe else { return opens.isEmpty && node.opens == 0 }
+                let readers = Set(opens.filter { $0.value.access.reads }.map(\.key))
+                let writers = opens.filter { $0.value.access.writes }.count
+                return node.opens == opens.count && pipe.state.withLock { pipe in
+                    pipe.isConsistent && pipe.readerHandles == readers && pipe.readers == readers.count
+                        && pipe.writers == writers
+                }
+            }
+        }
+    }
+
     private func openFile(_ handle: PipeHandle) -> OpenFile? {
         state.withLock { $0.handles[handle] }
     }

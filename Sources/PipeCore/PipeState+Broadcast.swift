@@ -7,8 +7,10 @@ import SystemPackage
 /// reader left more than the capacity behind loses the oldest bytes, counted for it and in
 /// `dropped`. With message framing every reader gets whole messages, in the same order.
 ///
-/// Counters: `bytesRead` counts the bytes every reader has read (they leave the ring), so
-/// `buffered = bytesWritten - bytesRead - dropped` holds as in shared delivery; what each
+/// Counters: a byte that leaves the ring counts in `bytesRead` if at least one reader read
+/// it, and in `dropped` if none did (written while no reader was open, left behind by the
+/// only readers that could have read it, evicted in ring mode, or discarded by overflow),
+/// so `buffered = bytesWritten - bytesRead - dropped` holds as in shared delivery; what each
 /// reader read and lost is on its cursor.
 extension PipeState {
     struct Cursor {
@@ -20,10 +22,14 @@ extension PipeState {
         var lost: UInt64 = 0
     }
 
-    /// An open that reads: with broadcast delivery it starts at the end of the stream.
+    /// An open that reads: with broadcast delivery it starts at the end of the stream, and
+    /// the bytes buffered ahead of every earlier reader's reading stay unread (see `ReadMarks`).
     mutating func addReader(_ handle: PipeHandle) {
         readerHandles.insert(handle)
-        if broadcast { cursors[handle] = Cursor(position: base + UInt64(ring.count)) }
+        guard broadcast else { return }
+        let end = base + UInt64(ring.count)
+        cursors[handle] = Cursor(position: end)
+        readMarks.skip(to: end, base: base)
     }
 
     /// An open that read is gone: it holds no bytes back any more.
@@ -65,20 +71,25 @@ extension PipeState {
         cursor.position += UInt64(first.count + second.count)
         cursor.read += UInt64(first.count + second.count)
         cursors[handle] = cursor
+        readMarks.reached(cursor.position)
         lastRead = .now()
         releaseRead(&deliveries)
     }
 
-    /// Drops the bytes every reader has read (all of them when no reader is left: nobody
-    /// will read them) and the messages they held.
+    /// Drops the bytes every reader is past (all of them when no reader is left: nobody
+    /// will read them) and the messages they held: read ones count in `bytesRead`, those no
+    /// reader read in `dropped`.
     mutating func releaseRead(_ deliveries: inout Deliveries) {
         let end = base + UInt64(ring.count)
         let slowest = cursors.values.map(\.position).min() ?? end
         let done = Int(min(slowest, end) - base)
         guard done > 0 else { return }
         ring.discard(done)
-        if cursors.isEmpty { dropped += UInt64(done) } else { bytesRead += UInt64(done) }
+        let unread = readMarks.unread(base..<(base + UInt64(done)))
+        bytesRead += UInt64(done) - unread
+        dropped += unread
         base += UInt64(done)
+        readMarks.forget(below: base)
         broadcastMessages.drop(before: base)
     }
 
@@ -99,19 +110,33 @@ extension PipeState {
         return moved
     }
 
-    /// Ring mode: stores `bytes`, evicting the oldest (whole messages with framing) when
-    /// the slowest reader is a capacity behind; readers whose bytes go lose them.
+    /// Ring mode: stores `bytes` for the readers open now (with none, nobody could ever read
+    /// them: they are dropped). What does not fit goes as `overflow` says: `drop` discards
+    /// the new bytes (a message whole), `overwrite` evicts the oldest (whole messages with
+    /// framing) from the readers a capacity behind. Every reader loses what it will not get.
     mutating func evictingStore(_ bytes: UnsafeRawBufferPointer) {
         let n = bytes.count
         bytesWritten += UInt64(n)
-        guard n <= ring.limit else {
-            // A message larger than the pipe never fits; of a stream write, only the newest
-            // capacity's worth can stay, in place of everything buffered.
-            guard !framed else { dropped += UInt64(n); return }
-            evict(ring.count)
-            dropped += UInt64(n - ring.limit)
-            store(UnsafeRawBufferPointer(rebasing: bytes[(n - ring.limit)...]), counted: false)
+        guard !cursors.isEmpty else {
+            dropped += UInt64(n)
             return
+        }
+        if framed && (config.overflow == .drop || n > ring.limit) {
+            // A message goes whole or not at all; one larger than the pipe never fits.
+            guard ring.free >= n else { return loseForEveryReader(n) }
+            return store(bytes, counted: false)
+        }
+        if config.overflow == .drop {
+            let fits = min(ring.free, n)
+            if fits > 0 { store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]), counted: false) }
+            return loseForEveryReader(n - fits)
+        }
+        if n > ring.limit {
+            // Only the newest capacity's worth of a stream write can stay, in place of
+            // everything buffered: every reader loses the rest of it, its head.
+            evict(ring.count)
+            loseForEveryReader(n - ring.limit)
+            return store(UnsafeRawBufferPointer(rebasing: bytes[(n - ring.limit)...]), counted: false)
         }
         var needed = n - ring.free
         while needed > 0 {
@@ -122,12 +147,20 @@ extension PipeState {
         store(bytes, counted: false)
     }
 
+    /// `count` bytes written now never enter the stream: dropped, and lost by every reader.
+    private mutating func loseForEveryReader(_ count: Int) {
+        guard count > 0 else { return }
+        dropped += UInt64(count)
+        for handle in Array(cursors.keys) { cursors[handle]?.lost += UInt64(count) }
+    }
+
     /// Drops the `count` oldest buffered bytes; readers still behind them lose them.
     private mutating func evict(_ count: Int) {
         guard count > 0 else { return }
         ring.discard(count)
         dropped += UInt64(count)
         base += UInt64(count)
+        readMarks.forget(below: base)
         broadcastMessages.drop(before: base)
         for (handle, var cursor) in cursors where cursor.position < base {
             cursor.lost += base - cursor.position
@@ -135,6 +168,55 @@ extension PipeState {
             cursors[handle] = cursor
         }
     }
+}
+
+/// Which bytes of a broadcast pipe some reader has read, so that those leaving the buffer
+/// are counted as read or as dropped. A reader reads on from where it opened, at the end of
+/// the stream: every byte at or past `highest` (the furthest any reader has read to) is
+/// unread, and below it only the stretches that were buffered ahead of every reader's
+/// reading when a new reader opened past them (`gaps`, oldest first, disjoint).
+struct ReadMarks {
+    private(set) var highest: UInt64 = 0
+    private var gaps: [Range<UInt64>] = []
+    private var head = 0
+
+    /// A reader reached `position` by reading.
+    mutating func reached(_ position: UInt64) { highest = max(highest, position) }
+
+    /// A reader opened at `end`: the bytes from the furthest read (or the buffer's start)
+    /// up to it are skipped by it, and were read by nobody.
+    mutating func skip(to end: UInt64, base: UInt64) {
+        let start = max(highest, base)
+        guard start < end else { return }
+        if head < gaps.count, let last = gaps.last, last.upperBound >= start {
+            gaps[gaps.count - 1] = min(last.lowerBound, start)..<max(last.upperBound, end)
+        } else {
+            gaps.append(start..<end)
+        }
+    }
+
+    /// How many bytes of `range` no reader read.
+    func unread(_ range: Range<UInt64>) -> UInt64 {
+        var count = range.upperBound - min(range.upperBound, max(range.lowerBound, highest))
+        let below = range.lowerBound..<min(range.upperBound, max(range.lowerBound, highest))
+        for gap in gaps[head...] {
+            let (low, high) = (max(gap.lowerBound, below.lowerBound), min(gap.upperBound, below.upperBound))
+            if high > low { count += high - low }
+        }
+        return count
+    }
+
+    /// Bytes below `position` left the buffer: their stretches are no longer needed.
+    mutating func forget(below position: UInt64) {
+        while head < gaps.count, gaps[head].upperBound <= position { head += 1 }
+        if head > 64 && head * 2 > gaps.count {
+            gaps.removeFirst(head)
+            head = 0
+        }
+    }
+
+    /// Delivery switched to broadcast with an empty buffer at `position`.
+    init(at position: UInt64 = 0) { highest = position }
 }
 
 /// The messages buffered in a broadcast pipe with message framing: where each starts in

@@ -24,6 +24,7 @@ extension PipeState {
             config.delivery = delivery
             cursors = delivery == .broadcast ? Dictionary(uniqueKeysWithValues: readerHandles.map { ($0, Cursor(position: base)) }) : [:]
             broadcastMessages = BroadcastMessages()
+            readMarks = ReadMarks(at: base)
         case .openTimeout(let seconds):
             // Opens that wait already keep the time they were given.
             config.openTimeout = seconds

@@ -105,12 +105,20 @@ extension PipeState {
         lastWrite = .now()
     }
 
-    /// The oldest buffered bytes, up to `max`, left in place: in message framing, of the
-    /// oldest message only (what a read would return, without taking it).
-    func peek(_ max: Int) -> [UInt8] {
-        let oldest = broadcast ? broadcastMessages.firstLength(from: base) : messages.oldestRemaining
-        let limit = max > 0 ? (framed ? min(max, oldest ?? 0) : max) : 0
-        let (first, second) = ring.segments(upTo: limit)
+    /// What a read of up to `max` bytes by `reader` would return, left in place: in message
+    /// framing, of its next message only. With broadcast delivery, from the reader's own
+    /// position (without one, the newest reader's: where a reader opening now would be).
+    func peek(_ max: Int, reader: PipeHandle?) -> [UInt8] {
+        guard max > 0 else { return [] }
+        guard broadcast else {
+            let (first, second) = ring.segments(upTo: framed ? min(max, messages.oldestRemaining ?? 0) : max)
+            return Array(first) + Array(second)
+        }
+        guard let handle = reader.flatMap({ cursors[$0] != nil ? $0 : nil }) ?? cursors.keys.max(by: { $0.rawValue < $1.rawValue }),
+              let position = cursors[handle]?.position else { return [] }
+        var limit = min(max, available(to: handle))
+        if framed { limit = min(limit, broadcastMessages.remaining(at: position)) }
+        let (first, second) = ring.segments(from: Int(position - base), upTo: limit)
         return Array(first) + Array(second)
     }
 

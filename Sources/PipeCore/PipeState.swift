@@ -43,6 +43,8 @@ struct PipeState: ~Copyable {
     var base: UInt64 = 0
     /// Broadcast delivery with message framing: the buffered messages.
     var broadcastMessages = BroadcastMessages()
+    /// Broadcast delivery: which buffered bytes some reader has read.
+    var readMarks = ReadMarks()
     var readers = 0
     var writers = 0
     /// The daemon is shutting down: nobody waits any more, as if no peer were left.
@@ -106,43 +108,34 @@ struct PipeState: ~Copyable {
 
     // MARK: open / close
 
+    /// An open decides first and only then changes the pipe: one that fails (ENXIO) or is
+    /// interrupted before it would wait leaves no trace (no end counted, no reader kept).
     mutating func open(_ handle: PipeHandle, access: AccessMode, nonblocking: Bool, waiter: any PipeWaiter,
                        deliveries: inout Deliveries) -> (Attempt, hangUpVersion: UInt64) {
-        var hangUpVersion: UInt64 = 0
         let mustWaitForPartner: Bool
         switch access {
-        case .read:
-            addReader(handle)
-            readers += 1
-            readerOpens += 1
-            completeOpenWaiters(for: .write, deliveries: &deliveries)
-            if liveWriters == 0 && nonblocking {
-                // POLLHUP stays off until a writer has come and gone (pipe_poll).
-                hangUpVersion = writerOpens
-            }
-            mustWaitForPartner = liveWriters == 0 && !nonblocking
+        case .read: mustWaitForPartner = waits && liveWriters == 0 && !nonblocking
         case .write:
             if waits && nonblocking && liveReaders == 0 { return (.done(.failed(.noSuchAddressOrDevice)), 0) }
-            writers += 1
-            writerOpens += 1
-            completeOpenWaiters(for: .read, deliveries: &deliveries)
-            mustWaitForPartner = liveReaders == 0
-        case .readWrite:
+            mustWaitForPartner = waits && liveReaders == 0
+        case .readWrite: mustWaitForPartner = false
+        }
+        if mustWaitForPartner && waiter.isInterrupted { return (.done(.failed(.interrupted)), 0) }
+        // POLLHUP stays off until a writer has come and gone (pipe_poll).
+        let hangUpVersion = access == .read && liveWriters == 0 && nonblocking ? writerOpens : 0
+        if access.reads {
             addReader(handle)
             readers += 1
-            writers += 1
             readerOpens += 1
+        }
+        if access.writes {
+            writers += 1
             writerOpens += 1
-            completeOpenWaiters(for: .read, deliveries: &deliveries)
-            completeOpenWaiters(for: .write, deliveries: &deliveries)
-            mustWaitForPartner = false
         }
+        if access.writes { completeOpenWaiters(for: .read, deliveries: &deliveries) }
+        if access.reads { completeOpenWaiters(for: .write, deliveries: &deliveries) }
         notifyPollers(&deliveries)
-        guard mustWaitForPartner && waits else { return (.done(.opened(handle)), hangUpVersion) }
-        if waiter.isInterrupted {
-            dropEnds(of: access, deliveries: &deliveries)
-            return (.done(.failed(.interrupted)), 0)
-        }
+        guard mustWaitForPartner else { return (.done(.opened(handle)), hangUpVersion) }
         openWaiters.append(OpenWait(waiter: waiter, handle: handle, access: access))
         return (.queued, 0)
     }

@@ -26,7 +26,12 @@ extension FuseFilesystem {
         if inode != InodeNumber.root.rawValue && name == Array(PipeAttribute.peekName.utf8) {
             // Sized to the caller's buffer, so that the bytes asked for always fit.
             let limit = size == 0 ? PipeAttribute.peekLimit : min(size, PipeAttribute.peekLimit)
-            do { return request.xattr(try registry.peek(InodeNumber(inode), max: limit, caller: request.caller), bufferSize: size) } catch {
+            // By the caller's own read end, if it has one (its thread group, from /proc).
+            let caller = request.caller
+            let process = ClientIdentity.of(caller).pid
+            do {
+                return request.xattr(try registry.peek(InodeNumber(inode), max: limit, caller: caller, process: process), bufferSize: size)
+            } catch {
                 return request.fail(error)
             }
         }

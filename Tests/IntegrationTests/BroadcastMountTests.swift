@@ -39,9 +39,10 @@ import Testing
         }
     }
 
-    /// Ring mode: a reader left a capacity behind loses the oldest bytes, counted for it.
+    /// Ring mode with overwrite: a reader left a capacity behind loses the oldest bytes,
+    /// counted for it.
     @Test func ringModeCountsEachReadersLoss() throws {
-        try TestMount.with(options: ["delivery=broadcast,mode=ring,capacity=4K"]) { mount in
+        try TestMount.with(options: ["delivery=broadcast,mode=ring,overflow=overwrite,capacity=4K"]) { mount in
             let path = mount.path("LOSSY")
             let fast = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC), slow = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
             let writer = open(path, O_WRONLY | O_CLOEXEC)

@@ -82,6 +82,7 @@ import Testing
 
     @Test func ringModeLeavesALaggingReaderItsLoss() throws {
         let (f, fast) = try Self.fixture(mode: .ring)
+        try f.registry.setAttribute(.overflow, to: "overwrite", of: f.inode, caller: .alice)
         let slow = try f.open(Fixture.read | Fixture.nonblocking)
         let writer = try f.open(Fixture.write)
         for round in 0..<3 {

@@ -32,14 +32,17 @@ import Testing
         }
     }
 
-    enum Request { case open, read(framed: Bool), write(id: UInt8, size: Int, atomic: Bool) }
+    enum Request { case open, read(framed: Bool, handle: PipeHandle), write(id: UInt8, size: Int, atomic: Bool) }
 
     @Test(arguments: 1...40)
     func randomRequestsKeepEveryPromise(seed: UInt64) throws {
         var random = SplitMix(seed: seed)
         func pick(_ n: Int) -> Int { Int(random.next() % UInt64(n)) }
         let limits = MountLimits(maxPipes: 4, maxMemory: 4 << 20, userMaxMemory: 4 << 20, maxCapacity: 1 << 20)
-        let config = try PipeConfig(capacity: [4096, 8192, 65_536][pick(3)], framing: pick(4) == 0 ? .message : .stream)
+        var config = try PipeConfig(capacity: [4096, 8192, 65_536][pick(3)], framing: pick(4) == 0 ? .message : .stream)
+        // Half the seeds may switch to broadcast delivery (and back), some start with it.
+        let broadcasting = seed % 2 == 0
+        if broadcasting && pick(3) == 0 { config.delivery = .broadcast }
         let registry = PipeRegistry(configuration: .init(pipe: config, limits: limits))
         let inode = registry.lookup(try PipeName("F"))
         let log = ReplyLog()
@@ -76,6 +79,8 @@ import Testing
                 let number = requests.count
                 requests.append(.open)
                 let waiter = LoggingWaiter(number, log)
+                // Interrupted before it could register for interrupts: refused, it leaves no trace.
+                if pick(4) == 0 { waiter.markInterrupted() }
                 switch registry.open(inode, flags: flags, caller: .alice, waiter: waiter) {
                 case .done(.opened(let handle)): handles.append((handle, AccessMode(openFlags: flags) ?? .read))
                 case .done(let reply): log.add(number, reply)
@@ -100,7 +105,7 @@ import Testing
                 let (handle, _) = handles[pick(handles.count)]
                 let size = [1, 3, 100, 4096, 70_000][pick(5)]
                 let nonblocking = pick(3) == 0
-                offer(.read(framed: framed), blocking: !nonblocking) { waiter in
+                offer(.read(framed: framed, handle: handle), blocking: !nonblocking) { waiter in
                     registry.read(handle, size: size, offset: 0, flags: nonblocking ? F.nonblocking : 0, waiter: waiter)
                 }
             case 9:
@@ -117,13 +122,14 @@ import Testing
                 let settings: [(PipeAttribute, String)] = [(.capacity, "4K"), (.capacity, "8K"), (.capacity, "64K"), (.capacity, "1M"),
                                                            (.mode, "fifo"), (.mode, "ring"), (.overflow, "drop"), (.overflow, "overwrite"),
                                                            (.framing, "stream"), (.framing, "message"), (.openTimeout, "0.5")]
+                    + (broadcasting ? [(.delivery, "broadcast"), (.delivery, "shared")] : [])
                 let (attribute, value) = settings[pick(settings.count)]
                 try? registry.setAttribute(attribute, to: value, of: inode, caller: .alice)
             default:
                 if let (handle, _) = handles.randomElement(using: &random) { _ = registry.poll(handle, notifier: nil) }
-                _ = try? registry.peek(inode, max: pick(5000), caller: .alice)
+                _ = try? registry.peek(inode, max: pick(5000), caller: .alice, process: pick(2) == 0 ? 0 : nil)
             }
-            if let pipe = try? registry.livePipe(inode) { #expect(pipe.isConsistent, "seed \(seed) step \(step)") }
+            #expect(registry.isConsistent, "seed \(seed) step \(step)")
             if waiters.contains(where: { $0.replies > 1 }) { Issue.record("a request answered twice (seed \(seed) step \(step))") }
         }
 
@@ -134,28 +140,33 @@ import Testing
         #expect(registry.livePipes().isEmpty && registry.usage.pipes == 0 && registry.usage.waitingBytes == 0)
 
         // (The counters of each incarnation of the pipe add up: `isConsistent` above.)
-        // What the core promised: every byte read was written, none twice, each write
-        // of at most PIPE_BUF (and each message) in one piece, each message read alone.
+        // What the core promised: every byte read was written, none twice (with shared
+        // delivery; with broadcast, none twice to one reader), each write of at most PIPE_BUF
+        // (and each message) in one piece, each message read alone.
         var taken = [Int](repeating: 0, count: 256)
+        var streams: [PipeHandle: [UInt8]] = [:]
         var stream: [UInt8] = []
         for (number, reply) in log.all {
             switch (requests[number], reply) {
             case (.write(let id, let size, _), .written(let count)):
                 #expect(count <= size)
                 taken[Int(id)] += count
-            case (.read(let framed), .data(let bytes)):
+            case (.read(let framed, let handle), .data(let bytes)):
                 if framed { #expect(Set(bytes).count <= 1, "a message read holds one message (seed \(seed))") }
+                streams[handle, default: []] += bytes
                 stream += bytes
             default: break
             }
         }
-        var read = [Int](repeating: 0, count: 256)
-        for byte in stream { read[Int(byte)] += 1 }
-        for id in 1..<256 { #expect(read[id] <= taken[id], "write \(id): \(read[id]) bytes read, \(taken[id]) taken (seed \(seed))") }
-        for number in requests.indices {
-            guard case .write(let id, _, true) = requests[number], read[Int(id)] > 0,
-                  let first = stream.firstIndex(of: id), let last = stream.lastIndex(of: id) else { continue }
-            #expect(last - first + 1 == read[Int(id)], "write \(id) of at most PIPE_BUF was interleaved (seed \(seed))")
+        for received in broadcasting ? Array(streams.values) : [stream] {
+            var read = [Int](repeating: 0, count: 256)
+            for byte in received { read[Int(byte)] += 1 }
+            for id in 1..<256 { #expect(read[id] <= taken[id], "write \(id): \(read[id]) bytes read, \(taken[id]) taken (seed \(seed))") }
+            for number in requests.indices {
+                guard case .write(let id, _, true) = requests[number], read[Int(id)] > 0,
+                      let first = received.firstIndex(of: id), let last = received.lastIndex(of: id) else { continue }
+                #expect(last - first + 1 == read[Int(id)], "write \(id) of at most PIPE_BUF was interleaved (seed \(seed))")
+            }
         }
     }
 
