@@ -1,3 +1,5 @@
+import SystemPackage
+
 /// The whole status table in a few requests: the mount root's `user.npfs.status.INODE`
 /// holds the live pipes from inode INODE on, in inode order, as many as fit the caller's
 /// buffer (at most 64 KiB, the kernel's limit for one attribute value). A reader asks for
@@ -6,27 +8,35 @@
 ///
 /// A record is fields each ended by a NUL byte: `ino=N`, `name=BYTES` (a name holds no NUL),
 /// then `KEY=VALUE` for every pipe attribute, then `client=LINE` for each open (see
-/// `PipeClient.line`); an empty field ends the record. Pipes the
-/// caller may not read are left out, as their attributes would be.
+/// `PipeClient.line`), as many as fit `clientBudget` bytes, and `more_clients=N` for those
+/// left out; an empty field ends the record. So a record always fits a page, and a page
+/// always holds at least one record while pipes remain (a buffer too small for it gets
+/// ERANGE, as for any attribute): an empty page is the end. Pipes the caller may not read
+/// are left out, as their attributes would be.
 public enum StatusPage {
     /// The attribute name's prefix; the decimal inode to start from follows.
     public static let prefix = "user.npfs.status."
     /// The largest page: the kernel's limit for an attribute value (XATTR_SIZE_MAX).
     public static let maximumSize = 65_536
+    /// The most bytes of client lines in one record.
+    public static let clientBudget = 16 * 1024
 
     public struct Record: Sendable, Equatable {
         public var inode: UInt64
         public var name: [UInt8]
         /// Every `PipeAttribute`'s value, by its name.
         public var values: [String: String]
-        /// The pipe's opens, oldest first (`PipeClient.line`).
+        /// The pipe's opens, oldest first (`PipeClient.line`), as many as fit `clientBudget`.
         public var clients: [String]
+        /// The opens left out of `clients`.
+        public var moreClients: Int
 
-        public init(inode: UInt64, name: [UInt8], values: [String: String], clients: [String] = []) {
+        public init(inode: UInt64, name: [UInt8], values: [String: String], clients: [String] = [], moreClients: Int = 0) {
             self.inode = inode
             self.name = name
             self.values = values
             self.clients = clients
+            self.moreClients = moreClients
         }
     }
 
@@ -43,6 +53,7 @@ public enum StatusPage {
         var bytes = Array("ino=\(record.inode)".utf8) + [0] + Array("name=".utf8) + record.name + [0]
         for key in record.values.keys.sorted() { bytes += Array("\(key)=\(record.values[key] ?? "")".utf8) + [0] }
         for client in record.clients { bytes += Array("client=\(client)".utf8) + [0] }
+        if record.moreClients > 0 { bytes += Array("more_clients=\(record.moreClients)".utf8) + [0] }
         return bytes + [0]
     }
 
@@ -63,6 +74,7 @@ public enum StatusPage {
             case "ino": current = Record(inode: UInt64(String(decoding: value, as: UTF8.self)) ?? 0, name: [], values: [:])
             case "name": current?.name = Array(value)
             case "client": current?.clients.append(String(decoding: value, as: UTF8.self))
+            case "more_clients": current?.moreClients = Int(String(decoding: value, as: UTF8.self)) ?? 0
             default: current?.values[key] = String(decoding: value, as: UTF8.self)
             }
         }
@@ -72,7 +84,8 @@ public enum StatusPage {
 
 extension PipeRegistry {
     /// A page of the status table (see `StatusPage`): live pipes from `inode` on, those
-    /// `caller` may read, as many whole records as fit in `size` bytes.
+    /// `caller` may read, as many whole records as fit in `size` bytes, and never none while
+    /// one remains (the reply is then too long for `size`: ERANGE).
     public func statusPage(from inode: UInt64, size: Int, caller: Caller) -> [UInt8] {
         let caller = caller.lookingUpGroupsOnce()
         let pipes = state.withLock { state in
@@ -80,19 +93,45 @@ extension PipeRegistry {
                 node.inode.rawValue >= inode ? node.pipe.map { (node.inode.rawValue, node.name.bytes, $0) } : nil
             }
         }.sorted { $0.0 < $1.0 }
-        // At most this many records fit a page: no record is shorter than 100 bytes.
-        let opens = opensByInode(Set(pipes.prefix(StatusPage.maximumSize / 100).map { InodeNumber($0.0) }))
-        var page: [UInt8] = []
-        for (inode, name, pipe) in pipes {
+        // At most this many records fit a page (none is shorter than 100 bytes): of the
+        // pipes the caller may read, only these need their opens.
+        var readable: [(inode: UInt64, name: [UInt8], status: Pipe.Status)] = []
+        for (inode, name, pipe) in pipes where readable.count < StatusPage.maximumSize / 100 {
             let status = pipe.status
-            guard status.ownership.permits(caller, .read) else { continue }
+            if status.ownership.permits(caller, .read) { readable.append((inode, name, status)) }
+        }
+        let opens = opensByInode(Set(readable.map { InodeNumber($0.inode) }))
+        var page: [UInt8] = []
+        for (inode, name, status) in readable {
             var values: [String: String] = [:]
             for attribute in PipeAttribute.allCases { values[attribute.rawValue] = attribute.value(in: status) }
-            let lines = Self.clients(opens[InodeNumber(inode)] ?? []).map { String($0.line.prefix(1024)) }
-            let record = StatusPage.encode(StatusPage.Record(inode: inode, name: name, values: values, clients: lines))
-            guard page.count + record.count <= min(size, StatusPage.maximumSize) else { break }
+            let (lines, more) = Self.clientLines(Self.clients(opens[InodeNumber(inode)] ?? []), budget: StatusPage.clientBudget)
+            let record = StatusPage.encode(StatusPage.Record(inode: inode, name: name, values: values, clients: lines, moreClients: more))
+            guard page.isEmpty || page.count + record.count <= min(size, StatusPage.maximumSize) else { break }
             page += record
         }
         return page
+    }
+
+    /// Client lines (each cut at 1 KiB) while they fit `budget` bytes with their separators,
+    /// and how many were left out.
+    static func clientLines(_ clients: [PipeClient], budget: Int) -> (lines: [String], more: Int) {
+        var lines: [String] = []
+        var used = 0
+        for client in clients {
+            let line = String(client.line.prefix(1024))
+            guard used + line.utf8.count + 16 <= budget else { break }
+            used += line.utf8.count + 16
+            lines.append(line)
+        }
+        return (lines, clients.count - lines.count)
+    }
+
+    /// `user.npfs.clients`: a line per open of the pipe (`PipeClient.line`), oldest first,
+    /// as many whole lines as fit an attribute value, then `more=N` for those left out.
+    /// ENOENT if the pipe is not live, EACCES if `caller` may not read it.
+    public func clientsText(of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
+        let (lines, more) = Self.clientLines(try clients(of: inode, caller: caller), budget: StatusPage.maximumSize - 32)
+        return lines.map { $0 + "\n" }.joined() + (more > 0 ? "more=\(more)\n" : "")
     }
 }

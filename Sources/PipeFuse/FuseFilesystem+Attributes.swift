@@ -17,8 +17,8 @@ extension FuseFilesystem {
         }
         if inode != InodeNumber.root.rawValue && name == Array(PipeAttribute.clientsName.utf8) {
             do {
-                let lines = try registry.clients(of: InodeNumber(inode), caller: request.caller).map { $0.line + "\n" }.joined()
-                return request.xattr(Array(lines.utf8.prefix(StatusPage.maximumSize)), bufferSize: size)
+                let text = try registry.clientsText(of: InodeNumber(inode), caller: request.caller)
+                return request.xattr(Array(text.utf8), bufferSize: size)
             } catch {
                 return request.fail(error)
             }

@@ -53,6 +53,7 @@ struct StatusCommand: ParsableCommand {
         var mode: String
         var overflow: String
         var framing: String
+        var delivery: String
         var capacity: Int
         var buffered: Int
         var readers: Int
@@ -63,11 +64,14 @@ struct StatusCommand: ParsableCommand {
 
         var openTimeout: Double
         var clients: [Client]
+        /// Opens not listed in `clients` (a record holds the first 16 KiB of them).
+        var moreClients: Int
         /// The name's bytes, for sorting as `ls` does.
         var sortKey: [UInt8] = []
 
         enum CodingKeys: String, CodingKey {
-            case name, mode, overflow, framing, capacity, buffered, readers, writers, dropped, clients
+            case name, mode, overflow, framing, delivery, capacity, buffered, readers, writers, dropped, clients
+            case moreClients = "more_clients"
             case bytesWritten = "bytes_written", bytesRead = "bytes_read", openTimeout = "open_timeout"
         }
 
@@ -79,6 +83,7 @@ struct StatusCommand: ParsableCommand {
             mode = text(.mode)
             overflow = text(.overflow)
             framing = text(.framing)
+            delivery = text(.delivery)
             capacity = number(.capacity)
             buffered = number(.buffered)
             readers = number(.readers)
@@ -88,6 +93,7 @@ struct StatusCommand: ParsableCommand {
             dropped = number(.dropped)
             openTimeout = Double(text(.openTimeout)) ?? 0
             clients = record.clients.compactMap(PipeClient.init(line:)).map(Client.init)
+            moreClients = record.moreClients
         }
     }
 
@@ -160,17 +166,17 @@ struct StatusCommand: ParsableCommand {
 
     /// Columns aligned for people: text left, numbers right.
     private func table(_ pipes: [PipeStatus], clients: Bool) -> String {
-        let header = ["NAME", "MODE", "FRAMING", "READERS", "WRITERS", "BUFFERED/CAPACITY", "BYTES IN", "BYTES OUT", "DROPPED"]
+        let header = ["NAME", "MODE", "FRAMING", "DELIVERY", "READERS", "WRITERS", "BUFFERED/CAPACITY", "BYTES IN", "BYTES OUT", "DROPPED"]
         let rows = pipes.map { pipe in
-            [pipe.name, pipe.modeText, pipe.framing,
+            [pipe.name, pipe.modeText, pipe.framing, pipe.delivery,
              String(pipe.readers), String(pipe.writers), "\(pipe.buffered)/\(pipe.capacity)",
              String(pipe.bytesWritten), String(pipe.bytesRead), String(pipe.dropped)]
         }
-        let lines = alignColumns([header] + rows, leftAligned: [0, 1, 2])
+        let lines = alignColumns([header] + rows, leftAligned: [0, 1, 2, 3])
         guard clients else { return lines.joined() }
         let now = Timestamp.now().secondsSinceEpoch
         return lines[0] + zip(pipes, lines.dropFirst()).map { pipe, line in
-            line + pipe.clients.map { "  " + $0.line(now: now) + "\n" }.joined()
+            line + pipe.clientLines(now: now)
         }.joined()
     }
 }
@@ -178,6 +184,11 @@ struct StatusCommand: ParsableCommand {
 extension StatusCommand.PipeStatus {
     /// `fifo`, or `ring/drop` and `ring/overwrite`.
     var modeText: String { mode == "ring" ? "ring/\(overflow)" : mode }
+
+    /// A line per client, indented, and one for those not listed.
+    func clientLines(now: Double) -> String {
+        clients.map { "  " + $0.line(now: now) + "\n" }.joined() + (moreClients > 0 ? "  and \(moreClients) more\n" : "")
+    }
 }
 
 extension Timestamp {

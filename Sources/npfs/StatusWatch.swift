@@ -68,7 +68,7 @@ struct StatusWatch {
         let seconds = now.secondsSinceEpoch
         for (index, line) in zip(order, lines.dropFirst()) {
             text += line
-            if clients { text += pipes[index].clients.map { "  " + $0.line(now: seconds) + "\n" }.joined() }
+            if clients { text += pipes[index].clientLines(now: seconds) }
         }
         let every = interval == interval.rounded() ? String(Int(interval)) : String(interval)
         return text + "every \(every) s" + (isatty(STDOUT_FILENO) == 1 ? "; q or Ctrl-C ends" : "") + "\n"

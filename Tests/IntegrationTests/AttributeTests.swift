@@ -118,9 +118,9 @@ import Testing
             #expect(table.status == 0)
             let rows = table.output.split(separator: "\n").dropFirst().map { $0.split(separator: " ", omittingEmptySubsequences: true).map(String.init) }
             #expect(table.output.hasPrefix("pipes 2/16384, memory 128K/"), "the usage line first: \(table.output)")
-            #expect(rows.first == ["NAME", "MODE", "FRAMING", "READERS", "WRITERS", "BUFFERED/CAPACITY", "BYTES", "IN", "BYTES", "OUT", "DROPPED"])
-            #expect(rows.dropFirst().first == ["alpha", "fifo", "stream", "1", "1", "6/65536", "6", "0", "0"], "\(table.output)")
-            #expect(rows.dropFirst(2).first == ["beta", "ring/drop", "stream", "2", "1", "65536/65536", "70000", "0", "4464"], "\(table.output)")
+            #expect(rows.first == ["NAME", "MODE", "FRAMING", "DELIVERY", "READERS", "WRITERS", "BUFFERED/CAPACITY", "BYTES", "IN", "BYTES", "OUT", "DROPPED"])
+            #expect(rows.dropFirst().first == ["alpha", "fifo", "stream", "shared", "1", "1", "6/65536", "6", "0", "0"], "\(table.output)")
+            #expect(rows.dropFirst(2).first == ["beta", "ring/drop", "stream", "shared", "2", "1", "65536/65536", "70000", "0", "4464"], "\(table.output)")
             // Columns line up: every row is as wide up to BUFFERED/CAPACITY's end.
             let lines = table.output.split(separator: "\n").dropFirst().map(String.init)
             let end = lines[0].range(of: "BUFFERED/CAPACITY")!.upperBound.utf16Offset(in: lines[0])
@@ -136,6 +136,7 @@ import Testing
             #expect(parsed?.first?["name"] as? String == "alpha")
             #expect(parsed?.last?["dropped"] as? Int == 4464)
             #expect(parsed?.last?["overflow"] as? String == "drop")
+            #expect(parsed?.last?["delivery"] as? String == "shared")
 
             // Reading the status created, held and disturbed nothing.
             #expect(try figures(mount) == before)
