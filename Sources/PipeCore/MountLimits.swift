@@ -5,36 +5,56 @@ import SystemPackage
 /// (`fs.pipe-max-size`, `fs.pipe-user-pages-*`, `fs.file-max`): one client cannot grow the
 /// daemon until the OOM killer ends the mount for everyone.
 public struct MountLimits: Sendable, Equatable {
-    /// Live pipes at once (`max_pipes`); a new pipe beyond it fails ENFILE.
+    /// Live pipes at once (`max_pipes`); a new pipe beyond it fails ENFILE. The last
+    /// `rootReservedPipes` of them only root may create (as the kernel keeps file-table
+    /// entries for root).
     public var maxPipes: Int
+    /// Live pipes owned by one uid (`user_max_pipes`); a new pipe beyond it fails EMFILE.
+    /// Root's pipes count only in `maxPipes`.
+    public var userMaxPipes: Int
+    /// The pipes only root may create: a 64th of `maxPipes`.
+    public var rootReservedPipes: Int { maxPipes / 64 }
     /// Capacity reserved by all live pipes (`max_memory`); a pipe's capacity counts from
     /// its creation. A new pipe or a capacity change beyond it fails ENOSPC.
     public var maxMemory: Int
     /// The same per owning uid (`user_max_memory`); root's pipes count only in `maxMemory`.
+    /// A user's opens count here too, `openCost` bytes each.
     public var userMaxMemory: Int
+    /// What one open is counted as against the memory limits: about what it holds.
+    public static let openCost = 512
     /// The largest capacity anyone but root may give a pipe (`max_capacity`); EPERM beyond.
     public var maxCapacity: Int
-    /// Bytes of waiting writes copied out of their requests, in all: a quarter of
-    /// `maxMemory`. A write that would have to wait beyond it fails ENOBUFS.
+    /// Bytes of waiting writes copied out of their requests that root's writes may hold:
+    /// a quarter of `maxMemory`. A write that would have to wait beyond it fails ENOBUFS.
     public var maxWaitingBytes: Int { maxMemory / 4 }
+    /// The same for each other uid, a quarter of `userMaxMemory`: a user beyond their own
+    /// share is refused, never another user within theirs.
+    public var userMaxWaitingBytes: Int { userMaxMemory / 4 }
     /// Names the kernel holds without a live pipe behind them (looked up, not open): at
     /// most this many; beyond it npfs asks the kernel to forget the oldest.
     public var maxIdleNames: Int
 
-    public init(maxPipes: Int, maxMemory: Int, userMaxMemory: Int, maxCapacity: Int, maxIdleNames: Int = 65_536) {
+    public init(maxPipes: Int, userMaxPipes: Int? = nil, maxMemory: Int, userMaxMemory: Int, maxCapacity: Int,
+                maxIdleNames: Int = 65_536) {
         self.maxPipes = maxPipes
+        self.userMaxPipes = userMaxPipes ?? maxPipes
         self.maxMemory = maxMemory
         self.userMaxMemory = userMaxMemory
         self.maxCapacity = maxCapacity
         self.maxIdleNames = maxIdleNames
     }
 
-    /// The defaults: 16384 pipes, an eighth of the machine's memory up to 1 GiB in all, a
-    /// quarter of that per user, pipes of up to 1 MiB (the kernel's pipe-max-size).
+    /// The defaults: 16384 pipes, a quarter of them per user; an eighth of the machine's
+    /// memory up to 1 GiB in all, a quarter of that per user; pipes of up to 1 MiB (the
+    /// kernel's pipe-max-size).
     public static func defaults(physicalMemory: Int) -> MountLimits {
         let memory = max(16 << 20, min(1 << 30, physicalMemory / 8))
-        return MountLimits(maxPipes: 16_384, maxMemory: memory, userMaxMemory: memory / 4, maxCapacity: 1 << 20)
+        return MountLimits(maxPipes: 16_384, userMaxPipes: defaultUserMaxPipes(16_384), maxMemory: memory,
+                           userMaxMemory: memory / 4, maxCapacity: 1 << 20)
     }
+
+    /// A user's share of `maxPipes` unless given: a quarter, at least one.
+    public static func defaultUserMaxPipes(_ maxPipes: Int) -> Int { max(1, maxPipes / 4) }
 
     /// No limits worth the name: for tests of everything else.
     public static let unlimited = MountLimits(maxPipes: .max, maxMemory: .max / 2, userMaxMemory: .max / 2,
@@ -44,18 +64,30 @@ public struct MountLimits: Sendable, Equatable {
 /// What the mount uses against its limits: kept by the registry under its lock.
 public struct MountUsage: Sendable, Equatable {
     public var pipes = 0
+    /// Live pipes by owning uid.
+    public var pipesByUser: [UInt32: Int] = [:]
+    /// Opens, each counted as `MountLimits.openCost` bytes in `reserved`.
+    public var opens = 0
     /// Capacity reserved by live pipes, in all and by owning uid.
     public var reserved = 0
     public var reservedByUser: [UInt32: Int] = [:]
     /// Names the kernel holds with no live pipe behind them.
     public var idleNames = 0
-    /// Bytes of waiting writes held, and bytes of pipe buffers allocated (filled in when read).
+    /// Bytes of waiting writes held, in all and (filled in for one user) by that user,
+    /// and bytes of pipe buffers allocated (filled in when read).
     public var waitingBytes = 0
+    public var userWaitingBytes = 0
     public var allocatedBytes = 0
 
-    /// Whether a new pipe of `capacity`, owned by `owner`, fits: nil, or ENFILE or ENOSPC.
+    /// Whether a new pipe of `capacity`, owned by `owner`, fits: nil, or ENFILE (the
+    /// mount's pipes, or all but root's reserve for others), EMFILE (the owner's share of
+    /// pipes) or ENOSPC (memory).
     func admits(capacity: Int, owner: UInt32, _ limits: MountLimits) -> Errno? {
         if pipes >= limits.maxPipes { return .tooManyOpenFilesInSystem }
+        if owner != 0 {
+            if pipes >= limits.maxPipes - limits.rootReservedPipes { return .tooManyOpenFilesInSystem }
+            if pipesByUser[owner, default: 0] >= limits.userMaxPipes { return .tooManyOpenFiles }
+        }
         return fits(extra: capacity, owner: owner, limits)
     }
 
@@ -68,13 +100,17 @@ public struct MountUsage: Sendable, Equatable {
     }
 
     /// The mount root's `user.npfs.usage`: `KEY=VALUE` lines of each figure and its limit,
-    /// with `user_memory` that of `user`.
+    /// with `user_pipes`, `user_memory` and `user_waiting` those of `user`.
     public func report(_ limits: MountLimits, user: UInt32) -> String {
-        [("pipes", pipes), ("max_pipes", limits.maxPipes),
+        // Root's own pipes, memory and waiting writes count only against the mount's limits.
+        let root = user == 0
+        return [("pipes", pipes), ("max_pipes", limits.maxPipes),
+         ("user_pipes", pipesByUser[user, default: 0]), ("user_max_pipes", root ? limits.maxPipes : limits.userMaxPipes),
          ("memory", reserved), ("max_memory", limits.maxMemory),
-         ("user_memory", reservedByUser[user, default: 0]), ("user_max_memory", limits.userMaxMemory),
-         ("max_capacity", limits.maxCapacity),
+         ("user_memory", reservedByUser[user, default: 0]), ("user_max_memory", root ? limits.maxMemory : limits.userMaxMemory),
+         ("max_capacity", limits.maxCapacity), ("opens", opens),
          ("waiting", waitingBytes), ("max_waiting", limits.maxWaitingBytes),
+         ("user_waiting", userWaitingBytes), ("user_max_waiting", root ? limits.maxWaitingBytes : limits.userMaxWaitingBytes),
          ("idle_names", idleNames), ("max_idle_names", limits.maxIdleNames),
          ("allocated", allocatedBytes)].map { "\($0.0)=\($0.1)\n" }.joined()
     }
@@ -84,30 +120,54 @@ public struct MountUsage: Sendable, Equatable {
         let total = reservedByUser[owner, default: 0] + bytes
         reservedByUser[owner] = total == 0 ? nil : total
     }
+
+    /// One live pipe more (or fewer, with -1) owned by `owner`.
+    mutating func countPipe(_ change: Int, owner: UInt32) {
+        pipes += change
+        let total = pipesByUser[owner, default: 0] + change
+        pipesByUser[owner] = total == 0 ? nil : total
+    }
 }
 
-/// A budget of bytes shared by every pipe of a mount (the copies of waiting writes),
-/// taken and given back from any thread.
+/// The bytes of waiting writes held by each uid, shared by every pipe of a mount and
+/// taken and given back from any thread: each uid within its own share (root's is
+/// `limit`, every other's `userLimit`), so one user cannot take another's.
 public final class ByteBudget: Sendable {
     public let limit: Int
-    private let used = Atomic<Int>(0)
+    public let userLimit: Int
+    private let used = Mutex<(total: Int, byUser: [UInt32: Int])>((0, [:]))
 
-    public init(limit: Int) { self.limit = limit }
+    public init(limit: Int, userLimit: Int? = nil) {
+        self.limit = limit
+        self.userLimit = userLimit ?? limit
+    }
 
-    public var inUse: Int { used.load(ordering: .relaxed) }
+    /// Bytes held in all.
+    public var inUse: Int { used.withLock { $0.total } }
 
-    /// Takes `bytes` if they fit; false otherwise.
-    func take(_ bytes: Int) -> Bool {
-        var current = used.load(ordering: .relaxed)
-        while true {
-            guard current <= limit - bytes else { return false }
-            let (exchanged, original) = used.compareExchange(expected: current, desired: current + bytes, ordering: .relaxed)
-            if exchanged { return true }
-            current = original
+    /// Bytes held by `uid`'s writes.
+    public func inUse(by uid: UInt32) -> Int { used.withLock { $0.byUser[uid, default: 0] } }
+
+    /// Takes `bytes` for `uid` if they fit its share; false otherwise.
+    func take(_ bytes: Int, for uid: UInt32) -> Bool {
+        let share = uid == 0 ? limit : userLimit
+        return used.withLock { used in
+            let held = used.byUser[uid, default: 0]
+            guard held <= share - bytes else { return false }
+            used.byUser[uid] = held + bytes
+            used.total += bytes
+            return true
         }
     }
 
-    func give(_ bytes: Int) { used.subtract(bytes, ordering: .relaxed) }
+    func give(_ bytes: Int, for uid: UInt32) {
+        used.withLock { used in
+            let held = used.byUser[uid, default: 0] - bytes
+            used.byUser[uid] = held > 0 ? held : nil
+            used.total -= bytes
+            if used.byUser.isEmpty { used.byUser.shrinkIfSparse() }
+        }
+    }
 }
 
 /// The bytes of a write that waits for room, copied out of its FUSE request, charged to
@@ -116,20 +176,22 @@ public final class ByteBudget: Sendable {
 final class WaitingBytes {
     private let storage: UnsafeMutableRawBufferPointer
     private let budget: ByteBudget
+    private let uid: UInt32
 
-    /// nil if the budget has no room for them.
-    init?(copying source: UnsafeRawBufferPointer, budget: ByteBudget) {
-        guard budget.take(source.count) else { return nil }
+    /// nil if `uid`'s share of the budget has no room for them.
+    init?(copying source: UnsafeRawBufferPointer, budget: ByteBudget, uid: UInt32) {
+        guard budget.take(source.count, for: uid) else { return nil }
         storage = .allocate(byteCount: source.count, alignment: 16)
         if let from = source.baseAddress, let to = storage.baseAddress { to.copyMemory(from: from, byteCount: source.count) }
         self.budget = budget
+        self.uid = uid
     }
 
     /// The bytes, valid while this object lives.
     var bytes: UnsafeRawBufferPointer { UnsafeRawBufferPointer(storage) }
 
     deinit {
-        budget.give(storage.count)
+        budget.give(storage.count, for: uid)
         FreedMemory.note(storage.count)
         storage.deallocate()
     }

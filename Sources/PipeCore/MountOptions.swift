@@ -27,7 +27,10 @@ public struct MountOptions: Sendable, Equatable {
     public var threads: Int?
     /// The most `threads` may be.
     public static let maximumThreads = 64
-    /// `max_pipes`, `max_memory`, `user_max_memory`, `max_capacity`.
+    /// Who may open another user's live pipe with O_CREAT (`protected_pipes`, see
+    /// `PipeProtection`): 1 by default on a mount other users reach (`allow_other`), else 0.
+    public var protectedPipes: PipeProtection = .off
+    /// `max_pipes`, `user_max_pipes`, `max_memory`, `user_max_memory`, `max_capacity`.
     public var limits = MountLimits.defaults(physicalMemory: MountOptions.physicalMemory)
     /// Options for libfuse, npfs's defaults first.
     public var fuseOptions: [String]
@@ -47,6 +50,7 @@ public struct MountOptions: Sendable, Equatable {
         var pipeMode: UInt32 = 0o666
         var maxRead: UInt32 = 0
         var threads: Int?
+        var protection: PipeProtection?
         var fuse: [String] = []
         var named: Set<String> = []
         for option in arguments.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: true) }) {
@@ -81,7 +85,12 @@ public struct MountOptions: Sendable, Equatable {
                     throw Invalid(description: "bad \(name) '\(value ?? "")': give bytes, optionally with K, M or G, at least 4K")
                 }
                 sizes[name] = bytes
-            case "max_pipes", "max_idle_names":
+            case "protected_pipes":
+                guard let value, let level = Int(value).flatMap(PipeProtection.init(rawValue:)) else {
+                    throw Invalid(description: "bad protected_pipes '\(value ?? "")': give 0, 1 or 2")
+                }
+                protection = level
+            case "max_pipes", "user_max_pipes", "max_idle_names":
                 guard let value, let count = Int(value), count > 0 else {
                     throw Invalid(description: "bad \(name) '\(value ?? "")': give a positive number")
                 }
@@ -121,6 +130,7 @@ public struct MountOptions: Sendable, Equatable {
                             fuseOptions: defaults + fuse.filter { $0 != "default_permissions" })
         options.maxRead = maxRead
         options.threads = threads
+        options.protectedPipes = protection ?? (named.contains("allow_other") ? .group : .off)
         options.limits = try limits(sizes, capacity: pipe.capacity, physicalMemory: physicalMemory)
         return options
     }
@@ -135,6 +145,13 @@ public struct MountOptions: Sendable, Equatable {
         }
         limits.userMaxMemory = given["user_max_memory"] ?? max(limits.userMaxMemory, min(capacity, limits.maxMemory))
         limits.maxPipes = given["max_pipes"] ?? limits.maxPipes
+        limits.userMaxPipes = given["user_max_pipes"] ?? MountLimits.defaultUserMaxPipes(limits.maxPipes)
+        guard limits.userMaxPipes <= limits.maxPipes else {
+            throw Invalid(description: "user_max_pipes \(limits.userMaxPipes) is above max_pipes \(limits.maxPipes)")
+        }
+        if let userMemory = given["user_max_memory"], userMemory > limits.maxMemory {
+            throw Invalid(description: "user_max_memory \(userMemory) is above max_memory \(limits.maxMemory)")
+        }
         limits.maxIdleNames = given["max_idle_names"] ?? limits.maxIdleNames
         if let maxCapacity = given["max_capacity"] {
             guard PipeConfig.validCapacities.contains(maxCapacity) else {

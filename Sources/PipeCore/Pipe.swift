@@ -141,11 +141,12 @@ public final class Pipe: Sendable {
     }
 
     func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
-               handle: PipeHandle? = nil) -> Attempt {
+               handle: PipeHandle? = nil, uid: UInt32 = 0) -> Attempt {
         let borrowed = BorrowedBytes(bytes)
         var deliveries = Deliveries()
         let attempt = state.withLock {
-            $0.write(borrowed.bytes, offset: offset, nonblocking: nonblocking, waiter: waiter, handle: handle, deliveries: &deliveries)
+            $0.write(borrowed.bytes, offset: offset, nonblocking: nonblocking, waiter: waiter, handle: handle, uid: uid,
+                     deliveries: &deliveries)
         }
         deliveries.deliver()
         return attempt

@@ -10,7 +10,8 @@ extension PipeRegistry {
 
     /// FUSE `setattr` of the mode, owner or group (chmod, chown). ENOENT if the pipe is not
     /// live (a name with no pipe keeps no attributes), EPERM where chmod(2) and chown(2) would refuse.
-    /// A pipe given to another user takes its reservation along (root's choice, over the limit or not).
+    /// A pipe given to another user takes its reservation and its place among that user's
+    /// pipes along (root's choice, over the limits or not).
     public func changeOwnership(of inode: InodeNumber, by caller: Caller, permissions: UInt32?, uid: UInt32?,
                                 gid: UInt32?) throws(Errno) -> Ownership {
         try state.withLock { (state: inout State) throws(Errno) -> Ownership in
@@ -19,6 +20,8 @@ extension PipeRegistry {
             if ownership.uid != node.reservedBy {
                 state.usage.reserve(-node.reserved, owner: node.reservedBy)
                 state.usage.reserve(node.reserved, owner: ownership.uid)
+                state.usage.countPipe(-1, owner: node.reservedBy)
+                state.usage.countPipe(1, owner: ownership.uid)
                 node.reservedBy = ownership.uid
                 state.nodes[inode] = node
             }
@@ -113,10 +116,13 @@ extension PipeRegistry {
                     continue
                 }
                 if capacity > limits.maxCapacity && !caller.isRoot { return .notPermitted }
-                if let error = state.usage.fits(extra: capacity - node.reserved, owner: node.reservedBy, limits) { return error }
+                // Never less than the capacity it was created with: shrinking a pipe makes
+                // no room for more pipes.
+                let reserved = max(capacity, configuration.pipe.capacity)
+                if let error = state.usage.fits(extra: reserved - node.reserved, owner: node.reservedBy, limits) { return error }
                 if let error = pipe.apply(setting, deliveries: &deliveries) { return error }
-                state.usage.reserve(capacity - node.reserved, owner: node.reservedBy)
-                node.reserved = capacity
+                state.usage.reserve(reserved - node.reserved, owner: node.reservedBy)
+                node.reserved = reserved
                 state.nodes[inode] = node
             }
             return nil

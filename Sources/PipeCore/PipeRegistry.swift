@@ -19,12 +19,19 @@ public final class PipeRegistry: Sendable {
         /// A new pipe's permission bits (`pipe_mode`); its owner is the process that opened it.
         public var pipeMode: UInt32
         public var limits: MountLimits
+        /// Who may open another user's live pipe with O_CREAT (`protected_pipes`).
+        public var protection: PipeProtection
+        /// The uid that mounted: its pipes are never protected against.
+        public var mountOwner: UInt32
 
-        public init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666, limits: MountLimits = .unlimited) {
+        public init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666, limits: MountLimits = .unlimited,
+                    protection: PipeProtection = .off, mountOwner: UInt32 = 0) {
             self.pipe = pipe
             self.ignoreCase = ignoreCase
             self.pipeMode = pipeMode & 0o7777
             self.limits = limits
+            self.protection = protection
+            self.mountOwner = mountOwner
         }
     }
 
@@ -62,6 +69,8 @@ public final class PipeRegistry: Sendable {
         let since: Timestamp
         /// `pipe_poll`'s seen-a-writer mark for POLLHUP.
         let hangUpVersion: UInt64
+        /// The uid the open and its waiting writes are counted for: its caller's.
+        let uid: UInt32
     }
 
     struct State {
@@ -85,15 +94,19 @@ public final class PipeRegistry: Sendable {
 
     public init(configuration: Configuration) {
         self.configuration = configuration
-        waitingBudget = ByteBudget(limit: configuration.limits.maxWaitingBytes)
+        waitingBudget = ByteBudget(limit: configuration.limits.maxWaitingBytes, userLimit: configuration.limits.userMaxWaitingBytes)
     }
 
     /// What the mount uses now against `configuration.limits`.
-    public var usage: MountUsage {
+    public var usage: MountUsage { usage(of: 0) }
+
+    /// The same, with `userWaitingBytes` that of `user`.
+    public func usage(of user: UInt32 = 0) -> MountUsage {
         let (counted, names, pipes) = state.withLock { ($0.usage, $0.nodes.count, $0.nodes.values.compactMap(\.pipe)) }
         var usage = counted
         usage.idleNames = names - usage.pipes
         usage.waitingBytes = waitingBudget.inUse
+        usage.userWaitingBytes = waitingBudget.inUse(by: user)
         usage.allocatedBytes = pipes.reduce(0) { $0 + $1.status.allocated }
         return usage
     }
@@ -102,10 +115,11 @@ public final class PipeRegistry: Sendable {
 
     /// FUSE `open`. The waiter is resumed with `.opened` once the pipe's other end appears;
     /// a `.done` answer is immediate. Creates the pipe on the first open of a name, owned
-    /// by `caller`; EACCES if the pipe's permission bits do not let `caller` open it so.
+    /// by `caller`; EACCES if the pipe's permission bits do not let `caller` open it so, or
+    /// if the open was made with O_CREAT (`creating`) and `protection` refuses it.
     /// `client` names the process for `npfs status --clients` (by default, the caller's ids).
     public func open(_ inode: InodeNumber, flags: Int32, caller: Caller, waiter: any PipeWaiter,
-                     client: ClientIdentity? = nil) -> Attempt {
+                     client: ClientIdentity? = nil, creating withCreate: Bool = false) -> Attempt {
         guard let access = AccessMode(openFlags: flags) else { return .done(.failed(.invalidArgument)) }
         let nonblocking = flags & O_NONBLOCK != 0
         var deliveries = Deliveries()
@@ -114,9 +128,19 @@ public final class PipeRegistry: Sendable {
             if state.closed { return .done(.failed(.noSuchAddressOrDevice)) }
             let ownership = node.pipe?.ownership ?? defaultOwnership(for: caller)
             guard ownership.permits(caller, access) else { return .done(.failed(.permissionDenied)) }
+            if withCreate && node.pipe != nil
+                && configuration.protection.refuses(caller, access, of: ownership, mountOwner: configuration.mountOwner) {
+                return .done(.failed(.permissionDenied))
+            }
             let creating = node.pipe == nil
             let capacity = configuration.pipe.capacity
-            if creating, let error = state.usage.admits(capacity: capacity, owner: ownership.uid, configuration.limits) {
+            // A new pipe reserves its capacity for its owner, the caller; every open costs
+            // its opener `openCost` bytes of memory.
+            let limits = configuration.limits
+            if creating, let error = state.usage.admits(capacity: capacity + MountLimits.openCost, owner: ownership.uid, limits) {
+                return .done(.failed(error))
+            }
+            if !creating, let error = state.usage.fits(extra: MountLimits.openCost, owner: caller.uid, limits) {
                 return .done(.failed(error))
             }
             if creating { node.name = node.lastLookedUp }
@@ -132,16 +156,18 @@ public final class PipeRegistry: Sendable {
                 if creating {
                     node.idleStamp = 0
                     if node.forgetting { (node.forgetting, state.forgetting) = (false, state.forgetting - 1) }
-                    state.usage.pipes += 1
+                    state.usage.countPipe(1, owner: ownership.uid)
                     state.usage.reserve(capacity, owner: ownership.uid)
                     (node.reserved, node.reservedBy) = (capacity, ownership.uid)
                 }
                 node.pipe = pipe
                 node.opens += 1
                 state.nodes[inode] = node
+                state.usage.opens += 1
+                state.usage.reserve(MountLimits.openCost, owner: caller.uid)
                 state.handles[handle] = OpenFile(pipe: pipe, inode: inode, access: access,
                                                  client: client ?? ClientIdentity(pid: caller.pid, uid: caller.uid, command: ""),
-                                                 since: .now(), hangUpVersion: hangUpVersion)
+                                                 since: .now(), hangUpVersion: hangUpVersion, uid: caller.uid)
             }
             return attempt
         }
@@ -153,8 +179,7 @@ public final class PipeRegistry: Sendable {
     public func release(_ handle: PipeHandle) {
         var deliveries = Deliveries()
         state.withLock { state in
-            guard let open = state.handles.removeValue(forKey: handle) else { return }
-            state.handles.shrinkIfSparse()
+            guard let open = state.removeHandle(handle) else { return }
             open.pipe.close(handle, access: open.access, deliveries: &deliveries)
             state.dropOpen(of: open.inode)
         }
@@ -184,7 +209,7 @@ public final class PipeRegistry: Sendable {
         state.withLock { state in
             guard let pipe = state.nodes[inode]?.pipe else { return }
             if case .open(let handle) = pipe.cancel(waiter, because: reason, deliveries: &deliveries) {
-                state.handles[handle] = nil
+                state.removeHandle(handle)
                 state.dropOpen(of: inode)
             }
         }
@@ -201,7 +226,7 @@ public final class PipeRegistry: Sendable {
             for node in state.nodes.values {
                 guard let pipe = node.pipe else { continue }
                 for handle in pipe.closeForShutdown(deliveries: &deliveries) {
-                    state.handles[handle] = nil
+                    state.removeHandle(handle)
                     state.dropOpen(of: node.inode)
                 }
             }
@@ -231,7 +256,8 @@ public final class PipeRegistry: Sendable {
     public func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32,
                       waiter: (any PipeWaiter)?) -> Attempt {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
-        return open.pipe.write(bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, handle: handle)
+        return open.pipe.write(bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, handle: handle,
+                               uid: open.uid)
     }
 
     /// FUSE `poll`: the open's readiness; a notifier, if given, is told of the next change.
@@ -273,6 +299,16 @@ public final class PipeRegistry: Sendable {
 }
 
 extension PipeRegistry.State {
+    /// Forgets an open's handle and the memory it was counted as.
+    @discardableResult
+    mutating func removeHandle(_ handle: PipeHandle) -> PipeRegistry.OpenFile? {
+        guard let open = handles.removeValue(forKey: handle) else { return nil }
+        handles.shrinkIfSparse()
+        usage.opens -= 1
+        usage.reserve(-MountLimits.openCost, owner: open.uid)
+        return open
+    }
+
     /// One open of the inode's pipe is gone; the last one frees the pipe.
     mutating func dropOpen(of inode: InodeNumber) {
         guard var node = nodes[inode] else { return }
@@ -280,7 +316,7 @@ extension PipeRegistry.State {
         assert(node.opens >= 0)
         if node.opens == 0 && node.pipe != nil {
             node.pipe = nil
-            usage.pipes -= 1
+            usage.countPipe(-1, owner: node.reservedBy)
             usage.reserve(-node.reserved, owner: node.reservedBy)
             node.reserved = 0
             if node.lookups > 0 { markIdle(&node) }

@@ -35,8 +35,10 @@ extension PipeState {
         return .queued
     }
 
+    /// A write of `bytes`; one that waits holds a copy of what is left of them, charged to
+    /// `uid`'s share of the mount's budget (ENOBUFS beyond it).
     mutating func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
-                        handle: PipeHandle? = nil, deliveries: inout Deliveries) -> Attempt {
+                        handle: PipeHandle? = nil, uid: UInt32 = 0, deliveries: inout Deliveries) -> Attempt {
         let n = bytes.count
         guard n > 0 else { return .done(.written(0)) }
         // A message is one FUSE request: a later part of a larger write(2) (offset > 0)
@@ -83,8 +85,8 @@ extension PipeState {
         if waiter.isInterrupted { return .done(taken > 0 ? .written(taken) : .failed(.interrupted)) }
         // Queue, then let `settle` move what fits: the one place data moves between waiting
         // writers, the ring and waiting readers (it may even complete this write).
-        guard let rest = WaitingBytes(copying: rest, budget: budget) else {
-            // The mount holds as many waiting writes' bytes as it may: this one cannot wait.
+        guard let rest = WaitingBytes(copying: rest, budget: budget, uid: uid) else {
+            // The writer's share of waiting writes' bytes is full: this one cannot wait.
             notifyPollers(&deliveries)
             return .done(taken > 0 ? .written(taken) : .failed(.noBufferSpace))
         }

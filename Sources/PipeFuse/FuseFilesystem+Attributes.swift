@@ -41,7 +41,8 @@ extension FuseFilesystem {
             return request.xattr(page, bufferSize: size)
         }
         if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.usageName.utf8) {
-            let report = registry.usage.report(registry.configuration.limits, user: request.caller.uid)
+            let user = request.caller.uid
+            let report = registry.usage(of: user).report(registry.configuration.limits, user: user)
             return request.xattr(Array(report.utf8), bufferSize: size)
         }
         do {

@@ -189,8 +189,11 @@ public final class FuseFilesystem: Sendable {
         guard inode != InodeNumber.root.rawValue else { return request.fail(.isDirectory) }
         let caller = request.caller
         let inode = InodeNumber(inode)
+        // Only protected_pipes needs to know of O_CREAT, read from /proc before any lock.
+        let creating = registry.configuration.protection != .off && OpenIntent.usedCreate(thread: caller.pid, flags: flags)
+        let client = ClientIdentity.of(caller)
         let waiter = makeWaiter(request, inode: inode)
-        switch registry.open(inode, flags: flags, caller: caller, waiter: waiter, client: .of(caller)) {
+        switch registry.open(inode, flags: flags, caller: caller, waiter: waiter, client: client, creating: creating) {
         case .done(let reply):
             waiter.resume(reply)
         case .queued:

@@ -32,3 +32,20 @@ extension Substring {
         drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed().reduce(into: Substring()) { $0.append($1) }
     }
 }
+
+/// Whether the open(2) a FUSE `open` comes from was made with O_CREAT (see `OpenSyscall`):
+/// from `/proc/TID/syscall` of the calling thread, which waits in that call meanwhile.
+enum OpenIntent {
+    static func usedCreate(thread: Int32, flags: Int32) -> Bool {
+        let line = thread > 0 ? firstLine(of: "/proc/\(thread)/syscall") : nil
+        return line.flatMap(OpenSyscall.usesCreate) ?? OpenSyscall.likelyCreate(flags: flags)
+    }
+
+    private static func firstLine(of path: String) -> String? {
+        guard let file = fopen(path, "r") else { return nil }
+        defer { fclose(file) }
+        var line = [CChar](repeating: 0, count: 256)
+        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
+        return String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
+    }
+}

@@ -23,7 +23,8 @@ struct Daemon {
             close(comm)
         }
         let registry = PipeRegistry(configuration: .init(pipe: options.pipe, ignoreCase: options.ignoreCase,
-                                                         pipeMode: options.pipeMode, limits: options.limits))
+                                                         pipeMode: options.pipeMode, limits: options.limits,
+                                                         protection: options.protectedPipes, mountOwner: getuid()))
         let filesystem = FuseFilesystem(registry: registry, maxRead: options.maxRead)
         let session: FuseSession
         do {

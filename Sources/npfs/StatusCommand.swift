@@ -159,8 +159,9 @@ struct StatusCommand: ParsableCommand {
             let (a, b) = (usage[used] ?? 0, usage[limit] ?? 0)
             return size ? "\(formatSize(a))/\(formatSize(b))" : "\(a)/\(b)"
         }
-        return "pipes \(pair("pipes", "max_pipes", size: false)), memory \(pair("memory", "max_memory", size: true))"
-            + " (yours \(pair("user_memory", "user_max_memory", size: true))), waiting writes \(pair("waiting", "max_waiting", size: true)),"
+        return "pipes \(pair("pipes", "max_pipes", size: false)) (yours \(pair("user_pipes", "user_max_pipes", size: false))),"
+            + " memory \(pair("memory", "max_memory", size: true)) (yours \(pair("user_memory", "user_max_memory", size: true))),"
+            + " waiting writes \(formatSize(usage["waiting"] ?? 0)) (yours \(pair("user_waiting", "user_max_waiting", size: true))),"
             + " idle names \(pair("idle_names", "max_idle_names", size: false)), buffers \(formatSize(usage["allocated"] ?? 0))"
     }
 

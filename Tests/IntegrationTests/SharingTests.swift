@@ -40,8 +40,9 @@ struct SharingTests {
                 #expect(try users.run(as: alice, "setfattr -n user.npfs.pipe.P.capacity -v 1M '\(m)'").status == 0)
                 #expect(try users.run(as: alice, "getfattr --absolute-names --only-values -n user.npfs.capacity '\(p)'").output == "1048576")
                 #expect(try users.run(as: alice, "chmod 606 '\(p)'").status == 0)
-                // The chmod lets bob in at once.
-                let allowed = try users.run(as: bob, "echo hi > '\(p)'")
+                // The chmod lets bob in at once (with an open that does not ask for O_CREAT,
+                // which protected_pipes refuses on another user's pipe).
+                let allowed = try users.run(as: bob, "echo hi | dd of='\(p)' conv=nocreat status=none")
                 #expect(allowed.status == 0, "\(allowed.output)")
                 #expect(try getfattr(p, "user.npfs.buffered") == "3")
                 // Only root gives a pipe away.
@@ -103,6 +104,65 @@ struct SharingTests {
                 let beyond = try users.run(as: alice, "\(users.npfs) set '\(p)' capacity=2M")
                 #expect(beyond.status != 0 && beyond.output.contains("beyond max_capacity"), "\(beyond.output)")
                 #expect(try ChildProcess.run([TestMount.binary, "set", p, "capacity=2M"], timeout: 10).status == 0)
+            }
+        }
+    }
+
+    /// Issue 12, item 3: a squatter's world-writable pipe no longer catches another user's
+    /// (or root's) `echo ... > NAME`; opens without O_CREAT, and group sharing, still work.
+    @Test func aSquattedPipeDoesNotCatchOtherUsersWrites() throws {
+        try TestUsers.with(count: 2) { users in
+            let (alice, bob) = (users.names[0], users.names[1])
+            try TestMount.with(options: ["allow_other"]) { mount in
+                let p = mount.path("INBOX")
+                let squatter = try users.start(as: bob, "exec 3<>'\(p)'; chmod 0622 '\(p)'; exec sleep 60")
+                defer { squatter.signal(SIGKILL) }
+                #expect(eventually { (try? ChildProcess.run(["stat", "-c", "%a", p], timeout: 5).output) == "622\n" })
+                let stolen = try users.run(as: alice, "echo 'private message' > '\(p)'")
+                #expect(stolen.status != 0 && stolen.output.contains("Permission denied"), "\(stolen)")
+                let appended = try users.run(as: alice, "echo 'private message' >> '\(p)'")
+                #expect(appended.status != 0 && appended.output.contains("Permission denied"), "\(appended)")
+                let rooted = try ChildProcess.run(["sh", "-c", "echo 'root secret' > '\(p)'"], timeout: 10)
+                #expect(rooted.status != 0 && rooted.output.contains("Permission denied"), "root too: \(rooted)")
+                #expect(try getfattr(p, "user.npfs.buffered") == "0", "nothing reached the squatter")
+                let plain = try users.run(as: alice, "printf x | dd of='\(p)' conv=nocreat,notrunc status=none")
+                #expect(plain.status == 0, "an open without O_CREAT is the pipe's bits' to decide: \(plain.output)")
+            }
+            try TestMount.with(options: ["allow_other,protected_pipes=0"]) { mount in
+                let p = mount.path("INBOX")
+                let squatter = try users.start(as: bob, "exec 3<>'\(p)'; chmod 0622 '\(p)'; exec sleep 60")
+                defer { squatter.signal(SIGKILL) }
+                #expect(eventually { (try? ChildProcess.run(["stat", "-c", "%a", p], timeout: 5).output) == "622\n" })
+                #expect(try users.run(as: alice, "echo hi > '\(p)'").status == 0, "protected_pipes=0 protects nothing")
+            }
+        }
+    }
+
+    /// Issue 12, items 1 and 2: one user filling their share of pipes or of waiting writes
+    /// refuses only that user; another still creates pipes and waits to write.
+    @Test func oneUserCannotLockTheOthersOut() throws {
+        try TestUsers.with(count: 2) { users in
+            let (alice, bob) = (users.names[0], users.names[1])
+            // user_max_memory 256K: 64K of waiting writes each.
+            try TestMount.with(options: ["allow_other,max_pipes=64,user_max_pipes=2,max_memory=1M"]) { mount in
+                let m = mount.directory
+                let holder = try users.start(as: alice, "exec 3<>'\(m)/A1' 4<>'\(m)/A2'; head -c 65536 /dev/zero >&3; exec sleep 60")
+                defer { holder.signal(SIGKILL) }
+                #expect(eventually { (try? getfattr(m + "/A1", "user.npfs.buffered")) == "65536" })
+                let third = try users.run(as: alice, "exec 5<>'\(m)/A3'")
+                #expect(third.status != 0 && third.output.contains("Too many open files"), "\(third)")
+                let waiting = try users.start(as: alice, "dd if=/dev/zero of='\(m)/A1' bs=60000 count=1 conv=nocreat,notrunc status=none")
+                defer { waiting.signal(SIGKILL) }
+                #expect(eventually { (try? getfattr(m, "user.npfs.usage"))?.contains("\nwaiting=60000\n") == true })
+                let refused = try users.run(as: alice, "dd if=/dev/zero of='\(m)/A1' bs=10000 count=1 conv=nocreat,notrunc status=none")
+                #expect(refused.status != 0 && refused.output.contains("No buffer space available"), "\(refused)")
+                // Bob is untouched by alice's full shares.
+                let bobs = try users.start(as: bob, "exec 3<>'\(m)/B1'; head -c 65536 /dev/zero >&3; dd if=/dev/zero bs=60000 count=1 status=none >&3")
+                defer { bobs.signal(SIGKILL) }
+                #expect(eventually { (try? getfattr(m, "user.npfs.usage"))?.contains("\nwaiting=120000\n") == true },
+                        "bob's write waits for room instead of failing")
+                #expect(bobs.isRunning)
+                #expect(try ChildProcess.run(["sh", "-c", "exec 3<>'\(m)/ROOT'"], timeout: 10).status == 0, "root creates pipes")
             }
         }
     }

@@ -23,11 +23,25 @@ import Testing
 
     @Test func limitsDefaultFromTheMachineAndCanBeGiven() throws {
         let defaults = try MountOptions.parse([], physicalMemory: 24 << 30).limits
-        #expect(defaults == MountLimits(maxPipes: 16_384, maxMemory: 1 << 30, userMaxMemory: 256 << 20, maxCapacity: 1 << 20))
+        #expect(defaults == MountLimits(maxPipes: 16_384, userMaxPipes: 4096, maxMemory: 1 << 30, userMaxMemory: 256 << 20, maxCapacity: 1 << 20))
         #expect(try MountOptions.parse([], physicalMemory: 2 << 30).limits.maxMemory == 256 << 20, "an eighth of a small machine")
         let given = try MountOptions.parse(["max_pipes=10,max_memory=64M,user_max_memory=8M,max_capacity=4M"]).limits
-        #expect(given == MountLimits(maxPipes: 10, maxMemory: 64 << 20, userMaxMemory: 8 << 20, maxCapacity: 4 << 20))
-        #expect(given.maxWaitingBytes == 16 << 20)
+        #expect(given == MountLimits(maxPipes: 10, userMaxPipes: 2, maxMemory: 64 << 20, userMaxMemory: 8 << 20, maxCapacity: 4 << 20))
+        #expect(given.maxWaitingBytes == 16 << 20 && given.userMaxWaitingBytes == 2 << 20)
+        #expect(try MountOptions.parse(["max_pipes=2"]).limits.userMaxPipes == 1, "a user's share is at least one pipe")
+        #expect(try MountOptions.parse(["user_max_pipes=7"]).limits.userMaxPipes == 7)
+        // Issue 12, item 18: a share above its whole is refused, not taken silently.
+        for (bad, message) in [("max_memory=64M,user_max_memory=2G", "user_max_memory 2147483648 is above max_memory 67108864"),
+                               ("max_pipes=10,user_max_pipes=20", "user_max_pipes 20 is above max_pipes 10")] {
+            #expect(throws: MountOptions.Invalid.self) { try MountOptions.parse([bad]) }
+            do { _ = try MountOptions.parse([bad]) } catch { #expect(error.description == message) }
+        }
+        // Issue 12, item 3: protected_pipes is on by default where other users reach the mount.
+        #expect(try MountOptions.parse(["allow_other"]).protectedPipes == .group)
+        #expect(try MountOptions.parse([]).protectedPipes == .off)
+        #expect(try MountOptions.parse(["allow_other,protected_pipes=0"]).protectedPipes == .off)
+        #expect(try MountOptions.parse(["protected_pipes=2"]).protectedPipes == .strict)
+        #expect(throws: MountOptions.Invalid.self) { try MountOptions.parse(["protected_pipes=3"]) }
         #expect(try MountOptions.parse(["max_memory=64M"]).limits.userMaxMemory == 16 << 20)
         #expect(try MountOptions.parse(["capacity=4M"]).limits.maxCapacity == 4 << 20, "max_capacity makes room for capacity")
         for (bad, fragment) in [("max_pipes=0", "max_pipes"), ("max_pipes=x", "max_pipes"), ("max_memory=1", "max_memory"),
