@@ -100,6 +100,28 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
         }
     }
 
+    /// The values a setting takes, for error messages.
+    public var allowedValues: String {
+        switch self {
+        case .capacity: "bytes with an optional K, M or G, from 4K to 1G"
+        case .mode: "fifo or ring"
+        case .overflow: "drop or overwrite"
+        case .framing: "stream or message"
+        case .delivery: "shared or broadcast"
+        case .openTimeout: "seconds, decimal, from 0 (wait for ever) to 31536000"
+        default: "nothing: it is a figure, not a setting"
+        }
+    }
+
+    /// Why changing this setting can be busy (EBUSY), for error messages.
+    public var busyReason: String? {
+        switch self {
+        case .capacity: "a capacity below what is buffered or below a waiting message"
+        case .framing, .delivery: "\(rawValue) changes only while the pipe is empty and no writer waits"
+        default: nil
+        }
+    }
+
     /// The setting a `setfattr` value asks for. EPERM for a figure, EINVAL for a bad value.
     /// Surrounding white space (a trailing newline from `echo`) is ignored.
     public func setting(from text: String) throws(Errno) -> Pipe.Setting {

@@ -15,22 +15,25 @@ extension FuseFilesystem {
         if inode == InodeNumber.root.rawValue && name == Array(PipeAttribute.daemonPidName.utf8) {
             return request.xattr(Array(String(getpid()).utf8), bufferSize: size)
         }
-        if inode != InodeNumber.root.rawValue && name == Array(PipeAttribute.clientsName.utf8) {
+        // The unlisted ones, on the pipe or through the root (`user.npfs.pipe.NAME.clients`).
+        let unlisted: (inode: InodeNumber, name: String)?
+        do { unlisted = try unlistedAttribute(name, on: inode) } catch { return request.fail(error) }
+        if let (target, attribute) = unlisted, attribute == PipeAttribute.clientsName {
             do {
-                let text = try registry.clientsText(of: InodeNumber(inode), caller: request.caller)
+                let text = try registry.clientsText(of: target, caller: request.caller)
                 return request.xattr(Array(text.utf8), bufferSize: size)
             } catch {
                 return request.fail(error)
             }
         }
-        if inode != InodeNumber.root.rawValue && name == Array(PipeAttribute.peekName.utf8) {
+        if let (target, attribute) = unlisted, attribute == PipeAttribute.peekName {
             // Sized to the caller's buffer, so that the bytes asked for always fit.
             let limit = size == 0 ? PipeAttribute.peekLimit : min(size, PipeAttribute.peekLimit)
             // By the caller's own read end, if it has one (its thread group, from /proc).
             let caller = request.caller
             let process = ClientIdentity.of(caller).pid
             do {
-                return request.xattr(try registry.peek(InodeNumber(inode), max: limit, caller: caller, process: process), bufferSize: size)
+                return request.xattr(try registry.peek(target, max: limit, caller: caller, process: process), bufferSize: size)
             } catch {
                 return request.fail(error)
             }
@@ -96,7 +99,7 @@ extension FuseFilesystem {
     private func setMany(_ request: consuming FuseRequest, value: [UInt8]) {
         do throws(Errno) {
             let (pipe, changes) = try PipeAttribute.parseSetRequest(value)
-            guard let inode = knownInode(pipe) else { throw Errno.noSuchFileOrDirectory }
+            guard let inode = try knownInode(pipe) else { throw Errno.noSuchFileOrDirectory }
             try registry.setAttributes(changes, of: inode, caller: request.caller)
             request.succeed()
         } catch {
@@ -115,14 +118,34 @@ extension FuseFilesystem {
             return (InodeNumber(inode), attribute)
         }
         guard let (pipe, attribute) = PipeAttribute.parseRootName(name) else { throw unknown }
-        guard let known = knownInode(pipe) else { throw .noSuchFileOrDirectory }
+        guard let known = try knownInode(pipe) else { throw .noSuchFileOrDirectory }
         return (known, attribute)
     }
 
-    /// The inode of a pipe named in a root attribute, if the kernel knows the name.
-    private func knownInode(_ name: [UInt8]) -> InodeNumber? {
-        guard let pipeName = try? PipeName(bytes: name) else { return nil }
-        return registry.knownInode(named: pipeName)
+    /// The inode of a pipe named in a root attribute, if the kernel knows the name;
+    /// ENAMETOOLONG (or EINVAL) for a name no pipe can have.
+    private func knownInode(_ name: [UInt8]) throws(Errno) -> InodeNumber? {
+        registry.knownInode(named: try PipeName(bytes: name))
+    }
+
+    /// `user.npfs.clients` or `user.npfs.peek` (attributes that are not listed): on a pipe,
+    /// or on the root as `user.npfs.pipe.NAME.clients` and `.peek`. nil for other names;
+    /// ENOENT for a pipe name the kernel does not know.
+    private func unlistedAttribute(_ name: [UInt8], on inode: UInt64) throws(Errno) -> (InodeNumber, String)? {
+        for attribute in [PipeAttribute.clientsName, PipeAttribute.peekName] {
+            if inode != InodeNumber.root.rawValue {
+                if name == Array(attribute.utf8) { return (InodeNumber(inode), attribute) }
+                continue
+            }
+            let suffix = Array(attribute.dropFirst(PipeAttribute.prefix.count).utf8)
+            let prefix = Array(PipeAttribute.rootPrefix.utf8)
+            guard name.count > prefix.count + suffix.count + 1, name.starts(with: prefix), name.suffix(suffix.count).elementsEqual(suffix),
+                  name[name.count - suffix.count - 1] == UInt8(ascii: ".") else { continue }
+            let pipe = Array(name[prefix.count..<(name.count - suffix.count - 1)])
+            guard let known = try knownInode(pipe) else { throw .noSuchFileOrDirectory }
+            return (known, attribute)
+        }
+        return nil
     }
 
     /// `removexattr`: npfs's attributes cannot be removed (EPERM); other `user.` names do

@@ -23,7 +23,7 @@ struct Npfs: ParsableCommand {
     /// help and the version print as usual.
     static func main() {
         do {
-            var command = try parseAsRoot()
+            var command = try parseAsRoot(Self.splittingWatchValue(Array(CommandLine.arguments.dropFirst())))
             try command.run()
         } catch {
             let code = exitCode(for: error)
@@ -33,6 +33,13 @@ struct Npfs: ParsableCommand {
             let text = "npfs: " + (line.hasPrefix("Error: ") ? String(line.dropFirst(7)) : line) + "\n"
             _ = text.withCString { write(STDERR_FILENO, $0, strlen($0)) }
             Glibc.exit(code.rawValue == 0 ? 1 : code.rawValue)
+        }
+    }
+
+    /// `--watch=SECONDS` as `--watch SECONDS` (a flag takes no `=value` in swift-argument-parser).
+    static func splittingWatchValue(_ arguments: [String]) -> [String] {
+        arguments.flatMap { argument in
+            argument.hasPrefix("--watch=") ? ["--watch", String(argument.dropFirst("--watch=".count))] : [argument]
         }
     }
 

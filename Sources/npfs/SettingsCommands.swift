@@ -33,6 +33,10 @@ struct SetCommand: ParsableCommand {
         let changes = try parsedChanges()
         do {
             try target.mount.set(target.name, changes)
+        } catch .resourceBusy {
+            // Which change was busy is not said: give the reasons of those asked for.
+            let reasons = changes.compactMap { $0.0.busyReason }
+            throw CommandError("\(target.display): busy: " + Array(Set(reasons)).sorted().joined(separator: "; or "))
         } catch {
             throw CommandError(target.explain(error, changing: true))
         }
@@ -44,6 +48,9 @@ struct SetCommand: ParsableCommand {
             let settable = PipeAttribute.allCases.filter(\.isSettable).map(\.rawValue).joined(separator: ", ")
             guard parts.count == 2, let attribute = PipeAttribute(rawValue: String(parts[0])), attribute.isSettable else {
                 throw CommandError("'\(change)' is not KEY=VALUE with a setting (settable: \(settable))")
+            }
+            do { _ = try attribute.setting(from: String(parts[1])) } catch {
+                throw CommandError("bad \(attribute.rawValue) '\(parts[1])': give \(attribute.allowedValues)")
             }
             return (attribute, String(parts[1]))
         }

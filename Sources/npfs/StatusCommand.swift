@@ -26,19 +26,31 @@ struct StatusCommand: ParsableCommand {
     @Flag(help: "Show each pipe's clients under it: pid, command, user, what it opened, what it waits for, since when.")
     var clients = false
 
-    @Flag(help: "Redraw every SECONDS (default 1) with bytes in and out per second, busiest pipes first; q or Ctrl-C ends it. Not on a terminal: a table per interval.")
+    @Flag(help: "Redraw every SECONDS (default 1) with bytes in and out per second, busiest pipes first; q or Ctrl-C ends it. Not on a terminal: a table per interval. Also --watch SECONDS MOUNTPOINT and --watch=SECONDS.")
     var watch = false
 
     @Argument(help: ArgumentHelp("With --watch: the interval in seconds (decimal).", valueName: "SECONDS"))
-    var interval: Double?
+    var interval: String?
+
+    /// The mount point and the interval, in either order (`--watch 0.5 /mnt/example`, as
+    /// `watch -n` taught, or `/mnt/example --watch 0.5`): the interval is the operand that
+    /// is a number and, if both are, not a directory.
+    func operands() throws -> (mountpoint: String, interval: Double?) {
+        guard let interval else { return (mountpoint, nil) }
+        guard watch else { throw CommandError("an interval is for --watch: npfs status MOUNTPOINT --watch \(interval)") }
+        var isDirectory: ObjCBool = false
+        let first = Double(mountpoint), second = Double(interval)
+        let swapped = first != nil && (second == nil
+            || !FileManager.default.fileExists(atPath: mountpoint, isDirectory: &isDirectory) || !isDirectory.boolValue)
+        let (path, text) = swapped ? (interval, mountpoint) : (mountpoint, interval)
+        guard let seconds = Double(text), seconds.isFinite, seconds >= 0.1, seconds <= 86_400 else {
+            throw CommandError("the interval must be from 0.1 to 86400 seconds, not '\(text)'")
+        }
+        return (path, seconds)
+    }
 
     func validate() throws {
-        if let interval {
-            guard watch else { throw CommandError("an interval is for --watch: npfs status MOUNTPOINT --watch \(interval)") }
-            guard interval.isFinite, interval >= 0.1, interval <= 86_400 else {
-                throw CommandError("the interval must be from 0.1 to 86400 seconds")
-            }
-        }
+        _ = try operands()
         if watch && json { throw CommandError("--watch and --json do not go together") }
     }
 
@@ -135,6 +147,7 @@ struct StatusCommand: ParsableCommand {
     }
 
     func run() throws {
+        let (mountpoint, interval) = try operands()
         let mount = try NpfsMount.checked(absolutePath(mountpoint))
         if watch {
             throw ExitCode(try StatusWatch(mount: mount, interval: interval ?? 1, clients: clients).run())

@@ -70,8 +70,9 @@ struct StatusWatch {
             text += line
             if clients { text += pipes[index].clientLines(now: seconds) }
         }
+        guard isatty(STDOUT_FILENO) == 1 else { return text }
         let every = interval == interval.rounded() ? String(Int(interval)) : String(interval)
-        return text + "every \(every) s" + (isatty(STDOUT_FILENO) == 1 ? "; q or Ctrl-C ends" : "") + "\n"
+        return text + "every \(every) s; q or Ctrl-C ends\n"
     }
 
     private enum Wake { case timeout, quit, interrupted, terminated }

@@ -259,9 +259,17 @@ func setxattrErrno(_ path: String, _ name: String, _ value: String) -> Int32 {
             #expect(watch.signal(SIGTERM))
             #expect(watch.wait(timeout: 5) == 0)
             #expect(watch.output.contains("NAME  MODE  READERS  WRITERS") && !watch.output.contains("\u{1B}["), "\(watch.output.prefix(400))")
-            for bad in [["--watch", "0"], ["--watch", "--json"], ["2"]] {
+            #expect(!watch.output.contains("every "), "the interval line is for a terminal")
+            for bad in [["--watch", "0"], ["--watch", "--json"], ["2"], ["--watch=x"]] {
                 let result = try ChildProcess.run([TestMount.binary, "status", mount.directory] + bad, timeout: 10)
                 #expect(result.status != 0 && result.output.split(separator: "\n").count == 1, "\(bad): \(result.output)")
+            }
+            // Issue 12, item 16: the interval before the mount point (as `watch -n`), and `--watch=`.
+            for arguments in [["--watch", "0.2", mount.directory], ["--watch=0.2", mount.directory], [mount.directory, "--watch=0.2"]] {
+                let other = try ChildProcess([TestMount.binary, "status"] + arguments)
+                #expect(eventually { other.output.components(separatedBy: "== ").count > 2 }, "\(arguments): \(other.output.prefix(300))")
+                #expect(other.signal(SIGTERM))
+                #expect(other.wait(timeout: 5) == 0, "\(arguments)")
             }
         }
     }

@@ -20,6 +20,31 @@ import Testing
         }
     }
 
+    /// Issue 12, item 18: errors name what was wrong.
+    @Test func errorsNameTheKeyTheRangeAndTheReason() throws {
+        try TestMount.with { mount in
+            let p = mount.path("P")
+            let fd = open(p, O_RDWR)
+            defer { close(fd) }
+            #expect(Sys.write(fd, Array("hello".utf8)) == .ok(5))
+            for (arguments, message) in [
+                (["set", p, "capacity=lots"], "npfs: bad capacity 'lots': give bytes with an optional K, M or G, from 4K to 1G\n"),
+                (["set", p, "capacity=2G"], "npfs: bad capacity '2G': give bytes with an optional K, M or G, from 4K to 1G\n"),
+                (["set", p, "mode=fast"], "npfs: bad mode 'fast': give fifo or ring\n"),
+                (["set", p, "delivery=broadcast"], "npfs: \(p): busy: delivery changes only while the pipe is empty and no writer waits\n"),
+                (["set", mount.path(String(repeating: "n", count: 300)), "capacity=8K"], "the name is longer than 255 bytes\n"),
+            ] {
+                let result = try npfs(arguments)
+                #expect(result.status != 0 && result.output.hasSuffix(message), "\(arguments): \(result.output)")
+            }
+            // The root route reaches the unlisted attributes too, for those who may read the pipe.
+            #expect(try getfattr(mount.directory, "user.npfs.pipe.P.peek") == "hello")
+            #expect(try getfattr(mount.directory, "user.npfs.pipe.P.clients").contains(" access=read-write "))
+            var buffer = [UInt8](repeating: 0, count: 64)
+            #expect(getxattr(mount.directory, "user.npfs.pipe.NONE.peek", &buffer, buffer.count) == -1 && errno == ENOENT)
+        }
+    }
+
     /// Issue 8, item 3: `npfs peek` and `user.npfs.peek` show what the next read returns.
     @Test func peekPrintsTheOldestBytesAndLeavesThem() throws {
         try TestMount.with { mount in
@@ -72,9 +97,9 @@ import Testing
                 (["set", p, "capacity"], "not KEY=VALUE"),
                 (["set", p, "readers=3"], "not KEY=VALUE"),
                 (["set", p, "bogus=1"], "not KEY=VALUE"),
-                (["set", p, "capacity=lots"], "invalid value"),
+                (["set", p, "capacity=lots"], "bad capacity 'lots'"),
                 (["set", p, "capacity=8K"], "busy"),
-                (["set", p, "mode=pipe"], "invalid value"),
+                (["set", p, "mode=pipe"], "bad mode 'pipe'"),
                 (["set", mount.path("NONE"), "capacity=1M"], "not a live pipe"),
                 (["get", mount.path("NONE")], "not a live pipe"),
                 (["get", p, "bogus"], "unknown key"),
