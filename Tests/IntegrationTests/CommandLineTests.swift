@@ -183,14 +183,18 @@ import Testing
         }
     }
 
+    /// swift-argument-parser's generate-manual, built beside the binary under test by ./test.sh.
+    static var generateManual: String { (TestMount.binary as NSString).deletingLastPathComponent + "/generate-manual" }
+
     /// Issue 8, item 7: `./mount.sh --install` puts npfs on the PATH with its man page,
     /// generated from the command definitions, and bash and zsh completions.
-    @Test func installPutsTheManPageAndCompletionsInPlace() throws {
+    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: generateManual),
+                   "generate-manual is not built: ./test.sh builds it (swift build --product generate-manual)"))
+    func installPutsTheManPageAndCompletionsInPlace() throws {
         let prefix = try makeTemporaryDirectory()
         defer { _ = try? ChildProcess.run(["rm", "-rf", prefix], timeout: 10) }
-        let directory = (TestMount.binary as NSString).deletingLastPathComponent
         let environment = ["NPFS_NO_BUILD": "1", "NPFS_BIN": TestMount.binary, "NPFS_PREFIX": prefix,
-                           "NPFS_GENERATE_MANUAL": directory + "/generate-manual"]
+                           "NPFS_GENERATE_MANUAL": Self.generateManual]
         let install = try ChildProcess.run([TestMount.packageRoot + "/mount.sh", "--install"], timeout: 60, environment: environment)
         #expect(install.status == 0, "\(install.output)")
         #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: prefix + "/bin/npfs")) == TestMount.binary)
