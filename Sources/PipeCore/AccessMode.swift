@@ -14,4 +14,7 @@ public enum AccessMode: Sendable, Equatable {
 
     public var reads: Bool { self != .write }
     public var writes: Bool { self != .read }
+
+    /// The permission bits (of one class: owner, group or others) it needs: 4 read, 2 write.
+    public var permissionBits: UInt32 { (reads ? 4 : 0) | (writes ? 2 : 0) }
 }

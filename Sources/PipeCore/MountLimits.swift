@@ -121,6 +121,12 @@ public struct MountUsage: Sendable, Equatable {
         reservedByUser[owner] = total == 0 ? nil : total
     }
 
+    /// One open more (or fewer, with -1) made by `uid`, counted as `MountLimits.openCost` bytes.
+    mutating func countOpen(_ change: Int, uid: UInt32) {
+        opens += change
+        reserve(change * MountLimits.openCost, owner: uid)
+    }
+
     /// One live pipe more (or fewer, with -1) owned by `owner`.
     mutating func countPipe(_ change: Int, owner: UInt32) {
         pipes += change
@@ -165,7 +171,7 @@ public final class ByteBudget: Sendable {
             let held = used.byUser[uid, default: 0] - bytes
             used.byUser[uid] = held > 0 ? held : nil
             used.total -= bytes
-            if used.byUser.isEmpty { used.byUser.shrinkIfSparse() }
+            used.byUser.shrinkIfSparse()
         }
     }
 }

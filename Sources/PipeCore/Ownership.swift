@@ -22,9 +22,7 @@ public struct Ownership: Sendable, Equatable {
     /// owner's bits, a member of the group by the group's, anyone else by the others'.
     public func permits(_ caller: Caller, _ access: AccessMode) -> Bool {
         if caller.isRoot { return true }
-        var wanted: UInt32 = 0
-        if access.reads { wanted |= 4 }
-        if access.writes { wanted |= 2 }
+        let wanted = access.permissionBits
         let bits: UInt32
         if caller.uid == uid {
             bits = permissions >> 6

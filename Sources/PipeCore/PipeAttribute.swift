@@ -31,12 +31,18 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     /// Splits a root attribute name into the pipe's name and the attribute. Names are
     /// bytes: a pipe name that is not UTF-8 is matched byte for byte.
     public static func parseRootName(_ xattrName: [UInt8]) -> (pipe: [UInt8], attribute: PipeAttribute)? {
+        guard let (pipe, key) = splitRootName(xattrName), let attribute = PipeAttribute(rawValue: key) else { return nil }
+        return (pipe, attribute)
+    }
+
+    /// Splits a root attribute name, `user.npfs.pipe.NAME.KEY`, at its last dot into the
+    /// pipe's name (bytes, not empty) and the key, whatever the key is.
+    public static func splitRootName(_ xattrName: [UInt8]) -> (pipe: [UInt8], key: String)? {
         let prefix = Array(rootPrefix.utf8)
         guard xattrName.starts(with: prefix) else { return nil }
         let rest = xattrName.dropFirst(prefix.count)
-        guard let dot = rest.lastIndex(of: UInt8(ascii: ".")), dot != rest.startIndex,
-              let attribute = PipeAttribute(rawValue: String(decoding: rest[(dot + 1)...], as: UTF8.self)) else { return nil }
-        return (Array(rest[..<dot]), attribute)
+        guard let dot = rest.lastIndex(of: UInt8(ascii: ".")), dot != rest.startIndex else { return nil }
+        return (Array(rest[..<dot]), String(decoding: rest[(dot + 1)...], as: UTF8.self))
     }
 
     /// The value of a `user.npfs.set` request.
@@ -104,13 +110,17 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     public var allowedValues: String {
         switch self {
         case .capacity: "bytes with an optional K, M or G, from 4K to 1G"
-        case .mode: "fifo or ring"
-        case .overflow: "drop or overwrite"
-        case .framing: "stream or message"
-        case .delivery: "shared or broadcast"
-        case .openTimeout: "seconds, decimal, from 0 (wait for ever) to 31536000"
+        case .mode: Self.choices(PipeConfig.Mode.self)
+        case .overflow: Self.choices(PipeConfig.Overflow.self)
+        case .framing: Self.choices(PipeConfig.Framing.self)
+        case .delivery: Self.choices(PipeConfig.Delivery.self)
+        case .openTimeout: "seconds, decimal, from 0 (wait for ever) to \(Int(PipeConfig.maximumOpenTimeout))"
         default: "nothing: it is a figure, not a setting"
         }
+    }
+
+    private static func choices<T: RawRepresentable & CaseIterable>(_: T.Type) -> String where T.RawValue == String {
+        T.allCases.map(\.rawValue).joined(separator: " or ")
     }
 
     /// Why changing this setting can be busy (EBUSY), for error messages.

@@ -16,9 +16,7 @@ public enum PipeProtection: Int, Sendable, Equatable {
     public func refuses(_ caller: Caller, _ access: AccessMode, of ownership: Ownership, mountOwner: UInt32) -> Bool {
         guard self != .off, ownership.uid != caller.uid, ownership.uid != mountOwner else { return false }
         guard self == .group else { return true }
-        var wanted: UInt32 = 0
-        if access.reads { wanted |= 4 }
-        if access.writes { wanted |= 2 }
+        let wanted = access.permissionBits
         return !(caller.isMember(of: ownership.gid) && (ownership.permissions >> 3) & wanted == wanted)
     }
 }

@@ -81,10 +81,7 @@ extension PipeRegistry {
         let pipe = try livePipe(inode)
         guard pipe.ownership.permits(caller, .read) else { throw .permissionDenied }
         let reader = process.flatMap { process in
-            state.withLock { state in
-                state.handles.filter { $0.value.inode == inode && $0.value.access.reads && $0.value.client.pid == process }
-                    .keys.max { $0.rawValue < $1.rawValue }
-            }
+            opensByInode([inode])[inode]?.last { $0.1.access.reads && $0.1.client.pid == process }?.0
         }
         return pipe.peek(min(max, PipeAttribute.peekLimit), reader: reader)
     }

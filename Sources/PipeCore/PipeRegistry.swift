@@ -163,8 +163,7 @@ public final class PipeRegistry: Sendable {
                 node.pipe = pipe
                 node.opens += 1
                 state.nodes[inode] = node
-                state.usage.opens += 1
-                state.usage.reserve(MountLimits.openCost, owner: caller.uid)
+                state.usage.countOpen(1, uid: caller.uid)
                 state.handles[handle] = OpenFile(pipe: pipe, inode: inode, access: access,
                                                  client: client ?? ClientIdentity(pid: caller.pid, uid: caller.uid, command: ""),
                                                  since: .now(), hangUpVersion: hangUpVersion, uid: caller.uid)
@@ -304,8 +303,7 @@ extension PipeRegistry.State {
     mutating func removeHandle(_ handle: PipeHandle) -> PipeRegistry.OpenFile? {
         guard let open = handles.removeValue(forKey: handle) else { return nil }
         handles.shrinkIfSparse()
-        usage.opens -= 1
-        usage.reserve(-MountLimits.openCost, owner: open.uid)
+        usage.countOpen(-1, uid: open.uid)
         return open
     }
 

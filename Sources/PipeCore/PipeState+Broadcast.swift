@@ -151,7 +151,7 @@ extension PipeState {
     private mutating func loseForEveryReader(_ count: Int) {
         guard count > 0 else { return }
         dropped += UInt64(count)
-        for handle in Array(cursors.keys) { cursors[handle]?.lost += UInt64(count) }
+        for index in cursors.values.indices { cursors.values[index].lost += UInt64(count) }
     }
 
     /// Drops the `count` oldest buffered bytes; readers still behind them lose them.
@@ -197,10 +197,11 @@ struct ReadMarks {
 
     /// How many bytes of `range` no reader read.
     func unread(_ range: Range<UInt64>) -> UInt64 {
-        var count = range.upperBound - min(range.upperBound, max(range.lowerBound, highest))
-        let below = range.lowerBound..<min(range.upperBound, max(range.lowerBound, highest))
+        // Past `highest` nothing was read; below it, only the gaps were not.
+        let split = min(range.upperBound, max(range.lowerBound, highest))
+        var count = range.upperBound - split
         for gap in gaps[head...] {
-            let (low, high) = (max(gap.lowerBound, below.lowerBound), min(gap.upperBound, below.upperBound))
+            let (low, high) = (max(gap.lowerBound, range.lowerBound), min(gap.upperBound, split))
             if high > low { count += high - low }
         }
         return count

@@ -132,20 +132,14 @@ extension FuseFilesystem {
     /// or on the root as `user.npfs.pipe.NAME.clients` and `.peek`. nil for other names;
     /// ENOENT for a pipe name the kernel does not know.
     private func unlistedAttribute(_ name: [UInt8], on inode: UInt64) throws(Errno) -> (InodeNumber, String)? {
-        for attribute in [PipeAttribute.clientsName, PipeAttribute.peekName] {
-            if inode != InodeNumber.root.rawValue {
-                if name == Array(attribute.utf8) { return (InodeNumber(inode), attribute) }
-                continue
-            }
-            let suffix = Array(attribute.dropFirst(PipeAttribute.prefix.count).utf8)
-            let prefix = Array(PipeAttribute.rootPrefix.utf8)
-            guard name.count > prefix.count + suffix.count + 1, name.starts(with: prefix), name.suffix(suffix.count).elementsEqual(suffix),
-                  name[name.count - suffix.count - 1] == UInt8(ascii: ".") else { continue }
-            let pipe = Array(name[prefix.count..<(name.count - suffix.count - 1)])
-            guard let known = try knownInode(pipe) else { throw .noSuchFileOrDirectory }
-            return (known, attribute)
+        let unlisted = [PipeAttribute.clientsName, PipeAttribute.peekName]
+        guard inode == InodeNumber.root.rawValue else {
+            return unlisted.first { name == Array($0.utf8) }.map { (InodeNumber(inode), $0) }
         }
-        return nil
+        guard let (pipe, key) = PipeAttribute.splitRootName(name),
+              let attribute = unlisted.first(where: { $0 == PipeAttribute.prefix + key }) else { return nil }
+        guard let known = try knownInode(pipe) else { throw .noSuchFileOrDirectory }
+        return (known, attribute)
     }
 
     /// `removexattr`: npfs's attributes cannot be removed (EPERM); other `user.` names do
