@@ -63,6 +63,10 @@ let package = Package(
             dependencies: ["PipeCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
         .testTarget(
+            name: "PipeFuseTests",
+            dependencies: ["PipeFuse", "PipeCore"]
+        ),
+        .testTarget(
             name: "IntegrationTests",
             dependencies: ["CLinux", "NpfsClient"]
         ),

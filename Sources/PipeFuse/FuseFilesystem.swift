@@ -22,7 +22,7 @@ public final class FuseFilesystem: Sendable {
     private let owner: (uid: uid_t, gid: gid_t)
     private let mounted = Timestamp.now()
     /// Waiters that registered for interrupts, by the key libfuse hands back to the callback.
-    private let waiters = Mutex<[UInt64: FuseWaiter]>([:])
+    private let waiters = WaiterTable<FuseWaiter>()
     private let nextWaiterID = Atomic<UInt64>(1)
     /// `ls` snapshots: the live pipes when the directory was opened, by directory handle.
     private let listings = Mutex<(next: UInt64, open: [UInt64: [(inode: UInt64, name: [UInt8], isDirectory: Bool)]])>((1, [:]))
@@ -193,7 +193,8 @@ public final class FuseFilesystem: Sendable {
         let creating = registry.configuration.protection != .off && OpenIntent.usedCreate(thread: caller.pid, flags: flags)
         let client = ClientIdentity.of(caller)
         let waiter = makeWaiter(request, inode: inode)
-        switch registry.open(inode, flags: flags, caller: caller, waiter: waiter, client: client, creating: creating) {
+        let attempt = registry.open(inode, flags: flags, caller: caller, waiter: waiter, client: client, creating: creating)
+        switch attempt {
         case .done(let reply):
             waiter.resume(reply)
         case .queued:
@@ -205,7 +206,9 @@ public final class FuseFilesystem: Sendable {
                 if let waiter { registry.expire(waiter, inode: inode) }
             }
         case .mustWait, .answered:
-            break
+            // Not an open's answers: the core kept no reference, so the waiter is freed
+            // here and its request answered EIO (see `FuseWaiter`).
+            assertionFailure("an open answered \(attempt)")
         }
     }
 
@@ -223,6 +226,8 @@ public final class FuseFilesystem: Sendable {
         case .mustWait, .queued:
             let waiter = makeWaiter(request, inode: InodeNumber(inode))
             let attempt = registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter) { waiter.resume(reading: $0) }
+            // .queued and .answered: the core holds or answered the waiter; .mustWait cannot
+            // come with a waiter, and would free it unanswered (EIO, see `FuseWaiter`).
             if case .done(let reply) = attempt { waiter.resume(reply) }
         }
     }
@@ -267,18 +272,13 @@ public final class FuseFilesystem: Sendable {
         let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
         let raw = request.raw
         let waiter = FuseWaiter(request, id: id, inode: inode, filesystem: self)
-        waiters.withLock { $0[id] = waiter }
+        waiters.insert(waiter, id: id)
         FuseRequest.registerInterrupt(raw, key: id)
         return waiter
     }
 
-    /// Called by `FuseWaiter` just before it replies.
-    func forgetWaiter(_ id: UInt64) {
-        waiters.withLock { waiters in
-            waiters[id] = nil
-            waiters.shrinkIfSparse()
-        }
-    }
+    /// Called by `FuseWaiter` just before it replies, and as it is freed.
+    func forgetWaiter(_ id: UInt64) { waiters.remove(id) }
 
     /// How long a name may stay idle (looked up, no live pipe) before the kernel is asked
     /// to forget it.
@@ -299,14 +299,18 @@ public final class FuseFilesystem: Sendable {
     /// The interrupt callback: runs inside libfuse with the request's lock held, so it only
     /// marks the waiter and hands the withdrawal (which replies) to another thread.
     func interrupted(_ id: UInt64) {
-        guard let waiter = waiters.withLock({ $0[id] }) else { return }
+        guard let waiter = waiters[id] else { return }
         waiter.markInterrupted()
         let registry = self.registry
         DispatchQueue.global().async { registry.interrupt(waiter, inode: waiter.inode) }
     }
 
-    /// Shutdown: answers every waiting request; from now on nothing waits.
-    public func shutDown() { registry.close() }
+    /// Shutdown: answers every waiting request (and EIO to any the core no longer knew);
+    /// from now on nothing waits.
+    public func shutDown() {
+        registry.close()
+        for waiter in waiters.drain() { waiter.abandon() }
+    }
 }
 
 /// XATTR_CREATE from <sys/xattr.h>: fail if the attribute exists.

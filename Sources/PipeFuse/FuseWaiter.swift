@@ -5,6 +5,8 @@ import Synchronization
 ///
 /// The core resumes it exactly once, from whichever thread made the pipe ready; an
 /// interrupt marks it and asks the core to withdraw it (see `FuseFilesystem.interrupted`).
+/// Only the core's queue keeps it alive (see `WaiterTable`): one dropped unresumed
+/// answers its request EIO as it goes (a debug build stops there).
 final class FuseWaiter: PipeWaiter {
     let id: UInt64
     let inode: InodeNumber
@@ -46,6 +48,16 @@ final class FuseWaiter: PipeWaiter {
             request.send(reply)
         }
     }
+
+    /// Shutdown: a request still waiting after every pipe answered its waiters is a bug;
+    /// it is answered EIO rather than left hanging.
+    func abandon() {
+        guard let request = request.withLock({ $0.take() }) else { return }
+        assertionFailure("a waiting request outlived the shutdown")
+        request.fail(.ioError)
+    }
+
+    deinit { filesystem.forgetWaiter(id) }
 }
 
 /// The kernel's wish to hear when an open's poll readiness changes.

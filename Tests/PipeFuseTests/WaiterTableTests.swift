@@ -1,0 +1,46 @@
+import Testing
+@testable import PipeFuse
+
+/// The table of waiting requests must never be what keeps one alive: a waiter the core
+/// lets go of unresumed has to be freed, so that its request is answered (EIO) rather
+/// than its caller left hanging (issue 12, item 13).
+@Suite struct WaiterTableTests {
+    final class Waiter: Sendable {
+        let freed: @Sendable () -> Void
+        init(freed: @escaping @Sendable () -> Void) { self.freed = freed }
+        deinit { freed() }
+    }
+
+    final class Flag: @unchecked Sendable { var raised = false }
+
+    @Test func aWaiterNobodyElseHoldsIsFreed() {
+        let table = WaiterTable<Waiter>()
+        let flag = Flag()
+        do {
+            let waiter = Waiter { flag.raised = true }
+            table.insert(waiter, id: 7)
+            #expect(table[7] === waiter)
+        }
+        #expect(flag.raised, "the table kept a waiter alive")
+        #expect(table[7] == nil)
+    }
+
+    @Test func shutdownTakesTheWaitersStillAlive() {
+        let table = WaiterTable<Waiter>()
+        let held = Waiter {}
+        table.insert(held, id: 1)
+        table.insert(Waiter {}, id: 2)
+        let left = table.drain()
+        #expect(left.count == 1 && left.first === held)
+        #expect(table.count == 0 && table[1] == nil)
+    }
+
+    @Test func aRemovedWaiterIsNotFound() {
+        let table = WaiterTable<Waiter>()
+        let waiter = Waiter {}
+        table.insert(waiter, id: 3)
+        table.remove(3)
+        #expect(table[3] == nil && table.count == 0)
+        #expect(table.drain().isEmpty)
+    }
+}
