@@ -14,7 +14,8 @@ extension PipeRegistry {
     /// pipes along (root's choice, over the limits or not).
     public func changeOwnership(of inode: InodeNumber, by caller: Caller, permissions: UInt32?, uid: UInt32?,
                                 gid: UInt32?) throws(Errno) -> Ownership {
-        try state.withLock { (state: inout State) throws(Errno) -> Ownership in
+        let caller = gid.map { caller.readingGroups(for: $0) } ?? caller   // chgrp: before the lock
+        return try state.withLock { (state: inout State) throws(Errno) -> Ownership in
             guard var node = state.nodes[inode], let pipe = node.pipe else { throw .noSuchFileOrDirectory }
             let ownership = try pipe.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)
             if ownership.uid != node.reservedBy {
@@ -44,17 +45,25 @@ extension PipeRegistry {
     /// `getfattr`: one attribute's value. ENOENT if the pipe is not live, EACCES if
     /// `caller` may not read the pipe.
     public func attribute(_ attribute: PipeAttribute, of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
+        var caller = caller
         let status = try livePipe(inode).status
-        guard status.ownership.permits(caller, .read) else { throw .permissionDenied }
+        guard Self.mayRead(status.ownership, &caller) else { throw .permissionDenied }
         return attribute.value(in: status)
     }
 
     /// `user.npfs.clients`: the pipe's opens, oldest first. ENOENT if the pipe is not
     /// live, EACCES if `caller` may not read it.
     public func clients(of inode: InodeNumber, caller: Caller) throws(Errno) -> [PipeClient] {
+        var caller = caller
         let pipe = try livePipe(inode)
-        guard pipe.ownership.permits(caller, .read) else { throw .permissionDenied }
+        guard Self.mayRead(pipe.ownership, &caller) else { throw .permissionDenied }
         return Self.clients(opensByInode([inode])[inode] ?? [])
+    }
+
+    /// Whether `caller` may read a pipe's figures, clients and bytes: as it may open it for
+    /// reading. Reads the caller's groups if they decide: never call it with a lock held.
+    static func mayRead(_ ownership: Ownership, _ caller: inout Caller) -> Bool {
+        caller.deciding(about: ownership.gid) { ownership.permits($0, .read) }
     }
 
     /// The opens of the given pipes, each pipe's oldest first, as the registry holds them.
@@ -78,8 +87,9 @@ extension PipeRegistry {
     /// newest open that reads, or, if it has none, by the pipe's newest reader (see
     /// `PipeState.peek`). ENOENT if the pipe is not live, EACCES if `caller` may not read it.
     public func peek(_ inode: InodeNumber, max: Int, caller: Caller, process: Int32? = nil) throws(Errno) -> [UInt8] {
+        var caller = caller
         let pipe = try livePipe(inode)
-        guard pipe.ownership.permits(caller, .read) else { throw .permissionDenied }
+        guard Self.mayRead(pipe.ownership, &caller) else { throw .permissionDenied }
         let reader = process.flatMap { process in
             opensByInode([inode])[inode]?.last { $0.1.access.reads && $0.1.client.pid == process }?.0
         }

@@ -118,30 +118,55 @@ public final class PipeRegistry: Sendable {
     /// by `caller`; EACCES if the pipe's permission bits do not let `caller` open it so, or
     /// if the open was made with O_CREAT (`creating`) and `protection` refuses it.
     /// `client` names the process for `npfs status --clients` (by default, the caller's ids).
+    ///
+    /// The caller's supplementary groups are read only where the pipe's owner and bits
+    /// make them decide, and never under the lock: a first try that finds it needs them
+    /// changes nothing, and the open is tried again with them read.
     public func open(_ inode: InodeNumber, flags: Int32, caller: Caller, waiter: any PipeWaiter,
                      client: ClientIdentity? = nil, creating withCreate: Bool = false) -> Attempt {
         guard let access = AccessMode(openFlags: flags) else { return .done(.failed(.invalidArgument)) }
+        var caller = caller
+        for _ in 0..<2 {   // groups read once make every later decision answerable
+            switch tryOpen(inode, access: access, flags: flags, caller: caller, waiter: waiter, client: client,
+                           creating: withCreate) {
+            case .attempt(let attempt): return attempt
+            case .needsGroups(let group): caller = caller.readingGroups(for: group)
+            }
+        }
+        return .done(.failed(.ioError))
+    }
+
+    private enum OpenTry {
+        case attempt(Attempt)
+        /// The permission depends on membership of this group: read the caller's groups.
+        case needsGroups(UInt32)
+    }
+
+    private func tryOpen(_ inode: InodeNumber, access: AccessMode, flags: Int32, caller: Caller, waiter: any PipeWaiter,
+                         client: ClientIdentity?, creating withCreate: Bool) -> OpenTry {
         let nonblocking = flags & O_NONBLOCK != 0
         var deliveries = Deliveries()
-        let attempt: Attempt = state.withLock { state in
-            guard var node = state.nodes[inode] else { return .done(.failed(.noSuchFileOrDirectory)) }
-            if state.closed { return .done(.failed(.noSuchAddressOrDevice)) }
+        let attempt: OpenTry = state.withLock { state in
+            guard var node = state.nodes[inode] else { return .attempt(.done(.failed(.noSuchFileOrDirectory))) }
+            if state.closed { return .attempt(.done(.failed(.noSuchAddressOrDevice))) }
             let ownership = node.pipe?.ownership ?? defaultOwnership(for: caller)
-            guard ownership.permits(caller, access) else { return .done(.failed(.permissionDenied)) }
-            if withCreate && node.pipe != nil
-                && configuration.protection.refuses(caller, access, of: ownership, mountOwner: configuration.mountOwner) {
-                return .done(.failed(.permissionDenied))
+            let protection = withCreate && node.pipe != nil ? configuration.protection : .off
+            let permitted = caller.answer(about: ownership.gid) { caller in
+                ownership.permits(caller, access)
+                    && !protection.refuses(caller, access, of: ownership, mountOwner: configuration.mountOwner)
             }
+            guard let permitted else { return .needsGroups(ownership.gid) }
+            guard permitted else { return .attempt(.done(.failed(.permissionDenied))) }
             let creating = node.pipe == nil
             let capacity = configuration.pipe.capacity
             // A new pipe reserves its capacity for its owner, the caller; every open costs
             // its opener `openCost` bytes of memory.
             let limits = configuration.limits
             if creating, let error = state.usage.admits(capacity: capacity + MountLimits.openCost, owner: ownership.uid, limits) {
-                return .done(.failed(error))
+                return .attempt(.done(.failed(error)))
             }
             if !creating, let error = state.usage.fits(extra: MountLimits.openCost, owner: caller.uid, limits) {
-                return .done(.failed(error))
+                return .attempt(.done(.failed(error)))
             }
             if creating { node.name = node.lastLookedUp }
             let pipe = node.pipe ?? Pipe(config: configuration.pipe, ownership: ownership, budget: waitingBudget)
@@ -168,7 +193,7 @@ public final class PipeRegistry: Sendable {
                                                  client: client ?? ClientIdentity(pid: caller.pid, uid: caller.uid, command: ""),
                                                  since: .now(), hangUpVersion: hangUpVersion, uid: caller.uid)
             }
-            return attempt
+            return .attempt(attempt)
         }
         deliveries.deliver()
         return attempt

@@ -87,7 +87,7 @@ extension PipeRegistry {
     /// `caller` may read, as many whole records as fit in `size` bytes, and never none while
     /// one remains (the reply is then too long for `size`: ERANGE).
     public func statusPage(from inode: UInt64, size: Int, caller: Caller) -> [UInt8] {
-        let caller = caller.lookingUpGroupsOnce()
+        var caller = caller
         let pipes = state.withLock { state in
             state.nodes.values.compactMap { node in
                 node.inode.rawValue >= inode ? node.pipe.map { (node.inode.rawValue, node.name.bytes, $0) } : nil
@@ -98,7 +98,8 @@ extension PipeRegistry {
         var readable: [(inode: UInt64, name: [UInt8], status: Pipe.Status)] = []
         for (inode, name, pipe) in pipes where readable.count < StatusPage.maximumSize / 100 {
             let status = pipe.status
-            if status.ownership.permits(caller, .read) { readable.append((inode, name, status)) }
+            // The caller's groups are read (with no lock held) once, if some pipe needs them.
+            if Self.mayRead(status.ownership, &caller) { readable.append((inode, name, status)) }
         }
         let opens = opensByInode(Set(readable.map { InodeNumber($0.inode) }))
         var page: [UInt8] = []

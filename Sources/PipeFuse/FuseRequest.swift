@@ -21,12 +21,11 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         fuse_reply_err(raw, EIO)
     }
 
-    /// The process that sent the request. Its supplementary groups are read (from /proc,
-    /// by libfuse) only if a decision asks for them, while the request is being handled.
+    /// The process that sent the request, as a plain value: its supplementary groups are
+    /// read from /proc by its thread id, and only where a decision needs them.
     var caller: Caller {
-        let request = UncheckedRequest(raw: raw)
         guard let context = fuse_req_ctx(raw)?.pointee else { return Caller(uid: .max, gid: .max) }
-        return Caller(uid: context.uid, gid: context.gid, pid: context.pid) { request.groups() }
+        return Caller(uid: context.uid, gid: context.gid, pid: context.pid, groupReader: SupplementaryGroups.of)
     }
 
     // MARK: Replies
@@ -169,23 +168,5 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
             assertionFailure("an open's reply sent as a read's or write's")
             fail(.ioError)
         }
-    }
-}
-
-/// A request's handle for looking up its caller's groups during the handler.
-/// Unchecked Sendable: used only synchronously, while the request is being handled.
-private struct UncheckedRequest: @unchecked Sendable {
-    let raw: fuse_req_t
-
-    /// fuse_req_getgroups: the calling thread's supplementary groups (empty if unknown).
-    func groups() -> [UInt32] {
-        var list = [gid_t](repeating: 0, count: 32)
-        var count = fuse_req_getgroups(raw, Int32(list.count), &list)
-        if count > Int32(list.count) {
-            list = [gid_t](repeating: 0, count: Int(count))
-            count = fuse_req_getgroups(raw, Int32(list.count), &list)
-        }
-        guard count > 0 else { return [] }
-        return list.prefix(Int(min(count, Int32(list.count)))).map { UInt32($0) }
     }
 }

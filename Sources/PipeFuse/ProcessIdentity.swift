@@ -27,6 +27,26 @@ extension ClientIdentity {
     }
 }
 
+/// A thread's supplementary groups, from the `Groups:` line of `/proc/TID/status` (as
+/// libfuse's fuse_req_getgroups reads them); none if the thread is gone.
+enum SupplementaryGroups {
+    @Sendable static func of(thread: Int32) -> [UInt32] {
+        guard thread > 0 else { return [] }
+        let fd = open("/proc/\(thread)/status", O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return [] }
+        defer { close(fd) }
+        var text: [UInt8] = []
+        var chunk = [UInt8](repeating: 0, count: 4096)
+        while text.count < 1 << 20 {
+            let count = read(fd, &chunk, chunk.count)
+            if count < 0 && errno == EINTR { continue }
+            guard count > 0 else { break }
+            text += chunk[..<count]
+        }
+        return ProcStatus.groups(in: String(decoding: text, as: UTF8.self))
+    }
+}
+
 extension Substring {
     fileprivate func trimmingCharacters(in set: String) -> Substring {
         drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed().reduce(into: Substring()) { $0.append($1) }

@@ -1,3 +1,4 @@
+import Dispatch
 import PipeCore
 import Synchronization
 import SystemPackage
@@ -10,7 +11,7 @@ import Testing
 
     @Test func permissionClassesFollowGenericPermission() {
         let groupShared = Ownership(uid: 1001, gid: 500, permissions: 0o640)
-        let member = Caller(uid: 1002, gid: 1002, groups: { [500] })
+        let member = Caller(uid: 1002, gid: 1002, groups: [500])
         #expect(groupShared.permits(.alice, .readWrite))
         #expect(groupShared.permits(member, .read))
         #expect(!groupShared.permits(member, .write))
@@ -23,14 +24,62 @@ import Testing
         #expect(!Ownership(uid: 1001, gid: 1001, permissions: 0o602).permits(.bob, .read))
     }
 
-    @Test func groupsAreLookedUpOnlyWhenTheyDecide() {
-        let lookups = Mutex(0)
-        let caller = Caller(uid: 1002, gid: 1002, groups: { lookups.withLock { $0 += 1 }; return [] })
-        _ = Ownership(uid: 1001, gid: 500, permissions: 0o666).permits(caller, .readWrite)
-        _ = Ownership(uid: 1002, gid: 500, permissions: 0o600).permits(caller, .readWrite)
-        #expect(lookups.withLock { $0 } == 0, "group bits equal to the others', or the owner: no lookup")
-        _ = Ownership(uid: 1001, gid: 500, permissions: 0o660).permits(caller, .readWrite)
-        #expect(lookups.withLock { $0 } == 1)
+    @Test func groupsAreReadOnlyWhenTheyDecide() {
+        let reads = Mutex(0)
+        let caller = Caller(uid: 1002, gid: 1002, pid: 7) { _ in reads.withLock { $0 += 1 }; return [500] }
+        let sameBits = Ownership(uid: 1001, gid: 500, permissions: 0o666)
+        #expect(caller.answer(about: 500) { sameBits.permits($0, .readWrite) } == true)
+        let owned = Ownership(uid: 1002, gid: 500, permissions: 0o600)
+        #expect(caller.answer(about: 500) { owned.permits($0, .readWrite) } == true)
+        #expect(reads.withLock { $0 } == 0, "group bits equal to the others', or the owner: no read")
+        let shared = Ownership(uid: 1001, gid: 500, permissions: 0o660)
+        #expect(caller.answer(about: 500) { shared.permits($0, .readWrite) } == nil, "membership decides")
+        var reading = caller
+        #expect(reading.deciding(about: 500) { shared.permits($0, .readWrite) })
+        #expect(reading.deciding(about: 600) { Ownership(uid: 1001, gid: 600, permissions: 0o660).permits($0, .read) } == false)
+        #expect(reads.withLock { $0 } == 1, "read once, then kept")
+        #expect(reading.groups == [500])
+    }
+
+    @Test func groupsComeFromTheStatusLine() {
+        let status = "Name:\tbash\nUid:\t1002\t1002\t1002\t1002\nGroups:\t24 27 500 \nNgid:\t0\n"
+        #expect(ProcStatus.groups(in: status) == [24, 27, 500])
+        #expect(ProcStatus.groups(in: "Groups:\t\n") == [])
+        #expect(ProcStatus.groups(in: "Name:\tx\n") == [])
+    }
+
+    /// Issue 12, item 14: reading groups costs a read of /proc, which must never happen with
+    /// a lock held. The reader here checks, from another thread, that the registry and the
+    /// pipe can be used at that moment.
+    @Test func groupsAreReadWithNoLockHeld() throws {
+        let registry = PipeRegistry(configuration: .init(pipe: .defaults, protection: .group, mountOwner: 4000))
+        let inode = registry.lookup(try PipeName("TEAM"))
+        guard case .done(.opened) = registry.open(inode, flags: F.readWrite, caller: .alice, waiter: RecordingWaiter()) else {
+            Issue.record("alice's open"); return
+        }
+        _ = try registry.changeOwnership(of: inode, by: .root, permissions: 0o660, uid: nil, gid: 500)
+        let readsUnderLock = Mutex(0), reads = Mutex(0)
+        let carol = Caller(uid: 1003, gid: 1003, pid: 9) { _ in
+            reads.withLock { $0 += 1 }
+            let free = DispatchSemaphore(value: 0)
+            DispatchQueue.global().async {
+                _ = registry.usage
+                _ = try? registry.livePipe(inode).status
+                free.signal()
+            }
+            if free.wait(timeout: .now() + 2) == .timedOut { readsUnderLock.withLock { $0 += 1 } }
+            return [500]
+        }
+        guard case .done(.opened) = registry.open(inode, flags: F.write, caller: carol, waiter: RecordingWaiter(), creating: true) else {
+            Issue.record("carol is in the pipe's group"); return
+        }
+        #expect(throws: Never.self) { try registry.attribute(.buffered, of: inode, caller: carol) }
+        #expect(throws: Never.self) { try registry.clients(of: inode, caller: carol) }
+        #expect(throws: Never.self) { try registry.peek(inode, max: 10, caller: carol) }
+        #expect(!registry.statusPage(from: 0, size: StatusPage.maximumSize, caller: carol).isEmpty)
+        _ = try? registry.changeOwnership(of: inode, by: carol, permissions: nil, uid: nil, gid: 500)
+        #expect(reads.withLock { $0 } >= 5)
+        #expect(readsUnderLock.withLock { $0 } == 0, "groups were read with a lock held")
     }
 
     @Test func chmodAndChownFollowTheirManPages() throws {
@@ -40,7 +89,7 @@ import Testing
         #expect(throws: Errno.notPermitted) { try mine.changed(by: .alice, permissions: nil, uid: 1002, gid: nil) }
         #expect(try mine.changed(by: .alice, permissions: nil, uid: 1001, gid: nil) == mine, "chown to oneself")
         #expect(try mine.changed(by: .root, permissions: nil, uid: 1002, gid: 1002).uid == 1002)
-        let inTeam = Caller(uid: 1001, gid: 1001, groups: { [500] })
+        let inTeam = Caller(uid: 1001, gid: 1001, groups: [500])
         #expect(try mine.changed(by: inTeam, permissions: nil, uid: nil, gid: 500).gid == 500)
         #expect(throws: Errno.notPermitted) { try mine.changed(by: .alice, permissions: nil, uid: nil, gid: 500) }
         #expect(throws: Errno.notPermitted) { try mine.changed(by: .bob, permissions: nil, uid: nil, gid: 1002) }

@@ -6,7 +6,7 @@ import Testing
 /// user's live pipe is refused unless the pipe is shared with the caller through its group.
 @Suite struct ProtectionTests {
     static let team: UInt32 = 500
-    static let carol = Caller(uid: 1003, gid: 1003, groups: { [team] })
+    static let carol = Caller(uid: 1003, gid: 1003, groups: [team])
 
     func registry(_ protection: PipeProtection) throws -> (PipeRegistry, InodeNumber) {
         let registry = PipeRegistry(configuration: .init(pipe: .defaults, protection: protection, mountOwner: 4000))
