@@ -124,6 +124,11 @@ public final class Pipe: Sendable {
         state.withLock { $0.closeForShutdown(deliveries: &deliveries) }
     }
 
+    /// Fails the waiting opens (the mount was detached); returns their handles.
+    func failWaitingOpens(deliveries: inout Deliveries) -> [PipeHandle] {
+        state.withLock { $0.failWaitingOpens(deliveries: &deliveries) }
+    }
+
     // MARK: Data (called with no registry lock held)
 
     func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle? = nil,

@@ -79,8 +79,8 @@ public final class PipeRegistry: Sendable {
         var handles: [PipeHandle: OpenFile] = [:]
         var nextInode: UInt64 = 2
         var nextHandle: UInt64 = 1
-        /// Shutting down: opens fail ENXIO and no request waits.
-        var closed = false
+        /// Shutting down, or the mount detached: opens fail ENXIO.
+        var refusingOpens = false
         var usage = MountUsage()
         var idle = IdleNames()
         /// Idle names the kernel was asked to forget and has not yet.
@@ -148,7 +148,7 @@ public final class PipeRegistry: Sendable {
         var deliveries = Deliveries()
         let attempt: OpenTry = state.withLock { state in
             guard var node = state.nodes[inode] else { return .attempt(.done(.failed(.noSuchFileOrDirectory))) }
-            if state.closed { return .attempt(.done(.failed(.noSuchAddressOrDevice))) }
+            if state.refusingOpens { return .attempt(.done(.failed(.noSuchAddressOrDevice))) }
             let ownership = node.pipe?.ownership ?? defaultOwnership(for: caller)
             let protection = withCreate && node.pipe != nil ? configuration.protection : .off
             let permitted = caller.answer(about: ownership.gid) { caller in
@@ -243,13 +243,23 @@ public final class PipeRegistry: Sendable {
     /// Shutdown: answers every waiting request (waiting opens fail ENXIO, reads see end
     /// of file, writes return what they wrote or EPIPE) and from then on nothing waits:
     /// reads drain what is buffered and then see end of file, writes fail EPIPE, opens ENXIO.
-    public func close() {
+    public func close() { stop(waitingOnly: false) }
+
+    /// The mount was detached from every path (`fusermount3 -u -z`, `umount -l`) while
+    /// processes still hold it: no partner can come through a path any more, so waiting
+    /// opens fail ENXIO, as at shutdown, and so does every later open (through a directory
+    /// still held). Open pipes go on serving their reads and writes until the last close.
+    public func detach() { stop(waitingOnly: true) }
+
+    private func stop(waitingOnly: Bool) {
         var deliveries = Deliveries()
         state.withLock { state in
-            state.closed = true
+            state.refusingOpens = true
             for node in state.nodes.values {
                 guard let pipe = node.pipe else { continue }
-                for handle in pipe.closeForShutdown(deliveries: &deliveries) {
+                let abandoned = waitingOnly ? pipe.failWaitingOpens(deliveries: &deliveries)
+                                            : pipe.closeForShutdown(deliveries: &deliveries)
+                for handle in abandoned {
                     state.removeHandle(handle)
                     state.dropOpen(of: node.inode)
                 }

@@ -212,6 +212,19 @@ struct PipeState: ~Copyable {
 
     mutating func closeForShutdown(deliveries: inout Deliveries) -> [PipeHandle] {
         closed = true
+        let abandoned = failWaitingOpens(deliveries: &deliveries)
+        for wait in readWaiters { deliveries.resume(wait.waiter, with: .data([])) }
+        for wait in writeWaiters {
+            deliveries.resume(wait.waiter, with: wait.written > 0 ? .written(wait.written) : .failed(.brokenPipe))
+        }
+        readWaiters.removeAll()
+        writeWaiters.removeAll()
+        notifyPollers(&deliveries)
+        return abandoned
+    }
+
+    /// Fails every waiting open ENXIO (shutdown, or the mount detached); returns their handles.
+    mutating func failWaitingOpens(deliveries: inout Deliveries) -> [PipeHandle] {
         let abandoned = openWaiters.map(\.handle)
         for wait in openWaiters {
             removeReader(wait.handle, deliveries: &deliveries)
@@ -220,14 +233,7 @@ struct PipeState: ~Copyable {
             if wait.access.reads { readers -= 1 }
             if wait.access.writes { writers -= 1 }
         }
-        for wait in readWaiters { deliveries.resume(wait.waiter, with: .data([])) }
-        for wait in writeWaiters {
-            deliveries.resume(wait.waiter, with: wait.written > 0 ? .written(wait.written) : .failed(.brokenPipe))
-        }
         openWaiters.removeAll()
-        readWaiters.removeAll()
-        writeWaiters.removeAll()
-        notifyPollers(&deliveries)
         return abandoned
     }
 }

@@ -17,6 +17,8 @@ public final class FuseSession {
     private var mountpoint: String?
     private var closed = false
     private var handlersInstalled = false
+    /// Tells when the mount is detached while processes still hold it.
+    private let watch = MountWatch()
 
     /// Creates the session. `options` are FUSE `-o` options; `debug` makes libfuse log every request.
     public init(filesystem: FuseFilesystem, options: [String], debug: Bool) throws(Failure) {
@@ -53,12 +55,14 @@ public final class FuseSession {
     }
 
     /// Waits until the kernel's INIT has been answered (a stat of the mount point, served
-    /// by this session, returns), then runs `ready`; never if the mount fails. Call before `run`.
+    /// by this session, returns), then runs `ready` and starts watching for a lazy unmount;
+    /// never if the mount fails. Call before `run`.
     public func whenServing(_ ready: @escaping @Sendable () -> Void) {
         guard let path = mountpoint else { return }
-        DispatchQueue.global().async {
+        DispatchQueue.global().async { [watch] in
             var info = stat()
             guard stat(path, &info) == 0 else { return }
+            watch.start(device: info.st_dev)
             FuseLog.startEchoing()
             ready()
         }
@@ -73,7 +77,11 @@ public final class FuseSession {
     public func run(threads: Int, grace: Double = 2) -> Int32 {
         let housekeeping = DispatchSource.makeTimerSource(queue: .global())
         housekeeping.schedule(deadline: .now() + 1, repeating: 1)
-        housekeeping.setEventHandler { [filesystem] in filesystem.everySecond() }
+        housekeeping.setEventHandler { [filesystem, watch] in
+            filesystem.everySecond()
+            // Detached with pipes still open: waiting opens can no longer get a partner.
+            if watch.detachedNow() { filesystem.registry.detach() }
+        }
         housekeeping.resume()
         defer { housekeeping.cancel() }
         let result = ServingLoop(session: session).run(threads: threads)

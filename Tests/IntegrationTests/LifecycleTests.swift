@@ -71,6 +71,28 @@ import Testing
         }
     }
 
+    /// Issue 12, item 15: after a lazy unmount no partner can come by the path, so an open
+    /// waiting for one is answered ENXIO, as `npfs unmount` answers it, and the daemon
+    /// exits once the kernel lets go; a pipe already open goes on working until closed.
+    @Test func lazyUnmountAnswersAWaitingOpen() throws {
+        try TestMount.with { mount in
+            let cat = try ChildProcess(["cat", mount.path("NOBODY")])
+            let fd = open(mount.path("HELD"), O_RDWR)
+            #expect(fd >= 0)
+            #expect(eventually { livePipes(mount) == ["HELD", "NOBODY"] && cat.state == "S" })
+            let lazy = try ChildProcess.run(["fusermount3", "-u", "-z", mount.directory])
+            #expect(lazy.status == 0)
+            #expect(cat.wait(timeout: 5) == 1, "cat's open fails")
+            #expect(cat.output.contains("No such device or address"), "\(cat.output)")
+            #expect(mount.daemon.isRunning, "still serving the open pipe")
+            #expect(Sys.write(fd, [7]) == .ok(1))
+            var byte: UInt8 = 0
+            #expect(read(fd, &byte, 1) == 1 && byte == 7)
+            close(fd)
+            #expect(mount.daemon.wait(timeout: 5) == 0)
+        }
+    }
+
     @Test func mountShRecoversAStaleMountAfterKillDashNine() throws {
         try TestMount.with { mount in
             mount.daemon.signal(SIGKILL)

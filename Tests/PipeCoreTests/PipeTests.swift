@@ -272,6 +272,29 @@ import Testing
         #expect(f.openWaiting(F.readWrite).1 == .done(.failed(.noSuchAddressOrDevice)))
     }
 
+    /// Issue 12, item 15: a detached mount (lazy unmount) fails waiting and later opens
+    /// ENXIO, and leaves the pipes already open working.
+    @Test func detachingFailsWaitingOpensAndKeepsOpenPipes() throws {
+        let f = try F()
+        let (opener, _) = f.openWaiting(F.write)
+        let other = f.registry.lookup(try PipeName("Q"))
+        guard case .done(.opened(let handle)) = f.registry.open(other, flags: F.readWrite, caller: .alice, waiter: RecordingWaiter()) else {
+            Issue.record("open failed"); return
+        }
+        let reader = RecordingWaiter()
+        #expect(f.registry.read(handle, size: 10, offset: 0, flags: 0, waiter: reader) == .queued)
+        f.registry.detach()
+        #expect(opener.reply == .failed(.noSuchAddressOrDevice))
+        #expect(reader.reply == nil, "a waiting read still waits for its writer")
+        #expect(f.write(handle, [1, 2]) == .done(.written(2)))
+        #expect(reader.reply == .data([1, 2]))
+        #expect(f.openWaiting(F.readWrite).1 == .done(.failed(.noSuchAddressOrDevice)))
+        #expect(f.status == nil, "the pipe the failed open created is gone")
+        #expect(f.registry.isConsistent)
+        f.registry.release(handle)
+        #expect(f.registry.openCount == 0)
+    }
+
     @Test func opensAbandonedAtShutdownNoLongerCount() throws {
         let f = try F()
         _ = try f.open(F.read | F.nonblocking)

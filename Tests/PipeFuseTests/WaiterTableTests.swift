@@ -44,3 +44,17 @@ import Testing
         #expect(table.drain().isEmpty)
     }
 }
+
+/// Issue 12, item 15: a lazy unmount is noticed by the mount's device leaving the table.
+@Suite struct MountWatchTests {
+    @Test func aMountIsFoundByItsDevice() {
+        let table = """
+            22 1 0:21 / /proc rw,nosuid - proc proc rw
+            98 22 0:52 / /tmp/m\\040x rw,nosuid,nodev - fuse.npfs npfs rw,user_id=0
+            """
+        #expect(MountWatch.lists("0:52", in: table))
+        #expect(!MountWatch.lists("0:5", in: table))
+        #expect(!MountWatch.lists("0:53", in: table))
+        #expect(!MountWatch().detachedNow(), "nothing watched, nothing detached")
+    }
+}
