@@ -8,7 +8,8 @@
 # and 1M), and alternates the kernel FIFO and npfs in every measurement, swapping which
 # goes first each repetition. Prints each repetition, then medians with min-max and the
 # median of the per-repetition npfs/FIFO ratios; writes bench.json and bench.png (a chart
-# drawn with matplotlib, installed with pip if missing) into the output directory.
+# drawn with matplotlib: Debian's python3-matplotlib, installed with apt if missing; the
+# system Python's packages are never touched by pip) into the output directory.
 # Figures, not a test: nothing here passes or fails on speed. Needs root or fuse access.
 set -euo pipefail
 cd "$(dirname "$0")"
@@ -176,11 +177,20 @@ eval "exec ${READERS[1]}>&-"
 wait "$readers_pid"
 
 # Summary, JSON and chart.
-if ! python3 -c 'import matplotlib' 2>/dev/null; then
-    echo "bench.sh: installing matplotlib for the chart (pip)" >&2
-    python3 -m pip install --quiet matplotlib >&2 2>/dev/null || echo "bench.sh: no matplotlib: no chart" >&2
+# The chart needs matplotlib: the python3 on the PATH if it has it, else Debian's
+# (/usr/bin/python3 with python3-matplotlib, installed if missing).
+python=python3
+if ! python3 -c 'import matplotlib' 2>/dev/null && [[ -x /usr/bin/python3 ]]; then
+    python=/usr/bin/python3
+    if ! "$python" -c 'import matplotlib' 2>/dev/null; then
+        echo "bench.sh: installing python3-matplotlib for the chart (apt)" >&2
+        apt_get=(env DEBIAN_FRONTEND=noninteractive apt-get); [[ $(id -u) -eq 0 ]] || apt_get=(sudo -n "${apt_get[@]}")
+        { "${apt_get[@]}" install -y -qq python3-matplotlib >/dev/null 2>&1 \
+            || { "${apt_get[@]}" update -qq >/dev/null 2>&1 && "${apt_get[@]}" install -y -qq python3-matplotlib >/dev/null 2>&1; }; } \
+            || echo "bench.sh: python3-matplotlib could not be installed: no chart" >&2
+    fi
 fi
-python3 - "$raw" "$out" "$reps" "$size_mib" "$rounds" "$pipes" "$readers" "$(uname -r)" "$cpus" <<'PY'
+"$python" - "$raw" "$out" "$reps" "$size_mib" "$rounds" "$pipes" "$readers" "$(uname -r)" "$cpus" <<'PY'
 import json, statistics, sys, datetime
 raw, out, reps, size_mib, rounds, pipes, readers, kernel, cpus = sys.argv[1:]
 rows = [line.rstrip("\n").split("\t") for line in open(raw) if line.strip()]

@@ -1,17 +1,21 @@
 #!/usr/bin/env bash
 # Sets npfs up on this machine and mounts it.
 #
-#   ./mount.sh [MOUNTPOINT] [-o OPT[,OPT...]]   install what is missing, build, link npfs into
+#   ./mount.sh [MOUNTPOINT] [-o OPT[,OPT...]]   install what is missing, build, install npfs into
 #                                               /usr/local/bin, mount (default /mnt/example)
 #   ./mount.sh --build-only                     install what is missing and build, nothing else
-#   ./mount.sh --install                        install, build and link npfs into /usr/local/bin
-#                                               (for the shell, fstab and mount -t fuse.npfs), its
-#                                               man page npfs(1) and bash and zsh completions,
-#                                               without mounting
+#   ./mount.sh --install                        install what is missing, build, and install a copy
+#                                               of npfs into /usr/local/bin (for the shell, fstab
+#                                               and mount -t fuse.npfs), its man page npfs(1) and
+#                                               bash and zsh completions, without mounting
+#   ./mount.sh --uninstall                      remove all that --install put in place (mounts
+#                                               are left alone: unmount them with npfs unmount)
 #
 # Options and the mount point may come in any order. Safe to run again: an npfs already
 # mounted there is left as it is, and a stale mount left by a killed daemon ("Transport
 # endpoint is not connected") is cleared first. A failed mount leaves no directory behind.
+# /usr/local/bin/npfs is a copy, not a link into this clone's build folder: another clone,
+# a rebuild or a removed clone does not change the npfs that is installed.
 # NPFS_NO_BUILD=1 skips the build, NPFS_BIN=PATH uses that binary, NPFS_NO_LINK=1 leaves
 # /usr/local/bin alone, NPFS_PREFIX=DIR installs under DIR instead of /usr/local, and
 # NPFS_GENERATE_MANUAL=PATH is swift-argument-parser's generate-manual (all for tests).
@@ -23,13 +27,15 @@ fail() { echo "npfs: $*" >&2; exit 1; }
 
 build_only=0
 install_only=0
+uninstall=0
 mountpoint=""
 mount_args=()
 while [[ $# -gt 0 ]]; do
     case "$1" in
         --build-only) build_only=1; shift ;;
         --install) install_only=1; shift ;;
-        --help|-h) sed -n '2,17p' "$0"; exit 0 ;;
+        --uninstall) uninstall=1; shift ;;
+        --help|-h) sed -n '2,22p' "$0"; exit 0 ;;
         -o) [[ $# -ge 2 ]] || fail "-o needs a value (see ./mount.sh --help)"
             mount_args+=(-o "$2"); shift 2 ;;
         -o*) mount_args+=(-o "${1#-o}"); shift ;;
@@ -39,9 +45,26 @@ while [[ $# -gt 0 ]]; do
            mountpoint=$1; shift ;;
     esac
 done
-mountpoint=${mountpoint:-/mnt/example}
 
 as_root() { if [[ $(id -u) -eq 0 ]]; then "$@"; else sudo "$@"; fi }
+
+# What --install puts in place, under $NPFS_PREFIX or /usr/local.
+prefix=${NPFS_PREFIX:-/usr/local}
+installed_binary=$prefix/bin/npfs
+installed_files=("$prefix/share/man/man1/npfs.1" "$prefix/share/bash-completion/completions/npfs"
+                 "$prefix/share/zsh/site-functions/_npfs")
+
+if [[ $uninstall -eq 1 ]]; then
+    [[ $install_only -eq 0 && $build_only -eq 0 && -z "$mountpoint" && ${#mount_args[@]} -eq 0 ]] \
+        || fail "--uninstall takes no other argument"
+    removed=0
+    for file in "$installed_binary" "${installed_files[@]}"; do
+        if [[ -e "$file" || -L "$file" ]]; then as_root rm -f -- "$file"; echo "npfs: removed $file"; removed=1; fi
+    done
+    [[ $removed -eq 1 ]] || echo "npfs: nothing installed under $prefix"
+    exit 0
+fi
+mountpoint=${mountpoint:-/mnt/example}
 
 missing=()
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
@@ -67,14 +90,17 @@ fi
 
 # `npfs` on the PATH, for the README's commands; mount(8) finds its helpers in
 # /usr/local/bin too (its PATH is /usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin).
-prefix=${NPFS_PREFIX:-/usr/local}
-link=$prefix/bin/npfs
+# A copy, put in place by a rename: a daemon running the previous one keeps it.
 if [[ "${NPFS_NO_LINK:-0}" == 1 ]]; then
     :
-elif [[ -e "$link" && ! -L "$link" ]]; then
-    echo "npfs: $link exists and is not a link; left as it is" >&2
-elif [[ "$(readlink "$link" 2>/dev/null)" != "$bin" ]]; then
-    if as_root mkdir -p "$(dirname "$link")" && as_root ln -sfn "$bin" "$link"; then echo "npfs: linked $link -> $bin"; else echo "npfs: could not link $link" >&2; fi
+elif [[ -L "$installed_binary" ]] || ! cmp -s "$bin" "$installed_binary"; then
+    staged="$installed_binary.new.$$"
+    if as_root install -D -m 0755 "$bin" "$staged" && as_root mv -f -- "$staged" "$installed_binary"; then
+        echo "npfs: installed $installed_binary"
+    else
+        as_root rm -f -- "$staged" 2>/dev/null || true
+        echo "npfs: could not install $installed_binary" >&2
+    fi
 fi
 if [[ $install_only -eq 1 ]]; then
     # The man page, from the command definitions (swift-argument-parser's generate-manual),
@@ -87,11 +113,14 @@ if [[ $install_only -eq 1 ]]; then
     pages=$(mktemp -d)
     trap 'rm -rf "$pages"' EXIT
     "$generate" "$bin" --output-directory "$pages" --section 1 >/dev/null
+    # OPTIONS (every -o), FILES, EXAMPLES and SEE ALSO, which generate-manual cannot make.
+    "$bin" finish-manual < "$pages/npfs.1" > "$pages/npfs.1.finished"
+    mv "$pages/npfs.1.finished" "$pages/npfs.1"
     "$bin" --generate-completion-script bash > "$pages/npfs.bash"
     "$bin" --generate-completion-script zsh > "$pages/_npfs"
-    as_root install -D -m 0644 "$pages/npfs.1" "$prefix/share/man/man1/npfs.1"
-    as_root install -D -m 0644 "$pages/npfs.bash" "$prefix/share/bash-completion/completions/npfs"
-    as_root install -D -m 0644 "$pages/_npfs" "$prefix/share/zsh/site-functions/_npfs"
+    as_root install -D -m 0644 "$pages/npfs.1" "${installed_files[0]}"
+    as_root install -D -m 0644 "$pages/npfs.bash" "${installed_files[1]}"
+    as_root install -D -m 0644 "$pages/_npfs" "${installed_files[2]}"
     echo "npfs: installed $prefix/share/man/man1/npfs.1 (man npfs) and bash and zsh completions"
     exit 0
 fi

@@ -6,9 +6,16 @@ set -euo pipefail
 cd "$(dirname "$0")"
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
 ./mount.sh --build-only
-# The tests also drive getfattr/setfattr (Debian's attr package), as users would.
-if ! command -v setfattr >/dev/null 2>&1; then
-    if [[ $(id -u) -eq 0 ]]; then apt-get install -y -qq attr >/dev/null; else sudo apt-get install -y -qq attr >/dev/null; fi
+# The tests also drive getfattr/setfattr (Debian's attr package), as users would, check
+# that zsh parses the zsh completion, and that groff renders the man page without warnings.
+missing=()
+command -v setfattr >/dev/null 2>&1 || missing+=(attr)
+command -v zsh >/dev/null 2>&1 || missing+=(zsh)
+command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+if [[ ${#missing[@]} -gt 0 ]]; then
+    apt_get=(env DEBIAN_FRONTEND=noninteractive apt-get); [[ $(id -u) -eq 0 ]] || apt_get=(sudo "${apt_get[@]}")
+    "${apt_get[@]}" install -y -qq "${missing[@]}" >/dev/null \
+        || { "${apt_get[@]}" update -qq && "${apt_get[@]}" install -y -qq "${missing[@]}" >/dev/null; }
 fi
 # The man page test runs swift-argument-parser's generate-manual, as ./mount.sh --install does.
 swift build --product generate-manual >/dev/null

@@ -8,17 +8,9 @@ struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "mount",
         abstract: "Mount npfs on MOUNTPOINT (an existing, empty directory).",
-        discussion: """
-            Options for -o: capacity=SIZE (bytes per pipe, K/M/G suffixes, 4K to 1G; default 64K), \
-            mode=fifo|ring, overflow=drop|overwrite (ring mode), framing=stream|message, \
-            delivery=shared|broadcast (broadcast: every reader gets every byte written after its open), \
-            open_timeout=SECONDS (an open waiting for its partner fails ETIMEDOUT after this; 0: never), ignore_case, \
-            pipe_mode=OCTAL (a new pipe's permission bits, default 0666; its owner is its creator), \
-            max_pipes=N, max_memory=SIZE, user_max_memory=SIZE, max_capacity=SIZE, max_idle_names=N (limits; see the README), \
-            threads=N (threads serving requests, 1 to 64; default one per CPU, 2 to 8), \
-            and the standard FUSE options allow_other, allow_root, auto_unmount, default_permissions, \
-            fsname=, subtype=, max_read=BYTES, ro, rw, nosuid, nodev, noexec, noatime, sync, async, dirsync.
-            """
+        discussion: "Options for -o, described under OPTIONS in npfs(1): "
+            + MountOptions.catalogue.map(\.synopsis).joined(separator: ", ")
+            + "; fstab words such as defaults, noauto and nofail are accepted and ignored."
     )
 
     @Flag(name: [.customShort("f"), .long], help: "Stay in the foreground until unmounted or signalled.")
@@ -27,11 +19,12 @@ struct MountCommand: ParsableCommand {
     @Flag(name: [.customShort("d"), .long], help: "Log every FUSE request to standard error (implies -f).")
     var debug = false
 
-    @Option(name: .customShort("o"), help: ArgumentHelp("Mount options, comma-separated.", valueName: "OPT[,OPT...]"))
+    @Option(name: .customShort("o"), help: ArgumentHelp("Mount options, comma-separated (see OPTIONS in npfs(1)).", valueName: "OPT[,OPT...]"),
+            completion: Completions.mountOptions)
     var options: [String] = []
 
-    @Argument(help: ArgumentHelp("Where to mount: an existing, empty directory. mount(8) and fstab pass a source first (e.g. `none`), which is ignored.",
-                                 valueName: "[SOURCE] MOUNTPOINT"))
+    @Argument(help: ArgumentHelp("Where to mount: an existing, empty directory. mount(8) and fstab pass a source first (such as none), which is ignored.",
+                                 valueName: "[SOURCE] MOUNTPOINT"), completion: .directory)
     var paths: [String] = []
 
     /// The last path; a first one is the source mount(8) passes for fstab entries.

@@ -11,11 +11,21 @@ struct Npfs: ParsableCommand {
         commandName: "npfs",
         abstract: "A FUSE filesystem in which every path is a named pipe.",
         discussion: """
-            `npfs MOUNTPOINT` is `npfs mount MOUNTPOINT`. Then `cat MOUNTPOINT/NAME` waits \
-            for a writer and `echo hi > MOUNTPOINT/NAME` feeds it, as with mkfifo(1).
+            Every path under an npfs mount is a named pipe. The first open of a name creates \
+            its pipe, owned by the opener; later opens share it, the last close frees it, and \
+            ls lists the live pipes. By default a pipe behaves as a FIFO, as fifo(7) and pipe(7) \
+            describe: an open waits for the other end, a read waits for data and returns end of \
+            file once every writer has closed, a write waits for room and fails EPIPE once every \
+            reader has closed, and O_NONBLOCK gives EAGAIN and ENXIO instead of waiting. Per mount \
+            (mount -o) and per live pipe (npfs set, or setfattr on user.npfs attributes) a pipe \
+            can be a ring that never waits and drops or overwrites what does not fit, frame each \
+            write as one message, give every reader every byte (broadcast), and change its \
+            capacity and open timeout. npfs status shows the live pipes, their settings, figures \
+            and clients. npfs MOUNTPOINT is npfs mount MOUNTPOINT.
             """,
         version: "npfs \(version)",
-        subcommands: [MountCommand.self, UnmountCommand.self, StatusCommand.self, SetCommand.self, GetCommand.self, PeekCommand.self],
+        subcommands: [MountCommand.self, UnmountCommand.self, StatusCommand.self, SetCommand.self, GetCommand.self, PeekCommand.self,
+                      ManualCommand.self],
         defaultSubcommand: MountCommand.self
     )
 

@@ -17,10 +17,11 @@ struct SetCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("The pipe: MOUNTPOINT/NAME, or NAME in the current directory.", valueName: "PIPE"))
+    @Argument(help: ArgumentHelp("The pipe: MOUNTPOINT/NAME, or NAME in the current directory.", valueName: "PIPE"),
+              completion: Completions.pipes)
     var pipe: String
 
-    @Argument(help: ArgumentHelp("Settings to change.", valueName: "KEY=VALUE"))
+    @Argument(help: ArgumentHelp("Settings to change.", valueName: "KEY=VALUE"), completion: Completions.settings)
     var changes: [String] = []
 
     func validate() throws {
@@ -66,10 +67,11 @@ struct GetCommand: ParsableCommand {
         discussion: "Example: npfs get /mnt/example/HELLO buffered prints the bytes waiting to be read."
     )
 
-    @Argument(help: ArgumentHelp("The pipe: MOUNTPOINT/NAME, or NAME in the current directory.", valueName: "PIPE"))
+    @Argument(help: ArgumentHelp("The pipe: MOUNTPOINT/NAME, or NAME in the current directory.", valueName: "PIPE"),
+              completion: Completions.pipes)
     var pipe: String
 
-    @Argument(help: ArgumentHelp("What to show (default: everything).", valueName: "KEY"))
+    @Argument(help: ArgumentHelp("What to show (default: everything).", valueName: "KEY"), completion: Completions.keys)
     var keys: [String] = []
 
     func validate() throws { _ = try attributes() }
@@ -109,7 +111,8 @@ struct PeekCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: ArgumentHelp("The pipe: MOUNTPOINT/NAME, or NAME in the current directory.", valueName: "PIPE"))
+    @Argument(help: ArgumentHelp("The pipe: MOUNTPOINT/NAME, or NAME in the current directory.", valueName: "PIPE"),
+              completion: Completions.pipes)
     var pipe: String
 
     @Option(help: ArgumentHelp("The most bytes to print, 1 to 4096.", valueName: "N"))

@@ -17,7 +17,7 @@ struct StatusCommand: ParsableCommand {
         abstract: "Show the live pipes of an npfs mount: settings, readers, writers, bytes."
     )
 
-    @Argument(help: "The mount point.")
+    @Argument(help: "The mount point.", completion: Completions.mountPoints)
     var mountpoint: String
 
     @Flag(help: "Print JSON for scripts: the usage and every pipe, with its clients.")

@@ -12,7 +12,7 @@ struct UnmountCommand: ParsableCommand {
         aliases: ["umount"]
     )
 
-    @Argument(help: "The mount point.")
+    @Argument(help: "The mount point.", completion: Completions.mountPoints)
     var mountpoint: String
 
     @Option(help: "Seconds to wait for the daemon to finish.")

@@ -183,32 +183,6 @@ import Testing
         }
     }
 
-    /// swift-argument-parser's generate-manual, built beside the binary under test by ./test.sh.
-    static var generateManual: String { (TestMount.binary as NSString).deletingLastPathComponent + "/generate-manual" }
-
-    /// Issue 8, item 7: `./mount.sh --install` puts npfs on the PATH with its man page,
-    /// generated from the command definitions, and bash and zsh completions.
-    @Test(.enabled(if: FileManager.default.isExecutableFile(atPath: generateManual),
-                   "generate-manual is not built: ./test.sh builds it (swift build --product generate-manual)"))
-    func installPutsTheManPageAndCompletionsInPlace() throws {
-        let prefix = try makeTemporaryDirectory()
-        defer { _ = try? ChildProcess.run(["rm", "-rf", prefix], timeout: 10) }
-        let environment = ["NPFS_NO_BUILD": "1", "NPFS_BIN": TestMount.binary, "NPFS_PREFIX": prefix,
-                           "NPFS_GENERATE_MANUAL": Self.generateManual]
-        let install = try ChildProcess.run([TestMount.packageRoot + "/mount.sh", "--install"], timeout: 60, environment: environment)
-        #expect(install.status == 0, "\(install.output)")
-        #expect((try? FileManager.default.destinationOfSymbolicLink(atPath: prefix + "/bin/npfs")) == TestMount.binary)
-        let manual = (try? String(contentsOfFile: prefix + "/share/man/man1/npfs.1", encoding: .utf8)) ?? ""
-        #expect(manual.contains(".Dt NPFS 1") && manual.contains("open_timeout") && manual.contains("peek"), "\(manual.prefix(300))")
-        let bash = prefix + "/share/bash-completion/completions/npfs"
-        #expect(try ChildProcess.run(["bash", "-n", bash], timeout: 10).status == 0, "the bash completion parses")
-        #expect(try ChildProcess.shell("bash -c 'source \(bash) && complete -p npfs'", timeout: 10).output.contains("npfs"))
-        let zsh = (try? String(contentsOfFile: prefix + "/share/zsh/site-functions/_npfs", encoding: .utf8)) ?? ""
-        #expect(zsh.hasPrefix("#compdef npfs"))
-        let version = try ChildProcess.run([prefix + "/bin/npfs", "--version"], timeout: 10)
-        #expect(version.status == 0 && !version.output.isEmpty)
-    }
-
     /// mount.sh takes options and the mount point in any order, reruns safely on a path
     /// with a space, and leaves nothing behind when the mount fails.
     @Test func mountShArgumentsAndReruns() throws {

@@ -82,3 +82,26 @@ import Testing
         }
     }
 }
+
+/// Issue 12, item 19: the catalogue that the help, the man page and the completions show
+/// lists what the parser takes, each with values it accepts.
+@Suite struct MountOptionsCatalogueTests {
+    @Test func everyDocumentedOptionParses() {
+        for option in MountOptions.catalogue {
+            let samples = option.value == nil ? [option.name]
+                : option.choices.isEmpty ? ["\(option.name)=npfs"]   // a value that cannot be listed: a name
+                : option.choices.map { "\(option.name)=\($0)" }
+            for sample in samples {
+                #expect(throws: Never.self, "\(sample)") { try MountOptions.parse([sample], physicalMemory: 16 << 30) }
+            }
+        }
+    }
+
+    @Test func everyOptionIsDocumented() {
+        let names = Set(MountOptions.catalogue.map(\.name))
+        #expect(MountOptions.passedThrough.isSubset(of: names))
+        #expect(MountOptions.passedThroughWithValue.isSubset(of: names))
+        #expect(names.count == MountOptions.catalogue.count, "each option once")
+        #expect(MountOptions.catalogue.allSatisfy { !$0.summary.contains("`") }, "plain text: no backticks")
+    }
+}

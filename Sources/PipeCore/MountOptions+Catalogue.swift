@@ -1,0 +1,70 @@
+/// Every `-o` option, described once for `npfs mount --help`, the man page and the shell
+/// completions (the parser is `MountOptions.parse`; a test checks the two agree).
+extension MountOptions {
+    public struct Documented: Sendable {
+        /// The option's name, as typed before any `=`.
+        public let name: String
+        /// What follows `=` (e.g. `SIZE`), or nil for an option without a value.
+        public let value: String?
+        /// What it does, one sentence or two, plain text.
+        public let summary: String
+        /// The values to offer when completing, if they can be listed.
+        public let choices: [String]
+
+        init(_ name: String, _ value: String? = nil, _ summary: String, choices: [String] = []) {
+            (self.name, self.value, self.summary, self.choices) = (name, value, summary, choices)
+        }
+
+        /// As typed: `name`, or `name=VALUE`.
+        public var synopsis: String { value.map { "\(name)=\($0)" } ?? name }
+    }
+
+    private static func cases<T: CaseIterable & RawRepresentable>(_: T.Type) -> [String] where T.RawValue == String {
+        T.allCases.map(\.rawValue)
+    }
+
+    /// npfs's own options, then the standard FUSE and mount options passed to libfuse.
+    public static let catalogue: [Documented] = [
+        Documented("capacity", "SIZE", "Bytes each pipe buffers: a number with an optional K, M or G (binary), from 4K to 1G; default 64K, as Linux.",
+                   choices: ["4K", "64K", "1M", "16M"]),
+        Documented("mode", cases(PipeConfig.Mode.self).joined(separator: "|"),
+                   "fifo (default): Linux FIFO behaviour, where opens, reads and writes wait. ring: nothing ever waits; a write that does not fit is dropped or overwrites, and counted.",
+                   choices: cases(PipeConfig.Mode.self)),
+        Documented("overflow", cases(PipeConfig.Overflow.self).joined(separator: "|"),
+                   "In ring mode, what a write that does not fit loses: the new bytes (drop, default) or the oldest (overwrite).",
+                   choices: cases(PipeConfig.Overflow.self)),
+        Documented("framing", cases(PipeConfig.Framing.self).joined(separator: "|"),
+                   "stream (default): a byte stream. message: each write is one message, each read returns at most one.",
+                   choices: cases(PipeConfig.Framing.self)),
+        Documented("delivery", cases(PipeConfig.Delivery.self).joined(separator: "|"),
+                   "shared (default): readers compete for the bytes, as on a FIFO. broadcast: every reader gets every byte written after its open.",
+                   choices: cases(PipeConfig.Delivery.self)),
+        Documented("open_timeout", "SECONDS",
+                   "An open waiting for its partner fails ETIMEDOUT after this many seconds, decimal; 0 (default) waits for ever.",
+                   choices: ["0", "1", "2.5", "10"]),
+        Documented("ignore_case", nil, "Match names with ASCII letters folded; ls shows the spelling of the open that created a pipe."),
+        Documented("pipe_mode", "OCTAL", "A new pipe's permission bits, default 0666; its owner is the user who created it.",
+                   choices: ["0600", "0620", "0660", "0666"]),
+        Documented("protected_pipes", "0|1|2",
+                   "An O_CREAT open (the shell's > and >>) of another user's live pipe: allowed (0), refused unless the pipe is shared with the caller through its group (1), refused (2). Default 1 with allow_other, else 0.",
+                   choices: ["0", "1", "2"]),
+        Documented("max_pipes", "N", "Live pipes in all, the last 64th kept for root; default 16384.", choices: ["1024", "16384"]),
+        Documented("user_max_pipes", "N", "Live pipes one user may own; default a quarter of max_pipes.", choices: ["256", "4096"]),
+        Documented("max_memory", "SIZE", "Bytes all pipes' buffers may reserve; default an eighth of the machine's memory, 16M to 1G.", choices: ["256M", "1G"]),
+        Documented("user_max_memory", "SIZE", "Bytes one user's pipes and opens may reserve; default a quarter of max_memory.", choices: ["64M", "256M"]),
+        Documented("max_capacity", "SIZE", "The largest capacity a pipe's owner may set (default 1M); root may set more.", choices: ["1M", "16M", "1G"]),
+        Documented("max_idle_names", "N", "Names the kernel may keep looked up with no live pipe (default 65536) before it is asked to forget them.",
+                   choices: ["1024", "65536"]),
+        Documented("threads", "N", "Threads serving requests, 1 to \(maximumThreads); default one per CPU the daemon may use, 2 to 8.",
+                   choices: ["1", "2", "4", "8"]),
+        Documented("max_read", "BYTES", "The largest read request the kernel sends; a larger read takes several.", choices: ["131072", "1048576"]),
+        Documented("allow_other", nil, "Let other users reach the mount (for a mount by a user other than root, user_allow_other must be in /etc/fuse.conf)."),
+        Documented("allow_root", nil, "Let root reach the mount."),
+        Documented("auto_unmount", nil, "Unmount when the daemon dies."),
+        Documented("default_permissions", nil, "The kernel checks permission bits; npfs always adds it."),
+        Documented("fsname", "NAME", "The source shown in the mount table; default npfs."),
+        Documented("subtype", "NAME", "The mount table shows the type fuse.NAME; default npfs."),
+    ] + passedThrough.subtracting(["allow_other", "allow_root", "auto_unmount", "default_permissions"]).sorted().map {
+        Documented($0, nil, "Standard mount flags, passed to the kernel.")
+    }
+}
