@@ -58,21 +58,29 @@ struct StatusWatch {
             return x != y ? x > y : pipes[a].sortKey.lexicographicallyPrecedes(pipes[b].sortKey)
         }
         let header = ["NAME", "MODE", "READERS", "WRITERS", "BUFFERED/CAPACITY", "IN/s", "OUT/s", "BYTES IN", "BYTES OUT", "DROPPED"]
-        let rows = order.map { index -> [String] in
+        var rows = order.map { index -> [String] in
             let pipe = pipes[index]
             return [pipe.name, pipe.modeText, String(pipe.readers), String(pipe.writers), "\(pipe.buffered)/\(pipe.capacity)",
                     rate(rates[index].0), rate(rates[index].1), String(pipe.bytesWritten), String(pipe.bytesRead), String(pipe.dropped)]
         }
-        let lines = alignColumns([header] + rows, leftAligned: [0, 1])
-        var text = StatusCommand.summary(usage) + "\n" + lines[0]
-        let seconds = now.secondsSinceEpoch
-        for (index, line) in zip(order, lines.dropFirst()) {
-            text += line
-            if clients { text += pipes[index].clientLines(now: seconds) }
+        let screen = isatty(STDOUT_FILENO) == 1 ? Screen.ofStandardOutput() : nil
+        if let screen {
+            // Names cut to what the other columns leave of the width.
+            let others = displayWidth(alignColumns([header] + rows.map { ["NAME"] + $0.dropFirst() }, leftAligned: [0, 1])[0]) - 4
+            let width = screen.nameWidth(others: others)
+            for i in rows.indices { rows[i][0] = Screen.cut(rows[i][0], to: width) }
         }
-        guard isatty(STDOUT_FILENO) == 1 else { return text }
+        let lines = alignColumns([header] + rows, leftAligned: [0, 1]).map { String($0.dropLast()) }
+        let seconds = now.secondsSinceEpoch
+        let entries = zip(order, lines.dropFirst()).map { index, line in
+            [line] + (clients ? pipes[index].clientLines(now: seconds).split(separator: "\n").map(String.init) : [])
+        }
+        let summary = StatusCommand.summary(usage)
+        guard isatty(STDOUT_FILENO) == 1 else { return ([summary, lines[0]] + entries.joined()).joined(separator: "\n") + "\n" }
         let every = interval == interval.rounded() ? String(Int(interval)) : String(interval)
-        return text + "every \(every) s; q or Ctrl-C ends\n"
+        let last = "every \(every) s; q or Ctrl-C ends"
+        guard let screen else { return ([summary, lines[0]] + entries.joined() + [last]).joined(separator: "\n") }
+        return screen.fit(top: [summary, lines[0]], entries: entries, last: last)
     }
 
     private enum Wake { case timeout, quit, interrupted, terminated }

@@ -249,6 +249,49 @@ func setxattrErrno(_ path: String, _ name: String, _ value: String) -> Int32 {
         }
     }
 
+    /// Issue 12, item 17: on a terminal shorter and narrower than the list, the usage line
+    /// and the header stay, pipes are cut with "+N more", a 200-byte name is cut with an
+    /// ellipsis, and no line is wider than the screen.
+    @Test func watchFitsTheScreen() throws {
+        try TestMount.with { mount in
+            let script = """
+                import os, pty, sys, time, select, fcntl, termios, struct
+                mount = sys.argv[1]
+                held = [os.open(mount + "/P%02d" % i, os.O_RDWR) for i in range(30)]
+                held.append(os.open(mount + "/" + "L" * 200, os.O_RDWR))
+                pid, fd = pty.fork()
+                if pid == 0:
+                    fcntl.ioctl(sys.stdout.fileno(), termios.TIOCSWINSZ, struct.pack("HHHH", 12, 70, 0, 0))
+                    os.execvp(sys.argv[2], ["npfs", "status", "--watch", "0.2", mount])
+                out = b""
+                end = time.time() + 1.2
+                while time.time() < end:
+                    r, _, _ = select.select([fd], [], [], 0.05)
+                    if r:
+                        out += os.read(fd, 65536)
+                os.write(fd, b"q")
+                os.waitpid(pid, 0)
+                frame = out.decode(errors="replace").split("\\x1b[H\\x1b[2J")[-1].split("\\x1b[?25h")[0]
+                lines = frame.replace("\\r", "").split("\\n")
+                print("lines", len(lines), "widest", max(len(l) for l in lines))
+                print("first", lines[0].split()[0], "header", lines[1].split()[0])
+                print("more", [l for l in lines if l.startswith("+")])
+                print("pipes", len([l for l in lines if l.startswith(("P", "L"))]))
+                print("cut", any(l.startswith("LLLL") and "\\u2026" in l for l in lines))
+                """
+            let result = try ChildProcess.run(["python3", "-c", script, mount.directory, TestMount.binary], timeout: 20)
+            let lines = result.output.split(separator: "\n").map(String.init)
+            guard lines.count == 5 else { Issue.record("\(result.output.prefix(600))"); return }
+            let counts = lines[0].split(separator: " ")
+            #expect(Int(counts[1]).map { $0 <= 12 } == true, "fits 12 rows: \(result.output)")
+            #expect(Int(counts[3]).map { $0 <= 70 } == true, "fits 70 columns: \(result.output)")
+            #expect(lines[1] == "first pipes header NAME", "\(result.output)")
+            let shown = Int(lines[3].split(separator: " ").last ?? "") ?? -1
+            #expect(lines[2] == "more ['+\(31 - shown) more']" && shown > 0, "\(result.output)")
+            #expect(lines[4] == "cut True" || shown < 31, "\(result.output)")
+        }
+    }
+
     /// Not on a terminal: a table per interval, until a signal ends it.
     @Test func watchPrintsATablePerIntervalWhenNotOnATerminal() throws {
         try TestMount.with { mount in
