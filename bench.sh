@@ -9,17 +9,19 @@
 # goes first each repetition. Prints each repetition, then medians with min-max and the
 # median of the per-repetition npfs/FIFO ratios; writes bench.json and bench.png (a chart
 # drawn with matplotlib: Debian's python3-matplotlib, installed with apt if missing; the
-# system Python's packages are never touched by pip) into the output directory.
+# system Python's packages are never touched by pip) into the output directory. Last, it
+# counts instructions per 4 KiB block with callgrind against the C ceiling daemon
+# (./instructions.sh; --quick: fewer blocks and readers), into instructions.txt.
 # Figures, not a test: nothing here passes or fails on speed. Needs root or fuse access.
 set -euo pipefail
 cd "$(dirname "$0")"
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
 
-reps=5 size_mib=512 rounds=20000 pipes=10000 readers=1000 out=bench-results
+reps=5 size_mib=512 rounds=20000 pipes=10000 readers=1000 out=bench-results blocks=20000
 usage() { sed -n 5p "$0" | sed 's/^#   //'; }
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --quick) reps=2 size_mib=32 rounds=2000 pipes=2000 readers=200; shift ;;
+        --quick) reps=2 size_mib=32 rounds=2000 pipes=2000 readers=200 blocks=2000; shift ;;
         --reps|--size|--rounds|--pipes|--readers|--out)
             [[ $# -ge 2 ]] || { echo "bench.sh: $1 needs a value" >&2; exit 2; }
             case $1 in
@@ -310,3 +312,6 @@ fig.tight_layout()
 fig.savefig(out + "/bench.png", dpi=90)
 print(f"chart: {out}/bench.png")
 PY
+
+# Instructions per block: countable where seconds are not (see ./instructions.sh).
+./instructions.sh --npfs "$bin" --blocks "$blocks" --readers "$readers" 2>/dev/null | tee "$out/instructions.txt"

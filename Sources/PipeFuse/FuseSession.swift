@@ -52,17 +52,20 @@ public final class FuseSession {
             throw Failure(description: "cannot mount on \(path)" + (FuseLog.lastMessage.map { ": \($0)" } ?? ""))
         }
         mountpoint = path
+        watch.start(mountpoint: path)
     }
 
     /// Waits until the kernel's INIT has been answered (a stat of the mount point, served
-    /// by this session, returns), then runs `ready` and starts watching for a lazy unmount;
-    /// never if the mount fails. Call before `run`.
-    public func whenServing(_ ready: @escaping @Sendable () -> Void) {
+    /// by this session, returns), then runs `ready`; never if the mount fails. Call before
+    /// `run`. Without `ready` (a daemon in the foreground) nothing is waited for: the
+    /// daemon then never touches its own mount, so that it also runs under valgrind,
+    /// which lets no other thread run while one is blocked in a stat of the mount.
+    public func whenServing(_ ready: (@Sendable () -> Void)?) {
         guard let path = mountpoint else { return }
-        DispatchQueue.global().async { [watch] in
+        guard let ready else { return FuseLog.startEchoing() }
+        DispatchQueue.global().async {
             var info = stat()
             guard stat(path, &info) == 0 else { return }
-            watch.start(device: info.st_dev)
             FuseLog.startEchoing()
             ready()
         }

@@ -11,16 +11,39 @@ final class MountWatch: Sendable {
     /// The mount table's descriptor and the mount's device ("major:minor"), once started.
     private let watched = Mutex<(fd: Int32, device: String)?>(nil)
 
-    /// Starts watching the mount whose root has device `device` (its `st_dev`).
-    func start(device: dev_t) {
+    /// Starts watching the topmost mount at `path` (absolute), found in the mount table:
+    /// nothing here touches the mount itself, which the daemon must not do (under valgrind
+    /// a thread blocked on its own mount stops every other thread, and so the mount).
+    func start(mountpoint path: String) {
         let fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return }
-        let major = ((device >> 8) & 0xfff) | ((device >> 32) & ~0xfff)
-        let minor = (device & 0xff) | ((device >> 12) & ~0xff)
+        guard let table = Self.read(fd), let device = Self.device(at: path, in: table) else {
+            close(fd)
+            return
+        }
         watched.withLock { watched in
             if let old = watched { close(old.fd) }
-            watched = (fd, "\(major):\(minor)")
+            watched = (fd, device)
         }
+    }
+
+    /// The device ("major:minor", the third field) of the last mount at `path` in a
+    /// mountinfo text, which writes space, tab, newline and backslash as octal escapes.
+    static func device(at path: String, in table: String) -> String? {
+        var escaped = ""
+        for character in path {
+            switch character {
+            case " ": escaped += "\\040"
+            case "\t": escaped += "\\011"
+            case "\n": escaped += "\\012"
+            case "\\": escaped += "\\134"
+            default: escaped.append(character)
+            }
+        }
+        return table.split(separator: "\n").last { line in
+            let fields = line.split(separator: " ", maxSplits: 5)
+            return fields.count > 4 && fields[4] == escaped
+        }.map { String($0.split(separator: " ")[2]) }
     }
 
     /// True once, when the mount has left the mount table; false while it is there, and

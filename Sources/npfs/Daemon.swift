@@ -41,7 +41,11 @@ struct Daemon {
         // "Mounted" only once the kernel's INIT has been answered: a mount that libfuse
         // then refuses makes `npfs mount` fail, not succeed and vanish.
         let readyFD = self.readyFD
-        session.whenServing { if let readyFD { Daemon.detachFromCaller(readyFD) } }
+        if let readyFD {
+            session.whenServing { Daemon.detachFromCaller(readyFD) }
+        } else {
+            session.whenServing(nil)
+        }
         if let watchdogFD { startWatchdog(watchdogFD) }
         let memory = MemoryReturn()
         defer { memory.stop() }

@@ -55,6 +55,8 @@ import Testing
         #expect(MountWatch.lists("0:52", in: table))
         #expect(!MountWatch.lists("0:5", in: table))
         #expect(!MountWatch.lists("0:53", in: table))
+        #expect(MountWatch.device(at: "/tmp/m x", in: table) == "0:52")
+        #expect(MountWatch.device(at: "/tmp/m", in: table) == nil)
         #expect(!MountWatch().detachedNow(), "nothing watched, nothing detached")
     }
 }
