@@ -65,7 +65,7 @@ public final class Pipe: Sendable {
 
     /// What each open of the pipe waits for now, and (broadcast) what each reader lost.
     var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
-        state.withLock { ($0.waitingOpens, $0.cursors.mapValues(\.lost)) }
+        state.withLock { ($0.waitingOpens, $0.cursors.losses(base: $0.base)) }
     }
 
     /// What a read of up to `max` bytes by `reader` would return, without consuming it

@@ -13,42 +13,33 @@ import SystemPackage
 /// so `buffered = bytesWritten - bytesRead - dropped` holds as in shared delivery; what each
 /// reader read and lost is on its cursor.
 extension PipeState {
-    struct Cursor {
-        /// The stream position of the next byte this reader reads.
-        var position: UInt64
-        /// Bytes this reader has read.
-        var read: UInt64 = 0
-        /// Bytes this reader lost, left behind by a ring-mode pipe.
-        var lost: UInt64 = 0
-    }
-
     /// An open that reads: with broadcast delivery it starts at the end of the stream, and
     /// the bytes buffered ahead of every earlier reader's reading stay unread (see `ReadMarks`).
     mutating func addReader(_ handle: PipeHandle) {
         readerHandles.insert(handle)
         guard broadcast else { return }
         let end = base + UInt64(ring.count)
-        cursors[handle] = Cursor(position: end)
+        cursors.add(handle, at: end)
         readMarks.skip(to: end, base: base)
     }
 
     /// An open that read is gone: it holds no bytes back any more.
     mutating func removeReader(_ handle: PipeHandle, deliveries: inout Deliveries) {
         guard readerHandles.remove(handle) != nil else { return }
-        guard cursors.removeValue(forKey: handle) != nil else { return }
+        guard cursors.remove(handle) else { return }
         releaseRead(&deliveries)
         settle(&deliveries)   // the room it freed lets waiting writers in
     }
 
     /// Bytes ahead of a reader's position.
     func available(to handle: PipeHandle) -> Int {
-        guard let cursor = cursors[handle] else { return 0 }
-        return Int(base + UInt64(ring.count) - min(cursor.position, base + UInt64(ring.count)))
+        guard let position = cursors.position(of: handle, base: base) else { return 0 }
+        return Int(base + UInt64(ring.count) - min(position, base + UInt64(ring.count)))
     }
 
     mutating func readBroadcast(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle?,
                                 sink: (ReadData) -> Void, deliveries: inout Deliveries) -> Attempt {
-        guard let handle, cursors[handle] != nil else { return .done(.failed(.badFileDescriptor)) }
+        guard let handle, cursors.contains(handle) else { return .done(.failed(.badFileDescriptor)) }
         let ahead = available(to: handle)
         if offset > 0 && (framed || ahead == 0) { return .done(.data([])) }
         if ahead > 0 {
@@ -63,15 +54,12 @@ extension PipeState {
     /// Lends a reader up to `size` bytes from its position (one message at most with
     /// framing), advances it, and lets go of what every reader has now read.
     mutating func giveBroadcast(_ handle: PipeHandle, size: Int, deliveries: inout Deliveries, to sink: (ReadData) -> Void) {
-        guard var cursor = cursors[handle] else { return }
+        guard let position = cursors.position(of: handle, base: base) else { return }
         var limit = min(size, available(to: handle))
-        if framed { limit = min(limit, broadcastMessages.remaining(at: cursor.position)) }
-        let (first, second) = ring.segments(from: Int(cursor.position - base), upTo: limit)
+        if framed { limit = min(limit, broadcastMessages.remaining(at: position)) }
+        let (first, second) = ring.segments(from: Int(position - base), upTo: limit)
         ReadData.lend(first, second, to: sink)
-        cursor.position += UInt64(first.count + second.count)
-        cursor.read += UInt64(first.count + second.count)
-        cursors[handle] = cursor
-        readMarks.reached(cursor.position)
+        if let reached = cursors.advance(handle, by: first.count + second.count, base: base) { readMarks.reached(reached) }
         lastRead = .now()
         releaseRead(&deliveries)
     }
@@ -81,8 +69,8 @@ extension PipeState {
     /// reader read in `dropped`.
     mutating func releaseRead(_ deliveries: inout Deliveries) {
         let end = base + UInt64(ring.count)
-        let slowest = cursors.values.map(\.position).min() ?? end
-        let done = Int(min(slowest, end) - base)
+        let slowest = min(max(cursors.slowest() ?? end, base), end)
+        let done = Int(slowest - base)
         guard done > 0 else { return }
         ring.discard(done)
         let unread = readMarks.unread(base..<(base + UInt64(done)))
@@ -95,18 +83,18 @@ extension PipeState {
 
     /// Waiting readers whose position has bytes ahead take them. Returns whether any did.
     mutating func serveWaitingBroadcastReaders(_ deliveries: inout Deliveries) -> Bool {
+        // One pass: those served leave the queue, the others keep their order.
         var moved = false
-        var index = 0
-        while index < readWaiters.count {
-            let wait = readWaiters[index]
+        var waiting: [ReadWait] = []
+        for wait in readWaiters {
             guard let handle = wait.handle, available(to: handle) > 0 else {
-                index += 1
+                waiting.append(wait)
                 continue
             }
-            readWaiters.remove(at: index)
             giveBroadcast(handle, size: wait.size, deliveries: &deliveries) { wait.waiter.resume(reading: $0) }
             moved = true
         }
+        if moved { readWaiters = waiting }
         return moved
     }
 
@@ -151,7 +139,7 @@ extension PipeState {
     private mutating func loseForEveryReader(_ count: Int) {
         guard count > 0 else { return }
         dropped += UInt64(count)
-        for index in cursors.values.indices { cursors.values[index].lost += UInt64(count) }
+        cursors.loseForEveryReader(count)
     }
 
     /// Drops the `count` oldest buffered bytes; readers still behind them lose them.
@@ -162,11 +150,7 @@ extension PipeState {
         base += UInt64(count)
         readMarks.forget(below: base)
         broadcastMessages.drop(before: base)
-        for (handle, var cursor) in cursors where cursor.position < base {
-            cursor.lost += base - cursor.position
-            cursor.position = base
-            cursors[handle] = cursor
-        }
+        // Readers now behind `base` have lost the bytes up to it (see `BroadcastCursors`).
     }
 }
 

@@ -22,7 +22,7 @@ extension PipeState {
             // Readers' positions in bytes already buffered, or queued, would be invented.
             guard ring.isEmpty && writeWaiters.isEmpty else { return .resourceBusy }
             config.delivery = delivery
-            cursors = delivery == .broadcast ? Dictionary(uniqueKeysWithValues: readerHandles.map { ($0, Cursor(position: base)) }) : [:]
+            cursors.reset(delivery == .broadcast ? readerHandles : [], at: base)
             broadcastMessages = BroadcastMessages()
             readMarks = ReadMarks(at: base)
         case .openTimeout(let seconds):

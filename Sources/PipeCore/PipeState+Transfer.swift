@@ -116,8 +116,8 @@ extension PipeState {
             let (first, second) = ring.segments(upTo: framed ? min(max, messages.oldestRemaining ?? 0) : max)
             return Array(first) + Array(second)
         }
-        guard let handle = reader.flatMap({ cursors[$0] != nil ? $0 : nil }) ?? cursors.keys.max(by: { $0.rawValue < $1.rawValue }),
-              let position = cursors[handle]?.position else { return [] }
+        guard let handle = reader.flatMap({ cursors.contains($0) ? $0 : nil }) ?? cursors.handles.max(by: { $0.rawValue < $1.rawValue }),
+              let position = cursors.position(of: handle, base: base) else { return [] }
         var limit = min(max, available(to: handle))
         if framed { limit = min(limit, broadcastMessages.remaining(at: position)) }
         let (first, second) = ring.segments(from: Int(position - base), upTo: limit)

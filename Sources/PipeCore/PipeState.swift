@@ -37,7 +37,7 @@ struct PipeState: ~Copyable {
     /// The opens that read (waiting ones too): broadcast gives each a cursor.
     var readerHandles: Set<PipeHandle> = []
     /// Broadcast delivery: each reader's position in the stream.
-    var cursors: [PipeHandle: Cursor] = [:]
+    var cursors = BroadcastCursors()
     /// Broadcast delivery: the stream position of the ring's oldest byte, the slowest
     /// reader's (shared delivery keeps no positions and leaves it as it is).
     var base: UInt64 = 0
@@ -102,8 +102,8 @@ struct PipeState: ~Copyable {
         ring.verifyInvariants() && config.capacity == ring.limit
             && (!framed || (broadcast ? broadcastMessages.bytes(from: base) == ring.count : messages.unreadBytes == ring.count))
             && UInt64(ring.count) == bytesWritten - bytesRead - dropped
-            && cursors.values.allSatisfy { $0.position >= base && $0.position <= base + UInt64(ring.count) }
-            && (!broadcast || Set(cursors.keys) == readerHandles)
+            && cursors.isConsistent(end: base + UInt64(ring.count))
+            && (!broadcast || Set(cursors.handles) == readerHandles)
     }
 
     // MARK: open / close
