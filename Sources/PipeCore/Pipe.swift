@@ -86,8 +86,8 @@ public final class Pipe: Sendable {
     }
 
     /// Changes a setting at once and wakes whoever that concerns. Throws EINVAL for a
-    /// capacity out of range, EBUSY for a capacity below what is buffered or a framing
-    /// change while bytes are buffered or writers wait.
+    /// capacity out of range, EBUSY for a capacity below what is buffered or a waiting
+    /// message, or a framing or delivery change while bytes are buffered or writers wait.
     public func apply(_ setting: Setting) throws(Errno) {
         var deliveries = Deliveries()
         let error = apply(setting, deliveries: &deliveries)

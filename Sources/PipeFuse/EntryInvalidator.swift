@@ -9,8 +9,9 @@ import Synchronization
 /// and sends `forget` for their inodes.
 ///
 /// The kernel takes the root directory's lock for this, and a lookup in the root holds
-/// that lock while it waits for the session's one thread: so the notifications go out
-/// from a queue of their own, never from a request handler.
+/// that lock while it waits for its reply; if every serving thread (on one CPU, the only
+/// one) sat in a notification, no thread would be left to answer that lookup: so the
+/// notifications go out from a queue of their own, never from a request handler.
 final class EntryInvalidator: Sendable {
     private let queue = DispatchQueue(label: "npfs.forget-names")
     /// The session's address while it may be notified (0 after `detach`).
