@@ -327,8 +327,10 @@ public final class PipeRegistry: Sendable {
         }
     }
 
-    private func openFile(_ handle: PipeHandle) -> OpenFile? {
-        state.withLock { $0.handles[handle] }
+    /// What a read, write or poll needs of an open: not its client, whose name would be
+    /// retained and released on every request.
+    private func openFile(_ handle: PipeHandle) -> (pipe: Pipe, access: AccessMode, hangUpVersion: UInt64, uid: UInt32)? {
+        state.withLock { state in state.handles[handle].map { ($0.pipe, $0.access, $0.hangUpVersion, $0.uid) } }
     }
 }
 
