@@ -25,7 +25,7 @@ public struct NpfsMount: Sendable {
 
     /// The live pipes' names, as bytes, sorted.
     public func livePipes() throws(Errno) -> [[UInt8]] {
-        try Syscalls.directoryEntries(pathBytes).sorted { $0.lexicographicallyPrecedes($1) }
+        try Syscalls.directoryEntries(pathBytes).map(\.name).sorted { $0.lexicographicallyPrecedes($1) }
     }
 
     /// Every live pipe the caller may read, with all its attributes, in inode order: the

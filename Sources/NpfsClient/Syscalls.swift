@@ -31,16 +31,19 @@ enum Syscalls {
         guard result == 0 else { throw Errno(rawValue: errno) }
     }
 
-    /// The names in a directory, without `.` and `..`, as bytes.
-    static func directoryEntries(_ path: [UInt8]) throws(Errno) -> [[UInt8]] {
+    /// The entries of a directory, without `.` and `..`: names as bytes, and whether each
+    /// is a directory (as readdir's d_type says).
+    static func directoryEntries(_ path: [UInt8]) throws(Errno) -> [DirectoryEntry] {
         guard let directory = withCString(path, { opendir($0) }) else { throw Errno(rawValue: errno) }
         defer { closedir(directory) }
-        var names: [[UInt8]] = []
+        var entries: [DirectoryEntry] = []
         while let entry = readdir(directory) {
             let name = withUnsafeBytes(of: entry.pointee.d_name) { Array($0.prefix { $0 != 0 }) }
-            if name != [UInt8(ascii: ".")] && name != [UInt8(ascii: "."), UInt8(ascii: ".")] { names.append(name) }
+            if name != [UInt8(ascii: ".")] && name != [UInt8(ascii: "."), UInt8(ascii: ".")] {
+                entries.append(DirectoryEntry(name: name, isDirectory: entry.pointee.d_type == UInt8(DT_DIR)))
+            }
         }
-        return names
+        return entries
     }
 
     /// The target of /proc/self/exe: this program's file.

@@ -1,8 +1,15 @@
 /// Fields of a `/proc/TID/status` text.
 public enum ProcStatus {
+    /// The value of the line `name:`, without the blanks around it; nil if there is none.
+    public static func field(_ name: String, in status: String) -> Substring? {
+        let prefix = name + ":"
+        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { return nil }
+        let value = line.dropFirst(prefix.count).drop { $0 == " " || $0 == "\t" }
+        return value.reversed().drop { $0 == " " || $0 == "\t" }.reversed().reduce(into: Substring()) { $0.append($1) }
+    }
+
     /// The ids of the `Groups:` line (empty if there is none).
     public static func groups(in status: String) -> [UInt32] {
-        guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix("Groups:") }) else { return [] }
-        return line.dropFirst("Groups:".count).split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) }
+        (field("Groups", in: status) ?? "").split(whereSeparator: { $0 == " " || $0 == "\t" }).compactMap { UInt32($0) }
     }
 }

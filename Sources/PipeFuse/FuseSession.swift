@@ -77,13 +77,16 @@ public final class FuseSession {
     /// Returns 0 on a clean exit.
     ///
     /// `threads` threads serve the requests (see `ServingLoop` for the order they keep).
-    public func run(threads: Int, grace: Double = 2) -> Int32 {
+    /// Once a second, the one housekeeping timer frees idle buffers, hands idle names back,
+    /// watches for a lazy unmount, and runs `housekeeping` (the daemon's memory trim).
+    public func run(threads: Int, grace: Double = 2, housekeeping extra: @escaping @Sendable () -> Void = {}) -> Int32 {
         let housekeeping = DispatchSource.makeTimerSource(queue: .global())
         housekeeping.schedule(deadline: .now() + 1, repeating: 1)
         housekeeping.setEventHandler { [filesystem, watch] in
             filesystem.everySecond()
             // Detached with pipes still open: waiting opens can no longer get a partner.
             if watch.detachedNow() { filesystem.registry.detach() }
+            extra()
         }
         housekeeping.resume()
         defer { housekeeping.cancel() }

@@ -17,7 +17,7 @@ final class MountWatch: Sendable {
     func start(mountpoint path: String) {
         let fd = open("/proc/self/mountinfo", O_RDONLY | O_CLOEXEC)
         guard fd >= 0 else { return }
-        guard let table = Self.read(fd), let device = Self.device(at: path, in: table) else {
+        guard let table = ProcFile.contents(of: fd), let device = Self.device(at: path, in: table) else {
             close(fd)
             return
         }
@@ -53,7 +53,7 @@ final class MountWatch: Sendable {
             guard let (fd, device) = watched else { return false }
             var entry = pollfd(fd: fd, events: Int16(POLLPRI), revents: 0)
             guard poll(&entry, 1, 0) > 0, entry.revents & Int16(POLLPRI | POLLERR) != 0 else { return false }
-            guard let table = Self.read(fd), !Self.lists(device, in: table) else { return false }
+            guard let table = ProcFile.contents(of: fd), !Self.lists(device, in: table) else { return false }
             close(fd)
             watched = nil
             return true
@@ -66,20 +66,6 @@ final class MountWatch: Sendable {
             let fields = line.split(separator: " ", maxSplits: 3)
             return fields.count > 2 && fields[2] == device
         }
-    }
-
-    private static func read(_ fd: Int32) -> String? {
-        guard lseek(fd, 0, SEEK_SET) == 0 else { return nil }
-        var text: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
-        while true {
-            let count = Glibc.read(fd, &chunk, chunk.count)
-            if count < 0 && errno == EINTR { continue }
-            if count < 0 { return nil }
-            if count == 0 { break }
-            text += chunk[..<count]
-        }
-        return String(decoding: text, as: UTF8.self)
     }
 
     deinit { if let (fd, _) = watched.withLock({ $0 }) { close(fd) } }

@@ -8,21 +8,11 @@ extension ClientIdentity {
     /// characters in the name (prctl allows a newline) show as `?`.
     static func of(_ caller: Caller) -> ClientIdentity {
         var identity = ClientIdentity(pid: caller.pid, uid: caller.uid, command: "")
-        guard caller.pid > 0, let file = fopen("/proc/\(caller.pid)/status", "r") else { return identity }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        var found = 0
-        while found < 2, fgets(&line, Int32(line.count), file) != nil {
-            let text = String(decoding: line.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
-            if text.hasPrefix("Name:") {
-                let name = text.dropFirst(5).drop { $0 == " " || $0 == "\t" }.prefix { $0 != "\n" }
-                identity.command = String(name.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
-                found += 1
-            } else if text.hasPrefix("Tgid:"), let tgid = Int32(text.dropFirst(5).trimmingCharacters(in: " \t\n")) {
-                identity.pid = tgid
-                found += 1
-            }
+        guard caller.pid > 0, let status = ProcFile.contents(of: "/proc/\(caller.pid)/status") else { return identity }
+        if let name = ProcStatus.field("Name", in: status) {
+            identity.command = String(name.unicodeScalars.map { $0.value < 0x20 || $0.value == 0x7F ? "?" : Character($0) })
         }
+        if let tgid = ProcStatus.field("Tgid", in: status).flatMap({ Int32($0) }) { identity.pid = tgid }
         return identity
     }
 }
@@ -31,25 +21,8 @@ extension ClientIdentity {
 /// libfuse's fuse_req_getgroups reads them); none if the thread is gone.
 enum SupplementaryGroups {
     @Sendable static func of(thread: Int32) -> [UInt32] {
-        guard thread > 0 else { return [] }
-        let fd = open("/proc/\(thread)/status", O_RDONLY | O_CLOEXEC)
-        guard fd >= 0 else { return [] }
-        defer { close(fd) }
-        var text: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 4096)
-        while text.count < 1 << 20 {
-            let count = read(fd, &chunk, chunk.count)
-            if count < 0 && errno == EINTR { continue }
-            guard count > 0 else { break }
-            text += chunk[..<count]
-        }
-        return ProcStatus.groups(in: String(decoding: text, as: UTF8.self))
-    }
-}
-
-extension Substring {
-    fileprivate func trimmingCharacters(in set: String) -> Substring {
-        drop { set.contains($0) }.reversed().drop { set.contains($0) }.reversed().reduce(into: Substring()) { $0.append($1) }
+        guard thread > 0, let status = ProcFile.contents(of: "/proc/\(thread)/status") else { return [] }
+        return ProcStatus.groups(in: status)
     }
 }
 
@@ -57,15 +30,7 @@ extension Substring {
 /// from `/proc/TID/syscall` of the calling thread, which waits in that call meanwhile.
 enum OpenIntent {
     static func usedCreate(thread: Int32, flags: Int32) -> Bool {
-        let line = thread > 0 ? firstLine(of: "/proc/\(thread)/syscall") : nil
+        let line = thread > 0 ? ProcFile.contents(of: "/proc/\(thread)/syscall")?.split(separator: "\n").first.map(String.init) : nil
         return line.flatMap(OpenSyscall.usesCreate) ?? OpenSyscall.likelyCreate(flags: flags)
-    }
-
-    private static func firstLine(of path: String) -> String? {
-        guard let file = fopen(path, "r") else { return nil }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        guard fgets(&line, Int32(line.count), file) != nil else { return nil }
-        return String(decoding: line.prefix { $0 != 0 && $0 != 10 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     }
 }

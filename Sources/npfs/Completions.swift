@@ -1,5 +1,6 @@
 import ArgumentParser
 import Glibc
+import NpfsClient
 import PipeCore
 
 /// What TAB offers in bash and zsh (swift-argument-parser runs these when asked by the
@@ -42,22 +43,12 @@ enum Completions {
         let path = directory.isEmpty ? "." : directory
         let isMount = MountTable.current().entry(at: absolutePath(path))?.type == "fuse.npfs"
         var found: [String] = []
-        for (name, isDirectory) in entries(of: path) where name.hasPrefix(partial) && name != "." && name != ".." {
-            if isMount { found.append(directory + name) } else if isDirectory { found.append(directory + name + "/") }
+        for entry in (try? DirectoryEntry.list(path)) ?? [] {
+            let name = String(decoding: entry.name, as: UTF8.self)
+            guard name.hasPrefix(partial) else { continue }
+            if isMount { found.append(directory + name) } else if entry.isDirectory { found.append(directory + name + "/") }
         }
         return found.sorted()
-    }
-
-    /// A directory's entries and whether each is a directory; none if it cannot be read.
-    private static func entries(of path: String) -> [(String, Bool)] {
-        guard let directory = opendir(path) else { return [] }
-        defer { closedir(directory) }
-        var result: [(String, Bool)] = []
-        while let entry = readdir(directory) {
-            let name = withUnsafeBytes(of: entry.pointee.d_name) { String(decoding: $0.prefix { $0 != 0 }, as: UTF8.self) }
-            result.append((name, entry.pointee.d_type == UInt8(DT_DIR)))
-        }
-        return result
     }
 
     /// `name` or `name=` for each option, or, after `name=`, that option's values; with

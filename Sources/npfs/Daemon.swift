@@ -47,9 +47,10 @@ struct Daemon {
             session.whenServing(nil)
         }
         if let watchdogFD { startWatchdog(watchdogFD) }
-        let memory = MemoryReturn()
-        defer { memory.stop() }
-        return withExtendedLifetime(filesystem) { session.run(threads: options.threads ?? Daemon.defaultThreads) }
+        MemoryReturn.configure()
+        return withExtendedLifetime(filesystem) {
+            session.run(threads: options.threads ?? Daemon.defaultThreads, housekeeping: MemoryReturn.trimIfFreed)
+        }
     }
 
     /// One thread per CPU this process may run on, at least 2 (a writer's and a reader's

@@ -92,12 +92,9 @@ func checkMountpoint(_ path: String) throws {
         throw CommandError("mount point \(path): \(String(cString: strerror(errno)))")
     }
     guard info.st_mode & S_IFMT == S_IFDIR else { throw CommandError("mount point \(path) is not a directory") }
-    guard let directory = opendir(path) else {
-        throw CommandError("mount point \(path): \(String(cString: strerror(errno)))")
+    let entries: [DirectoryEntry]
+    do { entries = try DirectoryEntry.list(path) } catch {
+        throw CommandError("mount point \(path): \(String(cString: strerror(error.rawValue)))")
     }
-    defer { closedir(directory) }
-    while let entry = readdir(directory) {
-        let name = withUnsafeBytes(of: entry.pointee.d_name) { String(cString: $0.bindMemory(to: CChar.self).baseAddress!) }
-        if name != "." && name != ".." { throw CommandError("mount point \(path) is not empty") }
-    }
+    if !entries.isEmpty { throw CommandError("mount point \(path) is not empty") }
 }

@@ -46,6 +46,9 @@ import Testing
         #expect(ProcStatus.groups(in: status) == [24, 27, 500])
         #expect(ProcStatus.groups(in: "Groups:\t\n") == [])
         #expect(ProcStatus.groups(in: "Name:\tx\n") == [])
+        #expect(ProcStatus.field("Name", in: status) == "bash")
+        #expect(ProcStatus.field("Uid", in: status) == "1002\t1002\t1002\t1002")
+        #expect(ProcStatus.field("Tgid", in: status) == nil)
     }
 
     /// Issue 12, item 14: reading groups costs a read of /proc, which must never happen with
