@@ -1,5 +1,4 @@
 import CFuse3
-import Dispatch
 import Glibc
 import PipeCore
 import Synchronization
@@ -21,9 +20,8 @@ public final class FuseFilesystem: Sendable {
 
     private let owner: (uid: uid_t, gid: gid_t)
     private let mounted = Timestamp.now()
-    /// Waiters that registered for interrupts, by the key libfuse hands back to the callback.
-    private let waiters = WaiterTable<FuseWaiter>()
-    private let nextWaiterID = Atomic<UInt64>(1)
+    /// The requests that wait, their interrupts and timers.
+    let waiters: FuseWaiters
     /// `ls` snapshots: the live pipes when the directory was opened, by directory handle.
     private let listings = Mutex<(next: UInt64, open: [UInt64: [(inode: UInt64, name: [UInt8], isDirectory: Bool)]])>((1, [:]))
 
@@ -37,6 +35,7 @@ public final class FuseFilesystem: Sendable {
         self.maxRead = maxRead
         self.owner = (getuid(), getgid())
         self.entryTimeout = registry.configuration.ignoreCase ? 0 : 3600
+        self.waiters = FuseWaiters(registry: registry)
     }
 
     // MARK: Names and attributes
@@ -192,19 +191,13 @@ public final class FuseFilesystem: Sendable {
         // Only protected_pipes needs to know of O_CREAT, read from /proc before any lock.
         let creating = registry.configuration.protection != .off && OpenIntent.usedCreate(thread: caller.pid, flags: flags)
         let client = ClientIdentity.of(caller)
-        let waiter = makeWaiter(request, inode: inode)
+        let waiter = waiters.make(request, inode: inode)
         let attempt = registry.open(inode, flags: flags, caller: caller, waiter: waiter, client: client, creating: creating)
         switch attempt {
         case .done(let reply):
             waiter.resume(reply)
         case .queued:
-            let timeout = registry.openTimeout(of: inode)
-            guard timeout > 0 else { return }
-            // Weak: an open answered before its time is not kept alive by the timer.
-            let registry = self.registry
-            DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { [weak waiter] in
-                if let waiter { registry.expire(waiter, inode: inode) }
-            }
+            waiters.expire(waiter, after: registry.openTimeout(of: inode))
         case .mustWait, .answered:
             // Not an open's answers: the core kept no reference, so the waiter is freed
             // here and its request answered EIO (see `FuseWaiter`).
@@ -224,7 +217,7 @@ public final class FuseFilesystem: Sendable {
         case .done(let reply):
             request.send(reply)
         case .mustWait, .queued:
-            let waiter = makeWaiter(request, inode: InodeNumber(inode))
+            let waiter = waiters.make(request, inode: InodeNumber(inode))
             let attempt = registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter) { waiter.resume(reading: $0) }
             // .queued and .answered: the core holds or answered the waiter; .mustWait cannot
             // come with a waiter, and would free it unanswered (EIO, see `FuseWaiter`).
@@ -242,7 +235,7 @@ public final class FuseFilesystem: Sendable {
         case .done(let reply):
             request.send(reply)
         case .mustWait, .queued, .answered:
-            let waiter = makeWaiter(request, inode: InodeNumber(inode))
+            let waiter = waiters.make(request, inode: InodeNumber(inode))
             if case .done(let reply) = registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: waiter) {
                 waiter.resume(reply)
             }
@@ -264,22 +257,6 @@ public final class FuseFilesystem: Sendable {
         request.succeed()
     }
 
-    // MARK: Waiters and interrupts
-
-    /// Turns a request into a waiter that interrupts can reach. The interrupt callback may
-    /// run at once (the request was interrupted already), so the waiter is findable first.
-    private func makeWaiter(_ request: consuming FuseRequest, inode: InodeNumber) -> FuseWaiter {
-        let id = nextWaiterID.wrappingAdd(1, ordering: .relaxed).oldValue
-        let raw = request.raw
-        let waiter = FuseWaiter(request, id: id, inode: inode, filesystem: self)
-        waiters.insert(waiter, id: id)
-        FuseRequest.registerInterrupt(raw, key: id)
-        return waiter
-    }
-
-    /// Called by `FuseWaiter` just before it replies, and as it is freed.
-    func forgetWaiter(_ id: UInt64) { waiters.remove(id) }
-
     /// How long a name may stay idle (looked up, no live pipe) before the kernel is asked
     /// to forget it.
     static let idleNameLifetime = 5.0
@@ -296,20 +273,14 @@ public final class FuseFilesystem: Sendable {
         if !stale.isEmpty { invalidator.forget(stale) }
     }
 
-    /// The interrupt callback: runs inside libfuse with the request's lock held, so it only
-    /// marks the waiter and hands the withdrawal (which replies) to another thread.
-    func interrupted(_ id: UInt64) {
-        guard let waiter = waiters[id] else { return }
-        waiter.markInterrupted()
-        let registry = self.registry
-        DispatchQueue.global().async { registry.interrupt(waiter, inode: waiter.inode) }
-    }
+    /// The interrupt callback's way in (see `FuseWaiters.interrupted`).
+    func interrupted(_ id: UInt64) { waiters.interrupted(id) }
 
     /// Shutdown: answers every waiting request (and EIO to any the core no longer knew);
     /// from now on nothing waits.
     public func shutDown() {
         registry.close()
-        for waiter in waiters.drain() { waiter.abandon() }
+        waiters.abandonAll()
     }
 }
 

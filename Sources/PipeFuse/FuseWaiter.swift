@@ -4,7 +4,7 @@ import Synchronization
 /// A FUSE request waiting in the core: the deferred reply of an open, read or write.
 ///
 /// The core resumes it exactly once, from whichever thread made the pipe ready; an
-/// interrupt marks it and asks the core to withdraw it (see `FuseFilesystem.interrupted`).
+/// interrupt marks it and asks the core to withdraw it (see `FuseWaiters.interrupted`).
 /// Only the core's queue keeps it alive (see `WaiterTable`): one dropped unresumed
 /// answers its request EIO as it goes (a debug build stops there).
 final class FuseWaiter: PipeWaiter {
@@ -12,12 +12,12 @@ final class FuseWaiter: PipeWaiter {
     let inode: InodeNumber
     private let request: Mutex<FuseRequest?>
     private let interrupted = Atomic<Bool>(false)
-    private unowned let filesystem: FuseFilesystem
+    private unowned let waiters: FuseWaiters
 
-    init(_ request: consuming FuseRequest, id: UInt64, inode: InodeNumber, filesystem: FuseFilesystem) {
+    init(_ request: consuming FuseRequest, id: UInt64, inode: InodeNumber, waiters: FuseWaiters) {
         self.id = id
         self.inode = inode
-        self.filesystem = filesystem
+        self.waiters = waiters
         self.request = Mutex(Optional(request))
     }
 
@@ -27,7 +27,7 @@ final class FuseWaiter: PipeWaiter {
 
     /// Called under the pipe's lock: the reply is sent from the pipe's buffer, uncopied.
     func resume(reading data: ReadData) {
-        filesystem.forgetWaiter(id)
+        waiters.forget(id)
         guard let request = request.withLock({ $0.take() }) else {
             assertionFailure("a waiter was resumed twice")
             return
@@ -36,14 +36,14 @@ final class FuseWaiter: PipeWaiter {
     }
 
     func resume(_ reply: PipeReply) {
-        filesystem.forgetWaiter(id)
+        waiters.forget(id)
         guard let request = request.withLock({ $0.take() }) else {
             assertionFailure("a waiter was resumed twice")
             return
         }
         if case .opened(let handle) = reply {
             // A refused open reply means the open was abandoned: no release will come.
-            if !request.opened(handle.rawValue) { filesystem.registry.release(handle) }
+            if !request.opened(handle.rawValue) { waiters.registry.release(handle) }
         } else {
             request.send(reply)
         }
@@ -57,7 +57,7 @@ final class FuseWaiter: PipeWaiter {
         request.fail(.ioError)
     }
 
-    deinit { filesystem.forgetWaiter(id) }
+    deinit { waiters.forget(id) }
 }
 
 /// The kernel's wish to hear when an open's poll readiness changes.
