@@ -95,6 +95,17 @@ enum Syscalls {
         return pid
     }
 
+    /// write(2) until every byte is written (or an error other than EINTR).
+    static func writeAll(_ fd: Int32, _ bytes: [UInt8]) throws(Errno) {
+        var written = 0
+        while written < bytes.count {
+            let result = bytes[written...].withUnsafeBytes { write(fd, $0.baseAddress, $0.count) }
+            if result < 0 && errno == EINTR { continue }
+            guard result > 0 else { throw Errno(rawValue: result < 0 ? errno : EIO) }
+            written += result
+        }
+    }
+
     /// waitpid(2): the exit code, or 128 + the signal that ended it; nil if it still runs
     /// (`block` false) or is not a child.
     static func exitStatus(of pid: pid_t, block: Bool) -> Int32? {

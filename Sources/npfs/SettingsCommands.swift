@@ -130,13 +130,7 @@ struct PeekCommand: ParsableCommand {
         do { data = try target.mount.peek(target.name, bytes: bytes) } catch {
             throw CommandError(target.explain(error, changing: false))
         }
-        var written = 0
-        while written < data.count {
-            let result = data[written...].withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-            if result < 0 && errno == EINTR { continue }
-            guard result > 0 else { throw CommandError("cannot write to standard output") }
-            written += result
-        }
+        do { try StandardOutput.write(data) } catch { throw CommandError("cannot write to standard output: \(error)") }
     }
 }
 

@@ -117,15 +117,9 @@ struct StatusWatch {
         }
     }
 
-    private func emit(_ text: String) {
-        var bytes = Array(text.utf8)[...]
-        while !bytes.isEmpty {
-            let written = bytes.withUnsafeBytes { write(STDOUT_FILENO, $0.baseAddress, $0.count) }
-            if written < 0 && errno == EINTR { continue }
-            guard written > 0 else { return }
-            bytes = bytes.dropFirst(written)
-        }
-    }
+    /// Output the watcher cannot write (the terminal gone) is dropped: `q`, a signal or
+    /// the terminal's hang-up ends it.
+    private func emit(_ text: String) { try? StandardOutput.write(Array(text.utf8)) }
 
     private func rate(_ bytesPerSecond: Double) -> String {
         let value = Int(bytesPerSecond.rounded())

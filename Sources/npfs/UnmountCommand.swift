@@ -1,6 +1,7 @@
 import ArgumentParser
 import Glibc
 import NpfsClient
+import PipeCore
 import SystemPackage
 
 /// `npfs unmount MOUNTPOINT`: a clean shutdown, even while pipes are open and requests wait.
@@ -36,8 +37,8 @@ struct UnmountCommand: ParsableCommand {
         guard kill(pid, SIGTERM) == 0 else {
             throw CommandError("cannot signal the npfs daemon (pid \(pid)): \(String(cString: strerror(errno)))")
         }
-        let deadline = Clock.now + timeout
-        while Clock.now < deadline {
+        let deadline = Timestamp.monotonicSeconds() + timeout
+        while Timestamp.monotonicSeconds() < deadline {
             if MountTable.current().entry(at: path) == nil && !isAlive(pid) { return }
             usleep(20_000)
         }
@@ -67,13 +68,4 @@ func isAlive(_ pid: pid_t) -> Bool {
     let stat = String(decoding: buffer.prefix { $0 != 0 }.map { UInt8(bitPattern: $0) }, as: UTF8.self)
     guard let close = stat.lastIndex(of: ")") else { return false }
     return stat[close...].dropFirst(2).first != "Z"
-}
-
-/// Monotonic seconds.
-enum Clock {
-    static var now: Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
 }
