@@ -88,6 +88,17 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
         }
     }
 
+    /// What a value is, for readers that type it (`npfs status --json`).
+    public enum Kind: Sendable { case count, seconds, word }
+
+    public var kind: Kind {
+        switch self {
+        case .capacity, .readers, .writers, .buffered, .bytesWritten, .bytesRead, .dropped: .count
+        case .openTimeout: .seconds
+        case .mode, .overflow, .framing, .delivery: .word
+        }
+    }
+
     /// The value as `getfattr` shows it: a decimal number or a word.
     public func value(in status: Pipe.Status) -> String {
         switch self {

@@ -55,12 +55,15 @@ struct StatusCommand: ParsableCommand {
     }
 
     /// `--json`: the mount's usage against its limits, and every live pipe.
-    struct Report: Codable {
+    struct Report: Encodable {
         var usage: [String: Int]
         var pipes: [PipeStatus]
     }
 
-    struct PipeStatus: Codable {
+    /// A pipe as the table and `--json` show it. The JSON object has `name`, every
+    /// attribute of `PipeAttribute` (so a new one cannot be left out), `clients` and
+    /// `more_clients`.
+    struct PipeStatus: Encodable {
         var name: String
         var mode: String
         var overflow: String
@@ -81,10 +84,31 @@ struct StatusCommand: ParsableCommand {
         /// The name's bytes, for sorting as `ls` does.
         var sortKey: [UInt8] = []
 
-        enum CodingKeys: String, CodingKey {
-            case name, mode, overflow, framing, delivery, capacity, buffered, readers, writers, dropped, clients
-            case moreClients = "more_clients"
-            case bytesWritten = "bytes_written", bytesRead = "bytes_read", openTimeout = "open_timeout"
+        /// Every attribute's value as the record gives it.
+        var values: [String: String] = [:]
+
+        private struct Key: CodingKey {
+            let stringValue: String
+            init(_ name: String) { stringValue = name }
+            init?(stringValue: String) { self.stringValue = stringValue }
+            var intValue: Int? { nil }
+            init?(intValue: Int) { nil }
+        }
+
+        func encode(to encoder: any Encoder) throws {
+            var container = encoder.container(keyedBy: Key.self)
+            try container.encode(name, forKey: Key("name"))
+            for attribute in PipeAttribute.allCases {
+                let text = values[attribute.rawValue] ?? ""
+                let key = Key(attribute.rawValue)
+                switch attribute.kind {
+                case .count: try container.encode(Int(text) ?? 0, forKey: key)
+                case .seconds: try container.encode(Double(text) ?? 0, forKey: key)
+                case .word: try container.encode(text, forKey: key)
+                }
+            }
+            try container.encode(clients, forKey: Key("clients"))
+            try container.encode(moreClients, forKey: Key("more_clients"))
         }
 
         init(_ record: StatusPage.Record) {
@@ -92,6 +116,7 @@ struct StatusCommand: ParsableCommand {
             func number(_ attribute: PipeAttribute) -> Int { Int(text(attribute)) ?? 0 }
             name = PipeNameText.display(record.name)
             sortKey = record.name
+            values = record.values
             mode = text(.mode)
             overflow = text(.overflow)
             framing = text(.framing)
@@ -110,7 +135,7 @@ struct StatusCommand: ParsableCommand {
     }
 
     /// One open of a pipe: who made it, for what, and what it waits for (`null`: nothing).
-    struct Client: Codable {
+    struct Client: Encodable {
         var pid: Int32
         var uid: UInt32
         var command: String
