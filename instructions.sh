@@ -9,7 +9,7 @@
 # the counters are dumped: the figure is all the daemon's instructions over N (requests,
 # copies, its timers). Counted:
 #   npfs, one serving thread      the cost of handling the requests: a block written and
-#                                 read back by one process (exact), and dd to dd
+#                                 read back by one process (repeatable), and dd to dd
 #   npfs, default threads         adds what its threads cost each other under valgrind,
 #                                 where they take turns (a lock's spinning never succeeds)
 #   C ceiling, the same two ways  ../shared/ceiling/fusepipe.c if present (or --ceiling)
@@ -63,7 +63,7 @@ fi
 
 # count LABEL KIND N -- DAEMON ARGS... MOUNTPOINT: prints LABEL and the daemon's
 # instructions per block (KIND alternate: one process writes a block and reads it back,
-# so nothing ever waits and the count repeats exactly; pair: one dd writer and one dd
+# so nothing ever waits and only the once-a-second housekeeping varies; pair: one dd writer and one dd
 # reader, whose requests wait or not as the two happen to meet; idle: one dd writer
 # while N readers hold the pipe open and never read; fanout: one dd writer and N readers,
 # each reading every block, the figure then per block and reader).
