@@ -162,17 +162,6 @@ import Testing
     }
 }
 
-/// 0 or the errno of getxattr(2).
-func getxattrErrno(_ path: String, _ name: String) -> Int32 {
-    var buffer = [UInt8](repeating: 0, count: 256)
-    return getxattr(path, name, &buffer, buffer.count) >= 0 ? 0 : errno
-}
-
-/// 0 or the errno of setxattr(2).
-func setxattrErrno(_ path: String, _ name: String, _ value: String) -> Int32 {
-    rawSetxattr(Array(path.utf8), Array(name.utf8), Array(value.utf8))
-}
-
 /// Issue 8, item 5: `npfs status` reads the table in pages of the mount root's attributes.
 @Suite(.serialized) struct StatusTests {
     @Test func statusListsEveryPipeOnceAndAlignsOddNames() throws {

@@ -139,13 +139,6 @@ import Testing
     }
 }
 
-func xattr(_ path: String, _ name: String) throws -> [UInt8] {
-    let result = try ChildProcess.run(["/usr/bin/env", "python3", "-c",
-        "import os,sys; sys.stdout.buffer.write(os.getxattr(sys.argv[1], sys.argv[2]))", path, name])
-    guard result.status == 0 else { throw TestFailure("getxattr \(name): \(result.output)") }
-    return Array(result.output.utf8)
-}
-
 /// Gone, or a zombie (exited, not yet reaped by its parent).
 func hasExited(_ pid: pid_t) -> Bool {
     guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),

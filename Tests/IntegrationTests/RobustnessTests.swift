@@ -129,20 +129,6 @@ func rawOpen(_ path: [UInt8], _ flags: Int32) -> Int32 {
     (path.map { CChar(bitPattern: $0) } + [0]).withUnsafeBufferPointer { Glibc.open($0.baseAddress!, flags | O_CLOEXEC) }
 }
 
-/// setxattr(2) with a path and name given as bytes; 0 or the errno.
-func rawSetxattr(_ path: [UInt8], _ name: [UInt8], _ value: [UInt8]) -> Int32 {
-    let cPath = path.map { CChar(bitPattern: $0) } + [0], cName = name.map { CChar(bitPattern: $0) } + [0]
-    return setxattr(cPath, cName, value, value.count, 0) == 0 ? 0 : errno
-}
-
-/// getxattr(2) of a path given as bytes; the value, or nil with the errno in `errno`.
-func rawGetxattr(_ path: [UInt8], _ name: String) -> String? {
-    var buffer = [UInt8](repeating: 0, count: 256)
-    let cPath = path.map { CChar(bitPattern: $0) } + [0]
-    let n = getxattr(cPath, name, &buffer, buffer.count)
-    return n >= 0 ? String(decoding: buffer[..<n], as: UTF8.self) : nil
-}
-
 /// A process's resident memory in KiB (VmRSS), 0 if it cannot be read.
 func residentKiB(_ pid: pid_t) -> Int {
     guard let status = try? String(contentsOfFile: "/proc/\(pid)/status", encoding: .utf8),

@@ -108,9 +108,3 @@ import Testing
     }
 }
 
-/// `getfattr --only-values`, the way users read an attribute.
-func getfattr(_ path: String, _ name: String) throws -> String {
-    let result = try ChildProcess.run(["getfattr", "--absolute-names", "--only-values", "-n", name, path], timeout: 5)
-    guard result.status == 0 else { throw TestFailure("getfattr \(name): \(result.output)") }
-    return result.output
-}
