@@ -4,8 +4,9 @@ public enum ProcStatus {
     public static func field(_ name: String, in status: String) -> Substring? {
         let prefix = name + ":"
         guard let line = status.split(separator: "\n").first(where: { $0.hasPrefix(prefix) }) else { return nil }
-        let value = line.dropFirst(prefix.count).drop { $0 == " " || $0 == "\t" }
-        return value.reversed().drop { $0 == " " || $0 == "\t" }.reversed().reduce(into: Substring()) { $0.append($1) }
+        var value = line.dropFirst(prefix.count).drop { $0 == " " || $0 == "\t" }
+        while value.last == " " || value.last == "\t" { value = value.dropLast() }
+        return value
     }
 
     /// The ids of the `Groups:` line (empty if there is none).

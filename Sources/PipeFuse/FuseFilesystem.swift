@@ -273,9 +273,6 @@ public final class FuseFilesystem: Sendable {
         if !stale.isEmpty { invalidator.forget(stale) }
     }
 
-    /// The interrupt callback's way in (see `FuseWaiters.interrupted`).
-    func interrupted(_ id: UInt64) { waiters.interrupted(id) }
-
     /// Shutdown: answers every waiting request (and EIO to any the core no longer knew);
     /// from now on nothing waits.
     public func shutDown() {

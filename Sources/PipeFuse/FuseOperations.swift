@@ -142,7 +142,7 @@ extension FuseRequest {
     static func registerInterrupt(_ req: fuse_req_t, key: UInt64) {
         fuse_req_interrupt_func(req, { req, data in
             guard let req else { return }
-            FuseFilesystem.from(req)?.interrupted(UInt64(UInt(bitPattern: data)))
+            FuseFilesystem.from(req)?.waiters.interrupted(UInt64(UInt(bitPattern: data)))
         }, UnsafeMutableRawPointer(bitPattern: UInt(key)))
     }
 }
