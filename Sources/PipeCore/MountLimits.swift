@@ -178,8 +178,8 @@ public final class ByteBudget: Sendable {
 
 /// The bytes of a write that waits for room, copied out of its FUSE request, charged to
 /// the mount's budget for as long as they exist.
-/// Not thread-safe: it lives in its pipe's locked state.
-final class WaitingBytes {
+/// Unchecked Sendable: its bytes never change after the copy, and the budget is thread-safe.
+final class WaitingBytes: @unchecked Sendable {
     private let storage: UnsafeMutableRawBufferPointer
     private let budget: ByteBudget
     private let uid: UInt32

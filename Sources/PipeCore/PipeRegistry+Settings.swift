@@ -85,7 +85,7 @@ extension PipeRegistry {
     /// `user.npfs.peek`: what the next read of `process` (a thread group id) would return,
     /// up to `max` (at most `PipeAttribute.peekLimit`) bytes, without taking them: by its
     /// newest open that reads, or, if it has none, by the pipe's newest reader (see
-    /// `PipeState.peek`). ENOENT if the pipe is not live, EACCES if `caller` may not read it.
+    /// `PipeMachine.peek`). ENOENT if the pipe is not live, EACCES if `caller` may not read it.
     public func peek(_ inode: InodeNumber, max: Int, caller: Caller, process: Int32? = nil) throws(Errno) -> [UInt8] {
         var caller = caller
         let pipe = try livePipe(inode)

@@ -228,12 +228,12 @@ public final class PipeRegistry: Sendable {
         state.withLock { $0.nodes[inode]?.pipe }?.status.config.openTimeout ?? 0
     }
 
-    private func withdraw(_ waiter: any PipeWaiter, inode: InodeNumber, because reason: PipeState.Withdrawal) {
+    private func withdraw(_ waiter: any PipeWaiter, inode: InodeNumber, because reason: Pipe.Machine.Withdrawal) {
         var deliveries = Deliveries()
         state.withLock { state in
             guard let pipe = state.nodes[inode]?.pipe else { return }
-            if case .open(let handle) = pipe.cancel(waiter, because: reason, deliveries: &deliveries) {
-                state.removeHandle(handle)
+            if case .open(let open) = pipe.cancel(waiter, because: reason, deliveries: &deliveries) {
+                state.removeHandle(open.handle)
                 state.dropOpen(of: inode)
             }
         }
@@ -271,10 +271,11 @@ public final class PipeRegistry: Sendable {
     // MARK: Data
 
     /// FUSE `read`. With no waiter, answers `.mustWait` (changing nothing) where it would wait.
-    /// Bytes there now are lent to `sink` under the pipe's lock (the answer is then
-    /// `.answered`); a waiter gets them later through `resume(reading:)`.
+    /// Bytes there now are lent under the pipe's lock to `sink`, or without one to the
+    /// waiter's `resume(reading:)` (the answer is then `.answered`); a waiter that waits
+    /// gets them later the same way.
     public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?,
-                     sink: (ReadData) -> Void) -> Attempt {
+                     sink: ReadSink?) -> Attempt {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
         return open.pipe.read(size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, handle: handle, sink: sink)
     }
@@ -282,7 +283,12 @@ public final class PipeRegistry: Sendable {
     /// The same, with bytes read now answered as `.done(.data(bytes))`, copied (for tests).
     public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?) -> Attempt {
         var bytes: [UInt8] = []
-        let attempt = read(handle, size: size, offset: offset, flags: flags, waiter: waiter) { bytes = $0.copied() }
+        let attempt = withUnsafeMutablePointer(to: &bytes) { bytes in
+            read(handle, size: size, offset: offset, flags: flags, waiter: waiter,
+                 sink: ReadSink(context: UnsafeMutableRawPointer(bytes)) { context, data in
+                     context?.assumingMemoryBound(to: [UInt8].self).pointee = data.copied()
+                 })
+        }
         return attempt == .answered ? .done(.data(bytes)) : attempt
     }
 
@@ -319,10 +325,7 @@ public final class PipeRegistry: Sendable {
                 guard let pipe = node.pipe else { return opens.isEmpty && node.opens == 0 }
                 let readers = Set(opens.filter { $0.value.access.reads }.map(\.key))
                 let writers = opens.filter { $0.value.access.writes }.count
-                return node.opens == opens.count && pipe.state.withLock { pipe in
-                    pipe.isConsistent && pipe.readerHandles == readers && pipe.readers == readers.count
-                        && pipe.writers == writers
-                }
+                return node.opens == opens.count && pipe.isConsistent && pipe.holdsEnds(readers: readers, writers: writers)
             }
         }
     }

@@ -211,14 +211,15 @@ public final class FuseFilesystem: Sendable {
         let handle = PipeHandle(rawValue: handle)
         let raw = request.raw
         // First without a waiter: the common case answers at once and costs no interrupt registration.
-        switch registry.read(handle, size: size, offset: offset, flags: flags, waiter: nil, sink: { FuseRequest.send(raw, $0) }) {
+        let sink = ReadSink(context: UnsafeMutableRawPointer(raw)) { raw, data in if let raw { FuseRequest.send(fuse_req_t(raw), data) } }
+        switch registry.read(handle, size: size, offset: offset, flags: flags, waiter: nil, sink: sink) {
         case .answered:
             request.sentElsewhere()
         case .done(let reply):
             request.send(reply)
         case .mustWait, .queued:
             let waiter = waiters.make(request, inode: InodeNumber(inode))
-            let attempt = registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter) { waiter.resume(reading: $0) }
+            let attempt = registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter, sink: nil)
             // .queued and .answered: the core holds or answered the waiter; .mustWait cannot
             // come with a waiter, and would free it unanswered (EIO, see `FuseWaiter`).
             if case .done(let reply) = attempt { waiter.resume(reply) }

@@ -10,12 +10,12 @@ import Testing
     @Test(arguments: 0..<20) func agreesWithAScanOfEveryReader(seed: UInt64) {
         var random = SplitMix(seed: seed)
         var cursors = BroadcastCursors()
-        var model: [PipeHandle: (position: UInt64, lost: UInt64)] = [:]
+        var model: [OpenID: (position: UInt64, lost: UInt64)] = [:]
         var base: UInt64 = 0, end: UInt64 = 0, next: UInt64 = 1
         for step in 0..<3000 {
             switch random.next() % 6 {
             case 0:
-                let handle = PipeHandle(rawValue: next)
+                let handle = OpenID(handle: PipeHandle(rawValue: next))
                 next += 1
                 cursors.add(handle, at: end)
                 model[handle] = (end, 0)

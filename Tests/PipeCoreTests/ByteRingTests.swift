@@ -3,54 +3,54 @@ import Testing
 
 @Suite struct ByteRingTests {
     @Test func wrapsAroundWithTwoCopies() {
-        let ring = ByteRing(limit: 8)
+        var ring = ByteRing(limit: 8)
         let first: [UInt8] = [1, 2, 3, 4, 5, 6]
         first.withUnsafeBytes { ring.write($0) }
-        #expect(ring.read(maxCount: 4) == [1, 2, 3, 4])
+        #expect(Bool(ring.read(maxCount: 4) == [1, 2, 3, 4]))
         // 6 more bytes: 2 at the end of storage, 4 wrapped to its start.
         let second: [UInt8] = [7, 8, 9, 10, 11, 12]
         second.withUnsafeBytes { ring.write($0) }
-        #expect(ring.count == 8)
-        #expect(ring.free == 0)
-        #expect(ring.verifyInvariants())
-        #expect(ring.read(maxCount: 100) == [5, 6, 7, 8, 9, 10, 11, 12])
-        #expect(ring.isEmpty)
+        #expect(Bool(ring.count == 8))
+        #expect(Bool(ring.free == 0))
+        #expect(Bool(ring.verifyInvariants()))
+        #expect(Bool(ring.read(maxCount: 100) == [5, 6, 7, 8, 9, 10, 11, 12]))
+        #expect(Bool(ring.isEmpty))
     }
 
     @Test func storageIsLazyAndBoundedByThePowerOfTwoAboveTheLimit() {
-        let ring = ByteRing(limit: 100_000)
-        #expect(ring.allocatedBytes == 0)
+        var ring = ByteRing(limit: 100_000)
+        #expect(Bool(ring.allocatedBytes == 0))
         [UInt8](repeating: 7, count: 10).withUnsafeBytes { ring.write($0) }
-        #expect(ring.allocatedBytes == ByteRing.minimumStorage)
+        #expect(Bool(ring.allocatedBytes == ByteRing.minimumStorage))
         [UInt8](repeating: 7, count: 99_990).withUnsafeBytes { ring.write($0) }
-        #expect(ring.count == 100_000)
-        #expect(ring.free == 0)
-        #expect(ring.allocatedBytes == 131_072)
-        #expect(ring.verifyInvariants())
+        #expect(Bool(ring.count == 100_000))
+        #expect(Bool(ring.free == 0))
+        #expect(Bool(ring.allocatedBytes == 131_072))
+        #expect(Bool(ring.verifyInvariants()))
     }
 
     /// Issue 7: a buffer that streams is not freed and reallocated on every pass, and one
     /// left idle is still freed (by the daemon's once-a-second trim).
     @Test func largeStorageIsFreedOnlyAfterAnIdleTrimPeriod() {
-        let ring = ByteRing(limit: 1 << 20)
+        var ring = ByteRing(limit: 1 << 20)
         [UInt8](repeating: 1, count: 300_000).withUnsafeBytes { ring.write($0) }
-        #expect(ring.read(maxCount: 1 << 20).count == 300_000)
-        #expect(ring.allocatedBytes == 524_288, "read empty: kept for the next pass")
-        #expect(ring.trim() == 0, "written since the last trim")
-        #expect(ring.trim() == 524_288)
-        #expect(ring.allocatedBytes == 0)
+        #expect(Bool(ring.read(maxCount: 1 << 20).count == 300_000))
+        #expect(Bool(ring.allocatedBytes == 524_288), "read empty: kept for the next pass")
+        #expect(Bool(ring.trim() == 0), "written since the last trim")
+        #expect(Bool(ring.trim() == 524_288))
+        #expect(Bool(ring.allocatedBytes == 0))
         [UInt8](repeating: 1, count: 300_000).withUnsafeBytes { ring.write($0) }
         _ = ring.trim()
-        #expect(ring.trim() == 0, "holds bytes")
-        let small = ByteRing(limit: 1 << 20)
+        #expect(Bool(ring.trim() == 0), "holds bytes")
+        var small = ByteRing(limit: 1 << 20)
         [UInt8](repeating: 1, count: 100).withUnsafeBytes { small.write($0) }
         _ = small.read(maxCount: 100)
         _ = small.trim()
-        #expect(small.trim() == 0, "storage up to keptWhenEmpty stays")
+        #expect(Bool(small.trim() == 0), "storage up to keptWhenEmpty stays")
     }
 
     @Test func segmentsLendTheOldestBytesInOrderAcrossTheWrap() {
-        let ring = ByteRing(limit: 8)
+        var ring = ByteRing(limit: 8)
         [UInt8]([1, 2, 3, 4, 5, 6]).withUnsafeBytes { ring.write($0) }
         _ = ring.read(maxCount: 5)
         [UInt8]([7, 8, 9, 10, 11]).withUnsafeBytes { ring.write($0) }
@@ -59,11 +59,11 @@ import Testing
         #expect(second.count > 0, "the bytes wrap")
         let (head, none) = ring.segments(upTo: 2)
         #expect(Array(head) == [6, 7] && none.isEmpty)
-        #expect(ring.count == 6, "lending consumes nothing")
+        #expect(Bool(ring.count == 6), "lending consumes nothing")
     }
 
     @Test func growthKeepsOrderAcrossTheWrap() {
-        let ring = ByteRing(limit: 65_536)
+        var ring = ByteRing(limit: 65_536)
         var model: [UInt8] = []
         var next: UInt8 = 0
         func put(_ n: Int) {
@@ -72,22 +72,22 @@ import Testing
             model += bytes
         }
         put(3000)
-        #expect(ring.read(maxCount: 2500) == Array(model.prefix(2500)))
+        #expect(Bool(ring.read(maxCount: 2500) == Array(model.prefix(2500))))
         model.removeFirst(2500)
         put(4000)   // wraps in 4 KiB storage, then must grow
         put(20_000)
-        #expect(ring.verifyInvariants())
-        #expect(ring.read(maxCount: 1 << 20) == model)
+        #expect(Bool(ring.verifyInvariants()))
+        #expect(Bool(ring.read(maxCount: 1 << 20) == model))
     }
 
     @Test func shrinkingBelowTheBufferedCountFails() {
-        let ring = ByteRing(limit: 65_536)
+        var ring = ByteRing(limit: 65_536)
         [UInt8](repeating: 1, count: 10_000).withUnsafeBytes { ring.write($0) }
-        #expect(!ring.setLimit(8192))
-        #expect(ring.setLimit(16_384))
-        #expect(ring.limit == 16_384)
-        #expect(ring.allocatedBytes <= 16_384)
-        #expect(ring.read(maxCount: 20_000).count == 10_000)
+        #expect(Bool(!ring.setLimit(8192)))
+        #expect(Bool(ring.setLimit(16_384)))
+        #expect(Bool(ring.limit == 16_384))
+        #expect(Bool(ring.allocatedBytes <= 16_384))
+        #expect(Bool(ring.read(maxCount: 20_000).count == 10_000))
     }
 
     /// Random writes, reads and discards against an array, over many seeds.
@@ -95,7 +95,7 @@ import Testing
     func matchesAnArrayModel(seed: UInt64) {
         var random = SplitMix(seed: seed)
         let limit = [4096, 5000, 65_536, 100_000][Int(seed % 4)]
-        let ring = ByteRing(limit: limit)
+        var ring = ByteRing(limit: limit)
         var model: [UInt8] = []
         for _ in 0..<400 {
             switch random.next() % 3 {
@@ -114,11 +114,11 @@ import Testing
                 ring.discard(n)
                 model.removeFirst(n)
             }
-            #expect(ring.count == model.count)
-            #expect(ring.free == limit - model.count)
-            #expect(ring.verifyInvariants())
+            #expect(Bool(ring.count == model.count))
+            #expect(Bool(ring.free == limit - model.count))
+            #expect(Bool(ring.verifyInvariants()))
         }
-        #expect(ring.read(maxCount: limit) == model)
+        #expect(Bool(ring.read(maxCount: limit) == model))
     }
 }
 

@@ -1,28 +1,28 @@
 import SystemPackage
 
 /// Live settings (`user.npfs.*`) and what changing them wakes.
-extension PipeState {
-    mutating func apply(_ setting: Pipe.Setting, deliveries: inout Deliveries) -> Errno? {
+extension PipeMachine where Buffer: ~Copyable {
+    mutating func apply(_ setting: Pipe.Setting, _ step: inout Transition, lend: some Lender) -> Errno? {
         switch setting {
         case .capacity(let capacity):
             guard PipeConfig.validCapacities.contains(capacity) else { return .invalidArgument }
             // A waiting message goes in whole: a capacity it can never fit in would leave it,
             // and every writer queued behind it, waiting forever.
-            guard !writeWaiters.contains(where: { $0.atomic && $0.remaining > capacity }) else { return .resourceBusy }
+            guard !writeWaits.contains(where: { $0.atomic && $0.remaining > capacity }) else { return .resourceBusy }
             guard ring.setLimit(capacity) else { return .resourceBusy }
             config.capacity = capacity
-            settle(&deliveries)   // more room lets waiting writers in
+            settle(&step, lend: lend)   // more room lets waiting writers in
         case .mode(let mode):
             config.mode = mode
-            if mode == .ring { releaseWaitersForRing(&deliveries) }
+            if mode == .ring { releaseWaitersForRing(&step, lend: lend) }
         case .overflow(let overflow):
             config.overflow = overflow
         case .delivery(let delivery):
             guard delivery != config.delivery else { return nil }
             // Readers' positions in bytes already buffered, or queued, would be invented.
-            guard ring.isEmpty && writeWaiters.isEmpty else { return .resourceBusy }
+            guard ring.isEmpty && writeWaits.isEmpty else { return .resourceBusy }
             config.delivery = delivery
-            cursors.reset(delivery == .broadcast ? readerHandles : [], at: base)
+            cursors.reset(delivery == .broadcast ? readerOpens : [], at: base)
             broadcastMessages = BroadcastMessages()
             readMarks = ReadMarks(at: base)
         case .openTimeout(let seconds):
@@ -31,34 +31,34 @@ extension PipeState {
         case .framing(let framing):
             guard framing != config.framing else { return nil }
             // Boundaries of bytes already buffered, or of queued writes, would be invented.
-            guard ring.isEmpty && writeWaiters.isEmpty else { return .resourceBusy }
+            guard ring.isEmpty && writeWaits.isEmpty else { return .resourceBusy }
             config.framing = framing
             messages = MessageQueue()
             broadcastMessages = BroadcastMessages()
         }
-        notifyPollers(&deliveries)
+        step.changeReadiness()
         return nil
     }
 
     /// Switching to ring mode: nothing waits any more. Opens complete, reads take what is
     /// there (or nothing), writes overflow like any ring write and report their full length.
-    mutating func releaseWaitersForRing(_ deliveries: inout Deliveries) {
-        for wait in openWaiters { deliveries.resume(wait.waiter, with: .opened(wait.handle)) }
-        openWaiters.removeAll()
-        for wait in writeWaiters {
-            overflowingStore(UnsafeRawBufferPointer(rebasing: wait.data.bytes[wait.taken...]))
-            deliveries.resume(wait.waiter, with: .written(wait.takenBefore + wait.data.bytes.count))
+    mutating func releaseWaitersForRing(_ step: inout Transition, lend: some Lender) {
+        for wait in openWaits { step.resume(wait.wait, with: .opened(wait.open.handle)) }
+        openWaits.removeAll()
+        for wait in writeWaits {
+            overflowingStore(UnsafeRawBufferPointer(rebasing: wait.data.bytes[wait.taken...]), at: step.now)
+            step.resume(wait.wait, with: .written(wait.takenBefore + wait.data.bytes.count))
         }
-        writeWaiters.removeAll()
-        let reads = readWaiters
-        readWaiters.removeAll()
+        writeWaits.removeAll()
+        let reads = readWaits
+        readWaits.removeAll()
         for wait in reads {
-            if broadcast, let handle = wait.handle, available(to: handle) > 0 {
-                giveBroadcast(handle, size: wait.size, deliveries: &deliveries) { wait.waiter.resume(reading: $0) }
+            if broadcast, available(to: wait.open) > 0 {
+                giveBroadcast(wait.open, size: wait.size, to: .wait(wait.wait), &step, lend: lend)
             } else if broadcast || ring.isEmpty {
-                deliveries.resume(wait.waiter, with: .data([]))
+                step.resume(wait.wait, with: .data([]))
             } else {
-                give(wait.size, deliveries: &deliveries) { wait.waiter.resume(reading: $0) }
+                give(wait.size, to: .wait(wait.wait), &step, lend: lend)
             }
         }
     }

@@ -25,12 +25,12 @@ public struct ReadData {
     /// At most this many pieces: the ring's two and those of waiting writers.
     static let maximumPieces = 16
 
-    /// Lends one or two contiguous pieces (an empty second is left out) to `sink`.
+    /// Lends one or two contiguous pieces (an empty second is left out) to `target`.
     static func lend(_ first: UnsafeRawBufferPointer, _ second: UnsafeRawBufferPointer = UnsafeRawBufferPointer(start: nil, count: 0),
-                     to sink: (ReadData) -> Void) {
+                     to target: ReadTarget, through lender: some Lender) {
         withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: 2) { pieces in
             let used = place(first, second, into: pieces)
-            sink(ReadData(pieces: UnsafeBufferPointer(rebasing: pieces[..<used]), count: first.count + second.count))
+            lender.lend(ReadData(pieces: UnsafeBufferPointer(rebasing: pieces[..<used]), count: first.count + second.count), to: target)
         }
     }
 
@@ -48,5 +48,19 @@ public struct ReadData {
             used += 1
         }
         return used
+    }
+}
+
+/// Where a read's bytes go when they are there at once: a function and the context it is
+/// called with, so that lending them allocates nothing (the adapter's sends them to
+/// /dev/fuse from the pipe's buffer). Called at most once, during the read, under the
+/// pipe's lock. Unchecked Sendable: it never leaves the read's thread.
+public struct ReadSink: @unchecked Sendable {
+    public let context: UnsafeMutableRawPointer?
+    public let send: (UnsafeMutableRawPointer?, ReadData) -> Void
+
+    public init(context: UnsafeMutableRawPointer?, send: @escaping (UnsafeMutableRawPointer?, ReadData) -> Void) {
+        self.context = context
+        self.send = send
     }
 }

@@ -1,7 +1,9 @@
 /// A request that waits: an open for its partner, a read for data, a write for room.
 ///
-/// The core queues it and later calls `resume` exactly once, always after releasing its
-/// locks. The adapter's implementation holds the FUSE request; tests record the reply.
+/// A local pipe keeps it while its machine holds the wait (by a `WaitID`) and calls
+/// `resume` exactly once, always after releasing its locks (bytes read excepted, see
+/// `resume(reading:)`). The adapter's implementation holds the FUSE request; tests record
+/// the reply.
 public protocol PipeWaiter: AnyObject, Sendable {
     /// True once the request was interrupted. Set from any thread; the core reads it
     /// under the pipe's lock before queueing, so an interrupt that comes before the

@@ -8,8 +8,8 @@
 /// Invariant (checked by the pipe's tests): the lengths still unread add up to the bytes
 /// in the ring. The pipe keeps it by construction; the methods assert it in debug builds
 /// and never trap on it in release builds.
-struct MessageQueue {
-    private let lengths = ByteRing(limit: PipeConfig.maximumCapacity)
+struct MessageQueue: ~Copyable {
+    private var lengths = ByteRing(limit: PipeConfig.maximumCapacity)
     /// The oldest message's length and the bytes its varint takes, decoded once.
     private var oldest: (length: Int, encodedSize: Int)?
     /// Bytes of the oldest message already read (a reader's buffer was smaller than it).
@@ -73,7 +73,7 @@ struct MessageQueue {
     }
 
     /// Frees the lengths' storage if idle (see `ByteRing.trim`).
-    func trim() { lengths.trim() }
+    mutating func trim() { lengths.trim() }
 
     /// Bytes of memory the lengths take now.
     var allocatedBytes: Int { lengths.allocatedBytes }

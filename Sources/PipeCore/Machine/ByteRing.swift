@@ -16,8 +16,9 @@
 /// Callers keep these by construction (they check `free` before writing); the methods
 /// assert misuse in debug builds and clamp it in release builds, never trapping.
 ///
-/// Not thread-safe: a ring lives inside its pipe's locked state.
-public final class ByteRing {
+/// A value that owns its storage: it cannot be copied, only moved, so a pipe's machine
+/// holds the one ring of its bytes (unchecked Sendable: the storage goes with the value).
+public struct ByteRing: ~Copyable, @unchecked Sendable {
     /// The smallest storage allocation, so tiny writes do not cause a chain of regrowths.
     public static let minimumStorage = 4096
     /// The largest storage an idle empty ring keeps (the kernel's default pipe size).
@@ -39,11 +40,12 @@ public final class ByteRing {
         self.storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
     }
 
-    deinit { release() }
+    deinit {
+        guard storage.count > 0 else { return }
+        FreedMemory.note(storage.count)
+        storage.deallocate()
+    }
 
-    /// Bytes that can still be written.
-    public var free: Int { max(0, limit - count) }
-    public var isEmpty: Bool { count == 0 }
     /// Bytes of memory the ring holds now (what a pipe costs).
     public var allocatedBytes: Int { storage.count }
 
@@ -53,7 +55,7 @@ public final class ByteRing {
     }
 
     /// Changes the capacity. Fails (returns false) when more than `newLimit` bytes are buffered.
-    public func setLimit(_ newLimit: Int) -> Bool {
+    public mutating func setLimit(_ newLimit: Int) -> Bool {
         assert(newLimit > 0, "a ring needs a positive capacity")
         guard newLimit > 0, count <= newLimit else { return false }
         limit = newLimit
@@ -62,7 +64,7 @@ public final class ByteRing {
     }
 
     /// Appends all of `bytes`; the caller has checked that they fit (`bytes.count <= free`).
-    public func write(_ bytes: UnsafeRawBufferPointer) {
+    public mutating func write(_ bytes: UnsafeRawBufferPointer) {
         assert(bytes.count <= free, "ByteRing.write past capacity")
         let n = min(bytes.count, free)
         guard n > 0, let source = bytes.baseAddress else { return }
@@ -79,14 +81,14 @@ public final class ByteRing {
 
     /// Moves up to `destination.count` of the oldest bytes into `destination`; returns how many.
     @discardableResult
-    public func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+    public mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
         let n = peek(into: destination)
         discard(n)
         return n
     }
 
     /// Removes and returns up to `maxCount` of the oldest bytes.
-    public func read(maxCount: Int) -> [UInt8] {
+    public mutating func read(maxCount: Int) -> [UInt8] {
         let n = min(maxCount, count)
         return [UInt8](unsafeUninitializedCapacity: n) { buffer, initialized in
             initialized = read(into: UnsafeMutableRawBufferPointer(buffer))
@@ -94,7 +96,7 @@ public final class ByteRing {
     }
 
     /// Drops the `n` oldest bytes (overwrite mode, and the tail of `read`).
-    public func discard(_ n: Int) {
+    public mutating func discard(_ n: Int) {
         assert(n >= 0 && n <= count, "ByteRing.discard out of range")
         let n = min(max(n, 0), count)
         count -= n
@@ -104,18 +106,12 @@ public final class ByteRing {
     /// Frees storage above `keptWhenEmpty` if the ring is empty and was not written since
     /// the previous call; returns the bytes freed.
     @discardableResult
-    public func trim() -> Int {
+    public mutating func trim() -> Int {
         defer { written = false }
         guard count == 0, !written, storage.count > ByteRing.keptWhenEmpty else { return 0 }
         let freed = storage.count
         release()
         return freed
-    }
-
-    /// The oldest `n` buffered bytes (at most `count`) as at most two contiguous pieces,
-    /// oldest first, without copying them. Valid until the ring is next changed.
-    public func segments(upTo n: Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) {
-        segments(from: 0, upTo: n)
     }
 
     /// The same for the bytes from `offset` on (0 is the oldest): what a broadcast reader
@@ -143,7 +139,7 @@ public final class ByteRing {
     }
 
     /// Frees the storage: when the ring is empty, or goes away.
-    private func release() {
+    private mutating func release() {
         guard storage.count > 0 else { return }
         FreedMemory.note(storage.count)
         storage.deallocate()
@@ -152,7 +148,7 @@ public final class ByteRing {
     }
 
     /// Grows the storage (doubling) so that `needed` bytes fit.
-    private func reserve(_ needed: Int) {
+    private mutating func reserve(_ needed: Int) {
         guard needed > storage.count else { return }
         let ceiling = ByteRing.storageSize(for: limit)
         var size = max(storage.count, min(ByteRing.minimumStorage, ceiling))
@@ -161,7 +157,7 @@ public final class ByteRing {
     }
 
     /// Moves the buffered bytes, oldest first, into fresh storage of `size` bytes.
-    private func reallocate(to size: Int) {
+    private mutating func reallocate(to size: Int) {
         assert(size >= count && size & (size - 1) == 0)
         let fresh = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
         let n = count

@@ -1,53 +1,65 @@
 import SystemPackage
 
+/// What a write decided: its answer, or that it waits, with the request's bytes from
+/// `taken` on to be kept (see `PipeMachine.queueWrite`).
+enum WriteDecision: Equatable {
+    case attempt(Attempt)
+    case mustKeep(taken: Int, atomic: Bool)
+
+    static func done(_ reply: PipeReply) -> WriteDecision { .attempt(.done(reply)) }
+    static let mustWait = WriteDecision.attempt(.mustWait)
+}
+
 /// Reads and writes: what moves between writers, the ring and readers.
-extension PipeState {
-    /// A read of up to `size` bytes. Bytes there now go to `sink`, lent under the lock
-    /// (the answer is `.answered`); end of file and errors are `.done`.
-    mutating func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle? = nil,
-                       sink: (ReadData) -> Void, deliveries: inout Deliveries) -> Attempt {
+extension PipeMachine where Buffer: ~Copyable {
+    /// A read of up to `size` bytes through `open`. Bytes there now are lent to the caller
+    /// (the answer is `.answered`); end of file and errors are `.done`. With no `wait`
+    /// offered, a read that would wait answers `.mustWait` and changes nothing.
+    mutating func read(_ open: OpenID, size: Int, offset: Int64, nonblocking: Bool, wait: WaitOffer?,
+                       _ step: inout Transition, lend: some Lender) -> Attempt {
         guard size > 0 else { return .done(.data([])) }
         if broadcast {
-            return readBroadcast(size: size, offset: offset, nonblocking: nonblocking, waiter: waiter, handle: handle,
-                                 sink: sink, deliveries: &deliveries)
+            return readBroadcast(open, size: size, offset: offset, nonblocking: nonblocking, wait: wait, &step, lend: lend)
         }
         // A request past offset 0 continues a read(2) whose earlier part was answered in
         // full (the kernel splits large reads). A pipe read returns what it has and a
         // message read one message: never wait, and never start a second message.
         if offset > 0 && (framed || ring.isEmpty) { return .done(.data([])) }
         if !ring.isEmpty {
-            give(size, deliveries: &deliveries, to: sink)
-            settle(&deliveries)
-            notifyPollers(&deliveries)
+            give(size, to: .caller, &step, lend: lend)
+            settle(&step, lend: lend)
+            step.changeReadiness()
             return .answered
         }
-        return readNothing(size: size, nonblocking: nonblocking, waiter: waiter, handle: handle)
+        return readNothing(open, size: size, nonblocking: nonblocking, wait: wait)
     }
 
     /// A read that finds no bytes: end of file when no writer is left (or in ring mode),
-    /// EAGAIN when non-blocking; otherwise it waits (`.mustWait` without a waiter).
-    mutating func readNothing(size: Int, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle?) -> Attempt {
+    /// EAGAIN when non-blocking; otherwise it waits (`.mustWait` without a wait offered).
+    mutating func readNothing(_ open: OpenID, size: Int, nonblocking: Bool, wait: WaitOffer?) -> Attempt {
         if !waits || liveWriters == 0 { return .done(.data([])) }
         if nonblocking { return .done(.failed(.resourceTemporarilyUnavailable)) }
-        guard let waiter else { return .mustWait }
-        if waiter.isInterrupted { return .done(.failed(.interrupted)) }
-        readWaiters.append(ReadWait(waiter: waiter, size: size, handle: handle))
+        guard let wait else { return .mustWait }
+        if wait.interrupted { return .done(.failed(.interrupted)) }
+        readWaits.append(ReadWait(wait: wait.id, open: open, size: size))
         return .queued
     }
 
-    /// A write of `bytes`; one that waits holds a copy of what is left of them, charged to
-    /// `uid`'s share of the mount's budget (ENOBUFS beyond it).
-    mutating func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
-                        handle: PipeHandle? = nil, uid: UInt32 = 0, deliveries: inout Deliveries) -> Attempt {
+    /// A write of `bytes` through `open`. One that waits (`.mustKeep`) needs the bytes not
+    /// taken kept beyond the request, which the executor does and hands to `queueWrite`
+    /// (in the same step). With no `wait` offered, a write that would wait answers
+    /// `.mustWait` and changes nothing.
+    mutating func write(_ open: OpenID, _ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, wait: WaitOffer?,
+                        _ step: inout Transition, lend: some Lender) -> WriteDecision {
         let n = bytes.count
         guard n > 0 else { return .done(.written(0)) }
         // A message is one FUSE request: a later part of a larger write(2) (offset > 0)
         // cannot join it, and a message larger than the pipe never fits.
         if framed && (offset > 0 || n > ring.limit) { return .done(.failed(.messageTooLong)) }
         if !waits {
-            overflowingStore(bytes)
-            settle(&deliveries)
-            notifyPollers(&deliveries)
+            overflowingStore(bytes, at: step.now)
+            settle(&step, lend: lend)
+            step.changeReadiness()
             return .done(.written(n))
         }
         if liveReaders == 0 { return .done(.failed(.brokenPipe)) }
@@ -55,68 +67,75 @@ extension PipeState {
         // large write arrive with offset > 0. A message is always whole.
         let atomic = framed || (offset == 0 && n <= Pipe.atomicWriteLimit)
         // Blocking writers queue behind those already waiting, so none starves.
-        let mayGoNow = writeWaiters.isEmpty || nonblocking
+        let mayGoNow = writeWaits.isEmpty || nonblocking
         // Readers wait only on an empty ring: while the request's own buffer is valid, its
         // bytes go straight into their replies, in order, and only the rest is buffered.
         let handing = mayGoNow && !framed && !broadcast ? handOffCount(n, atomic: atomic) : 0
         // Without a waiter, a write that would wait changes nothing.
-        if waiter == nil && !nonblocking && !(mayGoNow && ring.free >= n - handing) { return .mustWait }
-        let taken = handOff(UnsafeRawBufferPointer(rebasing: bytes[..<handing]), deliveries: &deliveries)
+        if wait == nil && !nonblocking && !(mayGoNow && ring.free >= n - handing) { return .mustWait }
+        let taken = handOff(UnsafeRawBufferPointer(rebasing: bytes[..<handing]), &step, lend: lend)
         if taken == n {
-            notifyPollers(&deliveries)
+            step.changeReadiness()
             return .done(.written(n))
         }
         let rest = UnsafeRawBufferPointer(rebasing: bytes[taken...])
         if mayGoNow && ring.free >= rest.count {
-            store(rest)
-            settle(&deliveries)
-            notifyPollers(&deliveries)
+            store(rest, at: step.now)
+            settle(&step, lend: lend)
+            step.changeReadiness()
             return .done(.written(n))
         }
         if nonblocking {
             let fits = atomic ? 0 : min(ring.free, rest.count)
             guard fits > 0 else { return .done(.failed(.resourceTemporarilyUnavailable)) }
-            store(UnsafeRawBufferPointer(rebasing: rest[..<fits]))
-            settle(&deliveries)
-            notifyPollers(&deliveries)
+            store(UnsafeRawBufferPointer(rebasing: rest[..<fits]), at: step.now)
+            settle(&step, lend: lend)
+            step.changeReadiness()
             return .done(.written(taken + fits))
         }
-        guard let waiter else { return .mustWait }
-        if waiter.isInterrupted { return .done(taken > 0 ? .written(taken) : .failed(.interrupted)) }
-        // Queue, then let `settle` move what fits: the one place data moves between waiting
-        // writers, the ring and waiting readers (it may even complete this write).
-        guard let rest = WaitingBytes(copying: rest, budget: budget, uid: uid) else {
+        guard let wait else { return .mustWait }
+        if wait.interrupted { return .done(taken > 0 ? .written(taken) : .failed(.interrupted)) }
+        return .mustKeep(taken: taken, atomic: atomic)
+    }
+
+    /// A write that must wait, with the bytes it had not handed over kept by the executor
+    /// (nil: there is no room for them, and it fails ENOBUFS, or returns what it handed).
+    mutating func queueWrite(_ wait: WaitID, open: OpenID, kept: WaitingBytes?, taken: Int, atomic: Bool,
+                             _ step: inout Transition, lend: some Lender) -> Attempt {
+        guard let kept else {
             // The writer's share of waiting writes' bytes is full: this one cannot wait.
-            notifyPollers(&deliveries)
+            step.changeReadiness()
             return .done(taken > 0 ? .written(taken) : .failed(.noBufferSpace))
         }
-        writeWaiters.append(WriteWait(waiter: waiter, handle: handle, data: rest, taken: 0, atomic: atomic, takenBefore: taken))
-        settle(&deliveries)
+        // Queue, then let `settle` move what fits: the one place data moves between waiting
+        // writers, the ring and waiting readers (it may even complete this write).
+        writeWaits.append(WriteWait(wait: wait, open: open, data: kept, taken: 0, atomic: atomic, takenBefore: taken))
+        settle(&step, lend: lend)
         return .queued
     }
 
     /// Buffers bytes that fit; with message framing, `bytes` is one whole message.
     /// `counted`: they are written bytes (a ring write counts what it was handed instead).
-    mutating func store(_ bytes: UnsafeRawBufferPointer, counted: Bool = true) {
+    mutating func store(_ bytes: UnsafeRawBufferPointer, counted: Bool = true, at now: Timestamp) {
         let start = base + UInt64(ring.count)
         ring.write(bytes)
         if framed {
             if broadcast { broadcastMessages.append(start: start, length: bytes.count) } else { messages.append(bytes.count) }
         }
         if counted { bytesWritten += UInt64(bytes.count) }
-        lastWrite = .now()
+        lastWrite = now
     }
 
     /// What a read of up to `max` bytes by `reader` would return, left in place: in message
     /// framing, of its next message only. With broadcast delivery, from the reader's own
     /// position (without one, the newest reader's: where a reader opening now would be).
-    func peek(_ max: Int, reader: PipeHandle?) -> [UInt8] {
+    func peek(_ max: Int, reader: OpenID?) -> [UInt8] {
         guard max > 0 else { return [] }
         guard broadcast else {
             let (first, second) = ring.segments(upTo: framed ? min(max, messages.oldestRemaining ?? 0) : max)
             return Array(first) + Array(second)
         }
-        guard let handle = reader.flatMap({ cursors.contains($0) ? $0 : nil }) ?? cursors.handles.max(by: { $0.rawValue < $1.rawValue }),
+        guard let handle = reader.flatMap({ cursors.contains($0) ? $0 : nil }) ?? cursors.handles.max(by: { $0.handle.rawValue < $1.handle.rawValue }),
               let position = cursors.position(of: handle, base: base) else { return [] }
         var limit = min(max, available(to: handle))
         if framed { limit = min(limit, broadcastMessages.remaining(at: position)) }
@@ -128,32 +147,32 @@ extension PipeState {
     /// while they wait): up to what they asked for; for an atomic write, only if what they
     /// leave of it fits the ring whole.
     func handOffCount(_ n: Int, atomic: Bool) -> Int {
-        guard !readWaiters.isEmpty, ring.isEmpty else { return 0 }
+        guard !readWaits.isEmpty, ring.isEmpty else { return 0 }
         var wanted = 0
-        for wait in readWaiters where wanted < n { wanted += wait.size }
+        for wait in readWaits where wanted < n { wanted += wait.size }
         let count = min(wanted, n)
         return atomic && n - count > ring.free ? 0 : count
     }
 
     /// Hands `bytes` (counted by `handOffCount`) to waiting readers, oldest first, each up
     /// to its size. Returns the bytes taken.
-    mutating func handOff(_ bytes: UnsafeRawBufferPointer, deliveries: inout Deliveries) -> Int {
+    mutating func handOff(_ bytes: UnsafeRawBufferPointer, _ step: inout Transition, lend: some Lender) -> Int {
         guard !bytes.isEmpty else { return 0 }
         var taken = 0
-        while taken < bytes.count, !readWaiters.isEmpty {
-            let wait = readWaiters.removeFirst()
+        while taken < bytes.count, !readWaits.isEmpty {
+            let wait = readWaits.removeFirst()
             let part = UnsafeRawBufferPointer(rebasing: bytes[taken..<min(bytes.count, taken + wait.size)])
-            ReadData.lend(part) { wait.waiter.resume(reading: $0) }
+            ReadData.lend(part, to: .wait(wait.wait), through: lend)
             taken += part.count
         }
         bytesWritten += UInt64(taken)
         bytesRead += UInt64(taken)
-        lastWrite = .now()
+        lastWrite = step.now
         lastRead = lastWrite
         return taken
     }
 
-    /// Answers a read of at most `size` bytes through `sink`, from the stream or from the
+    /// Lends a read of at most `size` bytes to `target`, from the stream or from the
     /// oldest message only, and consumes what it lent.
     ///
     /// A stream read does not stop at what the ring holds while writers wait with bytes
@@ -161,7 +180,7 @@ extension PipeState {
     /// from their requests. To the reader that is the same as reading again at once; it
     /// saves a FUSE round trip per capacity's worth of a large transfer. Writers whose bytes
     /// are all taken complete; the ring is then refilled from those still waiting.
-    mutating func give(_ size: Int, deliveries: inout Deliveries, to sink: (ReadData) -> Void) {
+    mutating func give(_ size: Int, to target: ReadTarget, _ step: inout Transition, lend: some Lender) {
         let limit = framed ? min(size, messages.oldestRemaining ?? 0) : size
         let (first, second) = ring.segments(upTo: limit)
         let fromRing = first.count + second.count
@@ -171,8 +190,8 @@ extension PipeState {
         var partial = 0
         withUnsafeTemporaryAllocation(of: UnsafeRawBufferPointer.self, capacity: ReadData.maximumPieces) { pieces in
             var used = ReadData.place(first, second, into: pieces)
-            while !framed, total < limit, used < pieces.count, completed < writeWaiters.count {
-                let wait = writeWaiters[completed]
+            while !framed, total < limit, used < pieces.count, completed < writeWaits.count {
+                let wait = writeWaits[completed]
                 let part = min(wait.remaining, limit - total)
                 pieces[used] = UnsafeRawBufferPointer(rebasing: wait.data.bytes[wait.taken..<(wait.taken + part)])
                 used += 1
@@ -183,34 +202,34 @@ extension PipeState {
                 }
                 completed += 1
             }
-            sink(ReadData(pieces: UnsafeBufferPointer(rebasing: pieces[..<used]), count: total))
+            lend.lend(ReadData(pieces: UnsafeBufferPointer(rebasing: pieces[..<used]), count: total), to: target)
         }
         ring.discard(fromRing)
         if framed { messages.consume(fromRing) }
-        for wait in writeWaiters.prefix(completed) {
-            deliveries.resume(wait.waiter, with: .written(wait.takenBefore + wait.data.bytes.count))
+        for wait in writeWaits.prefix(completed) {
+            step.resume(wait.wait, with: .written(wait.takenBefore + wait.data.bytes.count))
         }
-        writeWaiters.removeFirst(completed)
-        if partial > 0 { writeWaiters[0].taken += partial }
+        writeWaits.removeFirst(completed)
+        if partial > 0 { writeWaits[0].taken += partial }
         let direct = total - fromRing
         if direct > 0 {
             bytesWritten += UInt64(direct)
-            lastWrite = .now()
+            lastWrite = step.now
         }
         bytesRead += UInt64(total)
-        lastRead = .now()
+        lastRead = step.now
     }
 
     /// Ring mode: buffers `bytes` whatever the room, discarding (and counting) new bytes
     /// with `overflow=drop` or the oldest with `overflow=overwrite`; messages whole.
-    mutating func overflowingStore(_ bytes: UnsafeRawBufferPointer) {
-        if broadcast { return evictingStore(bytes) }
+    mutating func overflowingStore(_ bytes: UnsafeRawBufferPointer, at now: Timestamp) {
+        if broadcast { return evictingStore(bytes, at: now) }
         let n = bytes.count
         bytesWritten += UInt64(n)
         switch (config.framing, config.overflow) {
         case (.stream, .drop):
             let fits = min(ring.free, n)
-            if fits > 0 { store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]), counted: false) }
+            if fits > 0 { store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]), counted: false, at: now) }
             dropped += UInt64(n - fits)
         case (.stream, .overwrite):
             // Only the newest `capacity` bytes can survive.
@@ -218,9 +237,9 @@ extension PipeState {
             let evicted = max(0, kept - ring.free)
             ring.discard(evicted)
             dropped += UInt64(evicted + (n - kept))
-            store(UnsafeRawBufferPointer(rebasing: bytes[(n - kept)...]), counted: false)
+            store(UnsafeRawBufferPointer(rebasing: bytes[(n - kept)...]), counted: false, at: now)
         case (.message, .drop):
-            if ring.free >= n { store(bytes, counted: false) } else { dropped += UInt64(n) }
+            if ring.free >= n { store(bytes, counted: false, at: now) } else { dropped += UInt64(n) }
         case (.message, .overwrite):
             // Callers refuse messages larger than the capacity; one that got here anyway is
             // dropped whole rather than evicting everything in vain.
@@ -230,26 +249,26 @@ extension PipeState {
                 dropped += UInt64(evicted)
             }
             assert(ring.free >= n, "message lengths do not add up to the bytes buffered")
-            if ring.free >= n { store(bytes, counted: false) } else { dropped += UInt64(n) }
+            if ring.free >= n { store(bytes, counted: false, at: now) } else { dropped += UInt64(n) }
         }
     }
 
     /// Moves data until nobody waiting can proceed: waiting readers take what is buffered,
     /// waiting writers (in order) fill the room that frees up. Afterwards no reader waits
     /// while bytes are buffered, and no writer waits while its next part would fit.
-    mutating func settle(_ deliveries: inout Deliveries) {
+    mutating func settle(_ step: inout Transition, lend: some Lender) {
         var moved = false
-        while serveWaitingReaders(&deliveries) || feedWaitingWriters(&deliveries) { moved = true }
-        if moved { notifyPollers(&deliveries) }
+        while serveWaitingReaders(&step, lend: lend) || feedWaitingWriters(&step, lend: lend) { moved = true }
+        if moved { step.changeReadiness() }
     }
 
     /// Hands buffered bytes to waiting readers, oldest first. Returns whether any moved.
-    mutating func serveWaitingReaders(_ deliveries: inout Deliveries) -> Bool {
-        if broadcast { return serveWaitingBroadcastReaders(&deliveries) }
+    mutating func serveWaitingReaders(_ step: inout Transition, lend: some Lender) -> Bool {
+        if broadcast { return serveWaitingBroadcastReaders(&step, lend: lend) }
         var moved = false
-        while !ring.isEmpty, !readWaiters.isEmpty {
-            let wait = readWaiters.removeFirst()
-            give(wait.size, deliveries: &deliveries) { wait.waiter.resume(reading: $0) }
+        while !ring.isEmpty, !readWaits.isEmpty {
+            let wait = readWaits.removeFirst()
+            give(wait.size, to: .wait(wait.wait), &step, lend: lend)
             moved = true
         }
         return moved
@@ -257,22 +276,22 @@ extension PipeState {
 
     /// Fills free room from waiting writers in order; an atomic one only when it fits whole.
     /// Returns whether any bytes moved.
-    mutating func feedWaitingWriters(_ deliveries: inout Deliveries) -> Bool {
+    mutating func feedWaitingWriters(_ step: inout Transition, lend: some Lender) -> Bool {
         var moved = false
-        while var wait = writeWaiters.first {
+        while var wait = writeWaits.first {
             let room = ring.free
             if wait.atomic && room < wait.remaining { break }
             let n = min(room, wait.remaining)
             guard n > 0 else { break }
-            store(UnsafeRawBufferPointer(rebasing: wait.data.bytes[wait.taken..<(wait.taken + n)]))
+            store(UnsafeRawBufferPointer(rebasing: wait.data.bytes[wait.taken..<(wait.taken + n)]), at: step.now)
             wait.taken += n
             moved = true
             guard wait.remaining == 0 else {
-                writeWaiters[0] = wait
+                writeWaits[0] = wait
                 break
             }
-            writeWaiters.removeFirst()
-            deliveries.resume(wait.waiter, with: .written(wait.written))
+            writeWaits.removeFirst()
+            step.resume(wait.wait, with: .written(wait.written))
         }
         return moved
     }

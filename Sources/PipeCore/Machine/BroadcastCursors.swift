@@ -17,7 +17,7 @@ struct BroadcastCursors {
         let lostByAllAtOpen: UInt64
     }
 
-    private var cursors: [PipeHandle: Cursor] = [:]
+    private var cursors: [OpenID: Cursor] = [:]
     /// Positions as cursors reached them; an entry whose cursor moved on or is gone is
     /// stale and dropped when it reaches the top.
     private var heap = MinimumHeap()
@@ -25,37 +25,37 @@ struct BroadcastCursors {
     private var lostByAll: UInt64 = 0
 
     var isEmpty: Bool { cursors.isEmpty }
-    var handles: Dictionary<PipeHandle, Cursor>.Keys { cursors.keys }
-    func contains(_ handle: PipeHandle) -> Bool { cursors[handle] != nil }
+    var handles: Dictionary<OpenID, Cursor>.Keys { cursors.keys }
+    func contains(_ handle: OpenID) -> Bool { cursors[handle] != nil }
 
     /// A reader opened at `position`.
-    mutating func add(_ handle: PipeHandle, at position: UInt64) {
+    mutating func add(_ handle: OpenID, at position: UInt64) {
         cursors[handle] = Cursor(position: position, lostByAllAtOpen: lostByAll)
         heap.push(position, handle)
     }
 
     /// A reader is gone. Returns whether it had a cursor.
-    mutating func remove(_ handle: PipeHandle) -> Bool {
+    mutating func remove(_ handle: OpenID) -> Bool {
         guard cursors.removeValue(forKey: handle) != nil else { return false }
         compactIfStale()
         return true
     }
 
     /// Every reader starts again at `position` (delivery switched to broadcast).
-    mutating func reset(_ readers: Set<PipeHandle>, at position: UInt64) {
+    mutating func reset(_ readers: Set<OpenID>, at position: UInt64) {
         (cursors, heap) = ([:], MinimumHeap())
         for handle in readers { add(handle, at: position) }
     }
 
     /// Where `handle` reads next, within a buffer starting at `base`.
-    func position(of handle: PipeHandle, base: UInt64) -> UInt64? {
+    func position(of handle: OpenID, base: UInt64) -> UInt64? {
         cursors[handle].map { max($0.position, base) }
     }
 
     /// `handle` read `count` bytes from its position within a buffer starting at `base`
     /// (first catching up with the start, counting what it skipped as lost). Returns its new position.
     @discardableResult
-    mutating func advance(_ handle: PipeHandle, by count: Int, base: UInt64) -> UInt64? {
+    mutating func advance(_ handle: OpenID, by count: Int, base: UInt64) -> UInt64? {
         guard var cursor = cursors[handle] else { return nil }
         if cursor.position < base { (cursor.lost, cursor.position) = (cursor.lost + (base - cursor.position), base) }
         cursor.position += UInt64(count)
@@ -70,12 +70,12 @@ struct BroadcastCursors {
     mutating func loseForEveryReader(_ count: Int) { lostByAll += UInt64(count) }
 
     /// What `handle` has lost, within a buffer starting at `base`.
-    func lost(by handle: PipeHandle, base: UInt64) -> UInt64? {
+    func lost(by handle: OpenID, base: UInt64) -> UInt64? {
         cursors[handle].map { $0.lost + (lostByAll - $0.lostByAllAtOpen) + (base > $0.position ? base - $0.position : 0) }
     }
 
     /// Every reader's losses, within a buffer starting at `base`.
-    func losses(base: UInt64) -> [PipeHandle: UInt64] {
+    func losses(base: UInt64) -> [OpenID: UInt64] {
         Dictionary(uniqueKeysWithValues: cursors.keys.map { ($0, lost(by: $0, base: base) ?? 0) })
     }
 
@@ -107,12 +107,12 @@ struct BroadcastCursors {
 
 /// A binary min-heap of positions, each with the reader that reached it.
 struct MinimumHeap {
-    private var entries: [(position: UInt64, handle: PipeHandle)] = []
+    private var entries: [(position: UInt64, handle: OpenID)] = []
 
     var count: Int { entries.count }
-    var top: (UInt64, PipeHandle)? { entries.first.map { ($0.position, $0.handle) } }
+    var top: (UInt64, OpenID)? { entries.first.map { ($0.position, $0.handle) } }
 
-    mutating func push(_ position: UInt64, _ handle: PipeHandle) {
+    mutating func push(_ position: UInt64, _ handle: OpenID) {
         entries.append((position, handle))
         var child = entries.count - 1
         while child > 0 {

@@ -12,11 +12,11 @@ import SystemPackage
 /// only readers that could have read it, evicted in ring mode, or discarded by overflow),
 /// so `buffered = bytesWritten - bytesRead - dropped` holds as in shared delivery; what each
 /// reader read and lost is on its cursor.
-extension PipeState {
+extension PipeMachine where Buffer: ~Copyable {
     /// An open that reads: with broadcast delivery it starts at the end of the stream, and
     /// the bytes buffered ahead of every earlier reader's reading stay unread (see `ReadMarks`).
-    mutating func addReader(_ handle: PipeHandle) {
-        readerHandles.insert(handle)
+    mutating func addReader(_ handle: OpenID) {
+        readerOpens.insert(handle)
         guard broadcast else { return }
         let end = base + UInt64(ring.count)
         cursors.add(handle, at: end)
@@ -24,50 +24,50 @@ extension PipeState {
     }
 
     /// An open that read is gone: it holds no bytes back any more.
-    mutating func removeReader(_ handle: PipeHandle, deliveries: inout Deliveries) {
-        guard readerHandles.remove(handle) != nil else { return }
+    mutating func removeReader(_ handle: OpenID, _ step: inout Transition, lend: some Lender) {
+        guard readerOpens.remove(handle) != nil else { return }
         guard cursors.remove(handle) else { return }
-        releaseRead(&deliveries)
-        settle(&deliveries)   // the room it freed lets waiting writers in
+        releaseRead(&step, lend: lend)
+        settle(&step, lend: lend)   // the room it freed lets waiting writers in
     }
 
     /// Bytes ahead of a reader's position.
-    func available(to handle: PipeHandle) -> Int {
+    func available(to handle: OpenID) -> Int {
         guard let position = cursors.position(of: handle, base: base) else { return 0 }
         return Int(base + UInt64(ring.count) - min(position, base + UInt64(ring.count)))
     }
 
-    mutating func readBroadcast(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle?,
-                                sink: (ReadData) -> Void, deliveries: inout Deliveries) -> Attempt {
-        guard let handle, cursors.contains(handle) else { return .done(.failed(.badFileDescriptor)) }
+    mutating func readBroadcast(_ handle: OpenID, size: Int, offset: Int64, nonblocking: Bool, wait: WaitOffer?,
+                                _ step: inout Transition, lend: some Lender) -> Attempt {
+        guard cursors.contains(handle) else { return .done(.failed(.badFileDescriptor)) }
         let ahead = available(to: handle)
         if offset > 0 && (framed || ahead == 0) { return .done(.data([])) }
         if ahead > 0 {
-            giveBroadcast(handle, size: size, deliveries: &deliveries, to: sink)
-            settle(&deliveries)
-            notifyPollers(&deliveries)
+            giveBroadcast(handle, size: size, to: .caller, &step, lend: lend)
+            settle(&step, lend: lend)
+            step.changeReadiness()
             return .answered
         }
-        return readNothing(size: size, nonblocking: nonblocking, waiter: waiter, handle: handle)
+        return readNothing(handle, size: size, nonblocking: nonblocking, wait: wait)
     }
 
     /// Lends a reader up to `size` bytes from its position (one message at most with
     /// framing), advances it, and lets go of what every reader has now read.
-    mutating func giveBroadcast(_ handle: PipeHandle, size: Int, deliveries: inout Deliveries, to sink: (ReadData) -> Void) {
+    mutating func giveBroadcast(_ handle: OpenID, size: Int, to target: ReadTarget, _ step: inout Transition, lend: some Lender) {
         guard let position = cursors.position(of: handle, base: base) else { return }
         var limit = min(size, available(to: handle))
         if framed { limit = min(limit, broadcastMessages.remaining(at: position)) }
         let (first, second) = ring.segments(from: Int(position - base), upTo: limit)
-        ReadData.lend(first, second, to: sink)
+        ReadData.lend(first, second, to: target, through: lend)
         if let reached = cursors.advance(handle, by: first.count + second.count, base: base) { readMarks.reached(reached) }
-        lastRead = .now()
-        releaseRead(&deliveries)
+        lastRead = step.now
+        releaseRead(&step, lend: lend)
     }
 
     /// Drops the bytes every reader is past (all of them when no reader is left: nobody
     /// will read them) and the messages they held: read ones count in `bytesRead`, those no
     /// reader read in `dropped`.
-    mutating func releaseRead(_ deliveries: inout Deliveries) {
+    mutating func releaseRead(_ step: inout Transition, lend: some Lender) {
         let end = base + UInt64(ring.count)
         let slowest = min(max(cursors.slowest() ?? end, base), end)
         let done = Int(slowest - base)
@@ -82,19 +82,19 @@ extension PipeState {
     }
 
     /// Waiting readers whose position has bytes ahead take them. Returns whether any did.
-    mutating func serveWaitingBroadcastReaders(_ deliveries: inout Deliveries) -> Bool {
+    mutating func serveWaitingBroadcastReaders(_ step: inout Transition, lend: some Lender) -> Bool {
         // One pass: those served leave the queue, the others keep their order.
         var moved = false
         var waiting: [ReadWait] = []
-        for wait in readWaiters {
-            guard let handle = wait.handle, available(to: handle) > 0 else {
+        for wait in readWaits {
+            guard available(to: wait.open) > 0 else {
                 waiting.append(wait)
                 continue
             }
-            giveBroadcast(handle, size: wait.size, deliveries: &deliveries) { wait.waiter.resume(reading: $0) }
+            giveBroadcast(wait.open, size: wait.size, to: .wait(wait.wait), &step, lend: lend)
             moved = true
         }
-        if moved { readWaiters = waiting }
+        if moved { readWaits = waiting }
         return moved
     }
 
@@ -102,7 +102,7 @@ extension PipeState {
     /// them: they are dropped). What does not fit goes as `overflow` says: `drop` discards
     /// the new bytes (a message whole), `overwrite` evicts the oldest (whole messages with
     /// framing) from the readers a capacity behind. Every reader loses what it will not get.
-    mutating func evictingStore(_ bytes: UnsafeRawBufferPointer) {
+    mutating func evictingStore(_ bytes: UnsafeRawBufferPointer, at now: Timestamp) {
         let n = bytes.count
         bytesWritten += UInt64(n)
         guard !cursors.isEmpty else {
@@ -112,11 +112,11 @@ extension PipeState {
         if framed && (config.overflow == .drop || n > ring.limit) {
             // A message goes whole or not at all; one larger than the pipe never fits.
             guard ring.free >= n else { return loseForEveryReader(n) }
-            return store(bytes, counted: false)
+            return store(bytes, counted: false, at: now)
         }
         if config.overflow == .drop {
             let fits = min(ring.free, n)
-            if fits > 0 { store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]), counted: false) }
+            if fits > 0 { store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]), counted: false, at: now) }
             return loseForEveryReader(n - fits)
         }
         if n > ring.limit {
@@ -124,7 +124,7 @@ extension PipeState {
             // everything buffered: every reader loses the rest of it, its head.
             evict(ring.count)
             loseForEveryReader(n - ring.limit)
-            return store(UnsafeRawBufferPointer(rebasing: bytes[(n - ring.limit)...]), counted: false)
+            return store(UnsafeRawBufferPointer(rebasing: bytes[(n - ring.limit)...]), counted: false, at: now)
         }
         var needed = n - ring.free
         while needed > 0 {
@@ -132,7 +132,7 @@ extension PipeState {
             evict(min(evicted, ring.count))
             needed = n - ring.free
         }
-        store(bytes, counted: false)
+        store(bytes, counted: false, at: now)
     }
 
     /// `count` bytes written now never enter the stream: dropped, and lost by every reader.

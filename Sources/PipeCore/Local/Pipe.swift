@@ -1,0 +1,301 @@
+import Synchronization
+import SystemPackage
+
+/// One live named pipe: the seed driver's resource context, and the local executor of
+/// its `PipeMachine`.
+///
+/// Created by the first open of a name and dropped by the registry after the last release.
+/// Every operation runs one transition of the machine under `state`'s lock, with the
+/// requests that wait (`WaiterSlots`) and the pollers it names, and performs the replies
+/// and notifications it decided (`Deliveries`) after the lock is released; bytes read are
+/// sent from the machine's buffer during the transition, uncopied.
+///
+/// Lock order: the registry's lock before a pipe's, never the reverse.
+public final class Pipe: Sendable {
+    /// Writes of at most this many bytes are never interleaved with other writers' data.
+    public static let atomicWriteLimit = 4096   // PIPE_BUF
+
+    typealias Machine = PipeMachine<ByteRing>
+
+    struct Locked: ~Copyable {
+        var machine: Machine
+        /// At most one pending poll notification per open.
+        var pollers: [PipeHandle: any PollNotifier] = [:]
+    }
+
+    let state: Mutex<Locked>
+    /// The requests waiting in the machine, by the ids it knows them by.
+    let waiters = WaiterSlots()
+    /// The mount's budget for the bytes of waiting writes.
+    private let budget: ByteBudget
+
+    init(config: PipeConfig, ownership: Ownership, budget: ByteBudget) {
+        state = Mutex(Locked(machine: Machine(config: config, ownership: ownership, at: .now())))
+        self.budget = budget
+    }
+
+    /// A pipe's settings and figures at one moment.
+    public struct Status: Sendable, Equatable {
+        public var config: PipeConfig
+        /// Owner, group and permission bits (chmod and chown change them).
+        public var ownership: Ownership
+        public var buffered: Int
+        public var readers: Int
+        public var writers: Int
+        /// Bytes writers handed over: the sum of the counts write(2) reported.
+        public var bytesWritten: UInt64
+        public var bytesRead: UInt64
+        /// Bytes discarded by overflow (ring mode): new ones dropped or old ones overwritten.
+        /// Always `buffered == bytesWritten - bytesRead - dropped`.
+        public var dropped: UInt64
+        /// Bytes of memory the pipe's buffer (and its message lengths) hold now.
+        public var allocated: Int
+        public var lastRead: Timestamp
+        public var lastWrite: Timestamp
+        public var created: Timestamp
+    }
+
+    public var status: Status { state.withLock { $0.machine.status } }
+
+    public var ownership: Ownership { state.withLock { $0.machine.ownership } }
+
+    /// chmod and chown: changes the owner, group or permission bits as `caller` may
+    /// (see `Ownership.changed`); EPERM otherwise. Returns the new ownership.
+    public func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
+        try state.withLock { (state: inout Locked) throws(Errno) -> Ownership in
+            state.machine.ownership = try state.machine.ownership.changed(by: caller, permissions: permissions, uid: uid, gid: gid)
+            return state.machine.ownership
+        }
+    }
+
+    /// Frees buffer memory that stayed unused since the previous call (see `ByteRing.trim`).
+    func trimBuffers() { state.withLock { $0.machine.trim() } }
+
+    /// What each open of the pipe waits for now, and (broadcast) what each reader lost.
+    var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
+        state.withLock { state in
+            let (waiting, lost) = (state.machine.waitingOpens, state.machine.cursors.losses(base: state.machine.base))
+            return (Dictionary(uniqueKeysWithValues: waiting.map { ($0.key.handle, $0.value) }),
+                    Dictionary(uniqueKeysWithValues: lost.map { ($0.key.handle, $0.value) }))
+        }
+    }
+
+    /// What a read of up to `max` bytes by `reader` would return, without consuming it
+    /// (`user.npfs.peek`; see `PipeMachine.peek`).
+    public func peek(_ max: Int, reader: PipeHandle? = nil) -> [UInt8] {
+        state.withLock { $0.machine.peek(max, reader: reader.map { OpenID(handle: $0) }) }
+    }
+
+    /// For tests: the invariants of the buffer, the message queue and the counters, and a
+    /// waiting request for every wait the machine holds.
+    public var isConsistent: Bool {
+        state.withLock { $0.machine.isConsistent && waiters.holdsExactly($0.machine.waitIDs) }
+    }
+
+    /// For tests: the pipe counts exactly these opens as its readers and this many writers.
+    func holdsEnds(readers: Set<PipeHandle>, writers: Int) -> Bool {
+        state.withLock { state in
+            state.machine.readerOpens == Set(readers.map { OpenID(handle: $0) }) && state.machine.readers == readers.count
+                && state.machine.writers == writers
+        }
+    }
+
+    /// One setting of a live pipe.
+    public enum Setting: Sendable, Equatable {
+        case capacity(Int)
+        case mode(PipeConfig.Mode)
+        case overflow(PipeConfig.Overflow)
+        case framing(PipeConfig.Framing)
+        case openTimeout(Double)
+        case delivery(PipeConfig.Delivery)
+    }
+
+    /// Changes a setting at once and wakes whoever that concerns. Throws EINVAL for a
+    /// capacity out of range, EBUSY for a capacity below what is buffered or a waiting
+    /// message, or a framing or delivery change while bytes are buffered or writers wait.
+    public func apply(_ setting: Setting) throws(Errno) {
+        var deliveries = Deliveries()
+        let error = apply(setting, deliveries: &deliveries)
+        deliveries.deliver()
+        if let error { throw error }
+    }
+
+    /// The same, for a caller that holds the registry's lock and delivers after releasing it.
+    func apply(_ setting: Setting, deliveries: inout Deliveries) -> Errno? {
+        step(&deliveries) { machine, step, lend in machine.apply(setting, &step, lend: lend) }
+    }
+
+    // MARK: Opening and closing (called by the registry, under its lock)
+
+    /// Counts a new open and decides whether it completes now, fails or waits for a partner.
+    func open(_ handle: PipeHandle, access: AccessMode, nonblocking: Bool, waiter: any PipeWaiter,
+              deliveries: inout Deliveries) -> (Attempt, hangUpVersion: UInt64) {
+        state.withLock { state in
+            var step = Transition(at: .now())
+            let offer = WaitOffer(waiters.insert(waiter), interrupted: waiter.isInterrupted)
+            let result = state.machine.open(OpenID(handle: handle), access: access, nonblocking: nonblocking, wait: offer, &step)
+            if result.0 != .queued { waiters.remove(offer.id) }
+            state.perform(step, waiters: waiters, into: &deliveries)
+            return result
+        }
+    }
+
+    /// The last descriptor of an open was closed (FUSE `release`).
+    func close(_ handle: PipeHandle, access: AccessMode, deliveries: inout Deliveries) {
+        step(&deliveries, forgetting: handle) { machine, step, lend in machine.close(OpenID(handle: handle), access: access, &step, lend: lend) }
+    }
+
+    /// Withdraws an interrupted waiter (or an open whose time ran out). Returns what it was
+    /// waiting in, or nil if it was no longer waiting.
+    func cancel(_ waiter: any PipeWaiter, because reason: Machine.Withdrawal, deliveries: inout Deliveries) -> Machine.Cancelled? {
+        step(&deliveries) { machine, step, lend in
+            guard let id = waiters.id(of: waiter) else { return nil }
+            return machine.cancel(id, because: reason, &step, lend: lend)
+        }
+    }
+
+    /// Answers every waiter and stops all waiting (shutdown); returns the handles of opens that never completed.
+    func closeForShutdown(deliveries: inout Deliveries) -> [PipeHandle] {
+        step(&deliveries) { machine, step, lend in machine.closeForShutdown(&step, lend: lend).map(\.handle) }
+    }
+
+    /// Fails the waiting opens (the mount was detached); returns their handles.
+    func failWaitingOpens(deliveries: inout Deliveries) -> [PipeHandle] {
+        step(&deliveries) { machine, step, lend in machine.failWaitingOpens(&step, lend: lend).map(\.handle) }
+    }
+
+    // MARK: Data (called with no registry lock held)
+
+    /// A read; bytes there now go to `sink` or, without one, to the waiter offered.
+    func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle,
+              sink: ReadSink?) -> Attempt {
+        var deliveries = Deliveries()
+        let attempt = state.withLock { state in
+            var step = Transition(at: .now())
+            let offer = offer(waiter)
+            let lend = LocalLender(waiters: waiters, sink: sink, waiter: sink == nil ? waiter : nil)
+            let attempt = state.machine.read(OpenID(handle: handle), size: size, offset: offset, nonblocking: nonblocking,
+                                             wait: offer, &step, lend: lend)
+            if let offer, attempt != .queued { waiters.remove(offer.id) }
+            state.perform(step, waiters: waiters, into: &deliveries)
+            return attempt
+        }
+        deliveries.deliver()
+        return attempt
+    }
+
+    /// A write; one that waits keeps a copy of the bytes not yet taken, charged to `uid`'s
+    /// share of the mount's budget for waiting writes (ENOBUFS beyond it).
+    func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
+               handle: PipeHandle, uid: UInt32 = 0) -> Attempt {
+        let borrowed = BorrowedBytes(bytes)
+        var deliveries = Deliveries()
+        let attempt = state.withLock { state in
+            var step = Transition(at: .now())
+            let offer = offer(waiter)
+            let open = OpenID(handle: handle)
+            var attempt: Attempt
+            let lend = LocalLender(waiters: waiters)
+            switch state.machine.write(open, borrowed.bytes, offset: offset, nonblocking: nonblocking, wait: offer, &step, lend: lend) {
+            case .attempt(let decided):
+                attempt = decided
+            case .mustKeep(let taken, let atomic):
+                guard let offer else {
+                    attempt = .mustWait   // never: only a write offered a wait must keep its bytes
+                    break
+                }
+                let kept = WaitingBytes(copying: UnsafeRawBufferPointer(rebasing: borrowed.bytes[taken...]), budget: budget, uid: uid)
+                attempt = state.machine.queueWrite(offer.id, open: open, kept: kept, taken: taken, atomic: atomic, &step, lend: lend)
+            }
+            if let offer, attempt != .queued { waiters.remove(offer.id) }
+            state.perform(step, waiters: waiters, into: &deliveries)
+            return attempt
+        }
+        deliveries.deliver()
+        return attempt
+    }
+
+    /// The open's readiness now; a notifier, if given, is told of the next change (it
+    /// replaces the open's earlier one).
+    func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
+        state.withLock { state in
+            if let notifier { state.pollers[handle] = notifier }
+            return state.machine.readiness(OpenID(handle: handle), access: access, hangUpVersion: hangUpVersion)
+        }
+    }
+
+    // MARK: Running a transition
+
+    /// Runs one transition under the lock: bytes lent to waiting reads go straight to their
+    /// requests, and the replies and notifications it decided are handed to `deliveries`.
+    @inline(__always)
+    private func step<Result>(_ deliveries: inout Deliveries, forgetting poller: PipeHandle? = nil,
+                              _ body: (inout Machine, inout Transition, LocalLender) -> Result) -> Result {
+        state.withLock { state in
+            if let poller { state.pollers[poller] = nil }
+            var step = Transition(at: .now())
+            let result = body(&state.machine, &step, LocalLender(waiters: waiters))
+            state.perform(step, waiters: waiters, into: &deliveries)
+            return result
+        }
+    }
+
+    /// A request offered to the machine as a wait: kept by an id until the machine either
+    /// queues it or not (then the caller removes it). Its interrupt is read under the lock,
+    /// as an interrupt's withdrawal takes it: one that comes before the request is queued
+    /// is seen here, one after finds it queued.
+    @inline(__always)
+    private func offer(_ waiter: (any PipeWaiter)?) -> WaitOffer? {
+        guard let waiter else { return nil }
+        return WaitOffer(waiters.insert(waiter), interrupted: waiter.isInterrupted)
+    }
+}
+
+extension Pipe.Locked {
+    /// Hands a transition's replies to `deliveries` with the requests they answer, and the
+    /// pollers to tell if readiness may have changed.
+    @inline(__always)
+    mutating func perform(_ step: borrowing Transition, waiters: WaiterSlots, into deliveries: inout Deliveries) {
+        if !step.replies.isEmpty { performReplies(step, waiters: waiters, into: &deliveries) }
+        if step.readinessChanged && !pollers.isEmpty {
+            deliveries.notify(pollers.values)
+            pollers.removeAll()
+        }
+    }
+
+    private func performReplies(_ step: borrowing Transition, waiters: WaiterSlots, into deliveries: inout Deliveries) {
+        for (wait, reply) in step.replies {
+            guard let waiter = waiters.remove(wait) else {
+                assertionFailure("a reply to an unknown wait")
+                continue
+            }
+            deliveries.resume(waiter, with: reply)
+        }
+    }
+}
+
+/// Sends bytes a pipe's machine lends: to the request being made (through its sink, or
+/// to the waiter it offered), or to a waiting read, which is then answered and forgotten.
+struct LocalLender: Lender {
+    /// Unowned: the pipe that owns them runs the transition.
+    unowned(unsafe) let waiters: WaiterSlots
+    var sink: ReadSink? = nil
+    var waiter: (any PipeWaiter)? = nil
+
+    func lend(_ data: ReadData, to target: ReadTarget) {
+        switch target {
+        case .caller:
+            if let sink { sink.send(sink.context, data) } else { waiter?.resume(reading: data) }
+        case .wait(let id):
+            guard let waiter = waiters.remove(id) else { return assertionFailure("bytes lent to an unknown wait") }
+            waiter.resume(reading: data)
+        }
+    }
+}
+
+/// A write's payload, lent to the locked state for the duration of one call.
+/// Unchecked: the state copies from it and never keeps the pointer.
+private struct BorrowedBytes: @unchecked Sendable {
+    let bytes: UnsafeRawBufferPointer
+    init(_ bytes: UnsafeRawBufferPointer) { self.bytes = bytes }
+}
