@@ -74,7 +74,8 @@ public final class Pipe: Sendable {
     /// What each open of the pipe waits for now, and (broadcast) what each reader lost.
     var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
         state.withLock { state in
-            let (waiting, lost) = (state.machine.waitingOpens, state.machine.cursors.losses(base: state.machine.base))
+            let waiting = state.machine.waitingOpens
+            let lost = state.machine.delivery.inspectBroadcast { $0.cursors.losses(base: $0.base) } ?? [:]
             return (Dictionary(uniqueKeysWithValues: waiting.map { ($0.key.handle, $0.value) }),
                     Dictionary(uniqueKeysWithValues: lost.map { ($0.key.handle, $0.value) }))
         }

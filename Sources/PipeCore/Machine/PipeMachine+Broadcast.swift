@@ -17,29 +17,28 @@ extension PipeMachine where Buffer: ~Copyable {
     /// the bytes buffered ahead of every earlier reader's reading stay unread (see `ReadMarks`).
     mutating func addReader(_ handle: OpenID) {
         readerOpens.insert(handle)
-        guard broadcast else { return }
-        let end = base + UInt64(ring.count)
-        cursors.add(handle, at: end)
-        readMarks.skip(to: end, base: base)
+        let buffered = ring.count
+        delivery.withBroadcast { state in
+            let end = state.base + UInt64(buffered)
+            state.cursors.add(handle, at: end)
+            state.readMarks.skip(to: end, base: state.base)
+        }
     }
 
     /// An open that read is gone: it holds no bytes back any more.
     mutating func removeReader(_ handle: OpenID, _ step: inout Transition, lend: some Lender) {
         guard readerOpens.remove(handle) != nil else { return }
-        guard cursors.remove(handle) else { return }
+        guard delivery.withBroadcast({ $0.cursors.remove(handle) }) == true else { return }
         releaseRead(&step, lend: lend)
         settle(&step, lend: lend)   // the room it freed lets waiting writers in
     }
 
     /// Bytes ahead of a reader's position.
-    func available(to handle: OpenID) -> Int {
-        guard let position = cursors.position(of: handle, base: base) else { return 0 }
-        return Int(base + UInt64(ring.count) - min(position, base + UInt64(ring.count)))
-    }
+    func available(to handle: OpenID) -> Int { delivery.available(to: handle, buffered: ring.count) }
 
     mutating func readBroadcast(_ handle: OpenID, size: Int, offset: Int64, nonblocking: Bool, wait: WaitOffer?,
                                 _ step: inout Transition, lend: some Lender) -> Attempt {
-        guard cursors.contains(handle) else { return .done(.failed(.badFileDescriptor)) }
+        guard delivery.inspectBroadcast({ $0.cursors.contains(handle) }) == true else { return .done(.failed(.badFileDescriptor)) }
         let ahead = available(to: handle)
         if offset > 0 && (framed || ahead == 0) { return .done(.data([])) }
         if ahead > 0 {
@@ -51,15 +50,28 @@ extension PipeMachine where Buffer: ~Copyable {
         return readNothing(handle, size: size, nonblocking: nonblocking, wait: wait)
     }
 
+    /// Where `handle` reads next in the ring and how much of it a read of `size` takes
+    /// (one message at most with framing); nil without a cursor.
+    func broadcastRead(_ handle: OpenID, size: Int) -> (offset: Int, limit: Int)? {
+        let buffered = ring.count
+        return delivery.inspectBroadcast { state -> (offset: Int, limit: Int)? in
+            guard let position = state.cursors.position(of: handle, base: state.base) else { return nil }
+            var limit = min(size, state.available(to: handle, buffered: buffered))
+            if let messages = state.messages { limit = min(limit, messages.remaining(at: position)) }
+            return (Int(position - state.base), limit)
+        } ?? nil
+    }
+
     /// Lends a reader up to `size` bytes from its position (one message at most with
     /// framing), advances it, and lets go of what every reader has now read.
     mutating func giveBroadcast(_ handle: OpenID, size: Int, to target: ReadTarget, _ step: inout Transition, lend: some Lender) {
-        guard let position = cursors.position(of: handle, base: base) else { return }
-        var limit = min(size, available(to: handle))
-        if framed { limit = min(limit, broadcastMessages.remaining(at: position)) }
-        let (first, second) = ring.segments(from: Int(position - base), upTo: limit)
+        guard let (offset, limit) = broadcastRead(handle, size: size) else { return }
+        let (first, second) = ring.segments(from: offset, upTo: limit)
         ReadData.lend(first, second, to: target, through: lend)
-        if let reached = cursors.advance(handle, by: first.count + second.count, base: base) { readMarks.reached(reached) }
+        let moved = first.count + second.count
+        delivery.withBroadcast { state in
+            if let reached = state.cursors.advance(handle, by: moved, base: state.base) { state.readMarks.reached(reached) }
+        }
         lastRead = step.now
         releaseRead(&step, lend: lend)
     }
@@ -68,17 +80,21 @@ extension PipeMachine where Buffer: ~Copyable {
     /// will read them) and the messages they held: read ones count in `bytesRead`, those no
     /// reader read in `dropped`.
     mutating func releaseRead(_ step: inout Transition, lend: some Lender) {
-        let end = base + UInt64(ring.count)
-        let slowest = min(max(cursors.slowest() ?? end, base), end)
-        let done = Int(slowest - base)
-        guard done > 0 else { return }
+        let buffered = ring.count
+        guard let (done, unread) = delivery.withBroadcast({ state -> (Int, UInt64) in
+            let end = state.base + UInt64(buffered)
+            let slowest = min(max(state.cursors.slowest() ?? end, state.base), end)
+            let done = Int(slowest - state.base)
+            guard done > 0 else { return (0, 0) }
+            let unread = state.readMarks.unread(state.base..<slowest)
+            state.base = slowest
+            state.readMarks.forget(below: slowest)
+            state.messages?.drop(before: slowest)
+            return (done, unread)
+        }), done > 0 else { return }
         ring.discard(done)
-        let unread = readMarks.unread(base..<(base + UInt64(done)))
         bytesRead += UInt64(done) - unread
         dropped += unread
-        base += UInt64(done)
-        readMarks.forget(below: base)
-        broadcastMessages.drop(before: base)
     }
 
     /// Waiting readers whose position has bytes ahead take them. Returns whether any did.
@@ -105,16 +121,16 @@ extension PipeMachine where Buffer: ~Copyable {
     mutating func evictingStore(_ bytes: UnsafeRawBufferPointer, at now: Timestamp) {
         let n = bytes.count
         bytesWritten += UInt64(n)
-        guard !cursors.isEmpty else {
+        guard delivery.inspectBroadcast({ !$0.cursors.isEmpty }) == true else {
             dropped += UInt64(n)
             return
         }
-        if framed && (config.overflow == .drop || n > ring.limit) {
+        if framed && (overflow == .drop || n > ring.limit) {
             // A message goes whole or not at all; one larger than the pipe never fits.
             guard ring.free >= n else { return loseForEveryReader(n) }
             return store(bytes, counted: false, at: now)
         }
-        if config.overflow == .drop {
+        if overflow == .drop {
             let fits = min(ring.free, n)
             if fits > 0 { store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]), counted: false, at: now) }
             return loseForEveryReader(n - fits)
@@ -128,8 +144,8 @@ extension PipeMachine where Buffer: ~Copyable {
         }
         var needed = n - ring.free
         while needed > 0 {
-            let evicted = framed ? broadcastMessages.firstLength(from: base) ?? needed : needed
-            evict(min(evicted, ring.count))
+            let message = delivery.inspectBroadcast { state in state.messages?.firstLength(from: state.base) } ?? nil
+            evict(min(message ?? needed, ring.count))
             needed = n - ring.free
         }
         store(bytes, counted: false, at: now)
@@ -139,7 +155,7 @@ extension PipeMachine where Buffer: ~Copyable {
     private mutating func loseForEveryReader(_ count: Int) {
         guard count > 0 else { return }
         dropped += UInt64(count)
-        cursors.loseForEveryReader(count)
+        delivery.withBroadcast { $0.cursors.loseForEveryReader(count) }
     }
 
     /// Drops the `count` oldest buffered bytes; readers still behind them lose them.
@@ -147,9 +163,11 @@ extension PipeMachine where Buffer: ~Copyable {
         guard count > 0 else { return }
         ring.discard(count)
         dropped += UInt64(count)
-        base += UInt64(count)
-        readMarks.forget(below: base)
-        broadcastMessages.drop(before: base)
+        delivery.withBroadcast { state in
+            state.base += UInt64(count)
+            state.readMarks.forget(below: state.base)
+            state.messages?.drop(before: state.base)
+        }
         // Readers now behind `base` have lost the bytes up to it (see `BroadcastCursors`).
     }
 }

@@ -10,31 +10,28 @@ extension PipeMachine where Buffer: ~Copyable {
             // and every writer queued behind it, waiting forever.
             guard !writeWaits.contains(where: { $0.atomic && $0.remaining > capacity }) else { return .resourceBusy }
             guard ring.setLimit(capacity) else { return .resourceBusy }
-            config.capacity = capacity
             settle(&step, lend: lend)   // more room lets waiting writers in
-        case .mode(let mode):
-            config.mode = mode
-            if mode == .ring { releaseWaitersForRing(&step, lend: lend) }
-        case .overflow(let overflow):
-            config.overflow = overflow
-        case .delivery(let delivery):
-            guard delivery != config.delivery else { return nil }
+        case .mode(let newMode):
+            mode = newMode
+            if newMode == .ring { releaseWaitersForRing(&step, lend: lend) }
+        case .overflow(let newOverflow):
+            overflow = newOverflow
+        case .delivery(let kind):
+            guard kind != delivery.kind else { return nil }
             // Readers' positions in bytes already buffered, or queued, would be invented.
             guard ring.isEmpty && writeWaits.isEmpty else { return .resourceBusy }
-            config.delivery = delivery
-            cursors.reset(delivery == .broadcast ? readerOpens : [], at: base)
-            broadcastMessages = BroadcastMessages()
-            readMarks = ReadMarks(at: base)
+            delivery = Delivery(kind, delivery.framing, readers: readerOpens)
         case .openTimeout(let seconds):
             // Opens that wait already keep the time they were given.
-            config.openTimeout = seconds
+            openTimeout = seconds
         case .framing(let framing):
-            guard framing != config.framing else { return nil }
+            guard framing != delivery.framing else { return nil }
             // Boundaries of bytes already buffered, or of queued writes, would be invented.
             guard ring.isEmpty && writeWaits.isEmpty else { return .resourceBusy }
-            config.framing = framing
-            messages = MessageQueue()
-            broadcastMessages = BroadcastMessages()
+            // Broadcast readers keep their cursors (and what they lost); only messages change.
+            if delivery.withBroadcast({ $0.messages = framing == .message ? BroadcastMessages() : nil }) == nil {
+                delivery = .shared(framing == .message ? MessageQueue() : nil)
+            }
         }
         step.changeReadiness()
         return nil

@@ -117,11 +117,9 @@ extension PipeMachine where Buffer: ~Copyable {
     /// Buffers bytes that fit; with message framing, `bytes` is one whole message.
     /// `counted`: they are written bytes (a ring write counts what it was handed instead).
     mutating func store(_ bytes: UnsafeRawBufferPointer, counted: Bool = true, at now: Timestamp) {
-        let start = base + UInt64(ring.count)
+        let buffered = ring.count
         ring.write(bytes)
-        if framed {
-            if broadcast { broadcastMessages.append(start: start, length: bytes.count) } else { messages.append(bytes.count) }
-        }
+        if framed { delivery.recordMessage(length: bytes.count, after: buffered) }
         if counted { bytesWritten += UInt64(bytes.count) }
         lastWrite = now
     }
@@ -132,14 +130,15 @@ extension PipeMachine where Buffer: ~Copyable {
     func peek(_ max: Int, reader: OpenID?) -> [UInt8] {
         guard max > 0 else { return [] }
         guard broadcast else {
-            let (first, second) = ring.segments(upTo: framed ? min(max, messages.oldestRemaining ?? 0) : max)
+            let (first, second) = ring.segments(upTo: framed ? min(max, delivery.oldestMessageRemaining ?? 0) : max)
             return Array(first) + Array(second)
         }
-        guard let handle = reader.flatMap({ cursors.contains($0) ? $0 : nil }) ?? cursors.handles.max(by: { $0.handle.rawValue < $1.handle.rawValue }),
-              let position = cursors.position(of: handle, base: base) else { return [] }
-        var limit = min(max, available(to: handle))
-        if framed { limit = min(limit, broadcastMessages.remaining(at: position)) }
-        let (first, second) = ring.segments(from: Int(position - base), upTo: limit)
+        let newest = delivery.inspectBroadcast { state in
+            reader.flatMap { state.cursors.contains($0) ? $0 : nil }
+                ?? state.cursors.handles.max(by: { $0.handle.rawValue < $1.handle.rawValue })
+        } ?? nil
+        guard let newest, let (offset, limit) = broadcastRead(newest, size: max) else { return [] }
+        let (first, second) = ring.segments(from: offset, upTo: limit)
         return Array(first) + Array(second)
     }
 
@@ -181,7 +180,7 @@ extension PipeMachine where Buffer: ~Copyable {
     /// saves a FUSE round trip per capacity's worth of a large transfer. Writers whose bytes
     /// are all taken complete; the ring is then refilled from those still waiting.
     mutating func give(_ size: Int, to target: ReadTarget, _ step: inout Transition, lend: some Lender) {
-        let limit = framed ? min(size, messages.oldestRemaining ?? 0) : size
+        let limit = framed ? min(size, delivery.oldestMessageRemaining ?? 0) : size
         let (first, second) = ring.segments(upTo: limit)
         let fromRing = first.count + second.count
         var total = fromRing
@@ -205,7 +204,7 @@ extension PipeMachine where Buffer: ~Copyable {
             lend.lend(ReadData(pieces: UnsafeBufferPointer(rebasing: pieces[..<used]), count: total), to: target)
         }
         ring.discard(fromRing)
-        if framed { messages.consume(fromRing) }
+        if framed { delivery.withMessages { $0.consume(fromRing) } }
         for wait in writeWaits.prefix(completed) {
             step.resume(wait.wait, with: .written(wait.takenBefore + wait.data.bytes.count))
         }
@@ -226,7 +225,7 @@ extension PipeMachine where Buffer: ~Copyable {
         if broadcast { return evictingStore(bytes, at: now) }
         let n = bytes.count
         bytesWritten += UInt64(n)
-        switch (config.framing, config.overflow) {
+        switch (delivery.framing, overflow) {
         case (.stream, .drop):
             let fits = min(ring.free, n)
             if fits > 0 { store(UnsafeRawBufferPointer(rebasing: bytes[..<fits]), counted: false, at: now) }
@@ -244,7 +243,7 @@ extension PipeMachine where Buffer: ~Copyable {
             // Callers refuse messages larger than the capacity; one that got here anyway is
             // dropped whole rather than evicting everything in vain.
             guard n <= ring.limit else { dropped += UInt64(n); break }
-            while ring.free < n, let evicted = messages.removeOldest() {
+            while ring.free < n, let evicted = delivery.withMessages({ $0.removeOldest() }) ?? nil {
                 ring.discard(evicted)
                 dropped += UInt64(evicted)
             }

@@ -34,23 +34,18 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
     /// (ETIMEDOUT, and the open leaves no trace, not even in the open counters).
     enum Withdrawal: Sendable { case interrupted, timedOut }
 
+    /// The buffered bytes; its limit is the pipe's capacity.
     var ring: Buffer
-    /// The settings; `apply` keeps `config.capacity` equal to `ring.limit`.
-    var config: PipeConfig
+    /// Who waits (fifo) or nobody (ring).
+    var mode: PipeConfig.Mode
+    /// What a ring-mode write does with bytes that do not fit (kept in fifo mode for later).
+    var overflow: PipeConfig.Overflow
+    var openTimeout: Double
+    /// How bytes reach readers, and the framing: with what each needs to keep.
+    var delivery: Delivery
     var ownership: Ownership
-    /// Message boundaries, with `framing == .message` (shared delivery).
-    var messages = MessageQueue()
     /// The opens that read (waiting ones too): broadcast gives each a cursor.
     var readerOpens: Set<OpenID> = []
-    /// Broadcast delivery: each reader's position in the stream.
-    var cursors = BroadcastCursors()
-    /// Broadcast delivery: the stream position of the ring's oldest byte, the slowest
-    /// reader's (shared delivery keeps no positions and leaves it as it is).
-    var base: UInt64 = 0
-    /// Broadcast delivery with message framing: the buffered messages.
-    var broadcastMessages = BroadcastMessages()
-    /// Broadcast delivery: which buffered bytes some reader has read.
-    var readMarks = ReadMarks()
     var readers = 0
     var writers = 0
     /// The mount is shutting down: nobody waits any more, as if no peer were left.
@@ -74,16 +69,31 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
 
     init(config: PipeConfig, ownership: Ownership, at now: Timestamp) {
         ring = Buffer(limit: config.capacity)
-        self.config = config
+        mode = config.mode
+        overflow = config.overflow
+        openTimeout = config.openTimeout
+        delivery = Delivery(config.delivery, config.framing, readers: [])
         self.ownership = ownership
         created = now
         lastRead = now
         lastWrite = now
     }
 
-    var waits: Bool { config.mode == .fifo }
-    var framed: Bool { config.framing == .message }
-    var broadcast: Bool { config.delivery == .broadcast }
+    var waits: Bool { mode == .fifo }
+    var framed: Bool { delivery.framed }
+    var broadcast: Bool { delivery.isBroadcast }
+
+    /// The settings, as they are now.
+    var config: PipeConfig {
+        var config = PipeConfig.defaults
+        config.capacity = ring.limit
+        config.mode = mode
+        config.overflow = overflow
+        config.framing = delivery.framing
+        config.delivery = delivery.kind
+        config.openTimeout = openTimeout
+        return config
+    }
 
     /// What each open of the pipe waits for now.
     var waitingOpens: [OpenID: PipeClient.Waiting] {
@@ -99,24 +109,21 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
 
     var status: Pipe.Status {
         .init(config: config, ownership: ownership, buffered: ring.count, readers: readers, writers: writers,
-              bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped, allocated: ring.allocatedBytes + messages.allocatedBytes,
+              bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped, allocated: ring.allocatedBytes + delivery.allocatedBytes,
               lastRead: lastRead, lastWrite: lastWrite, created: created)
     }
 
     /// For tests: the buffer's invariants, message lengths that add up to the bytes
     /// buffered, and counters that account for every byte.
     var isConsistent: Bool {
-        ring.verifyInvariants() && config.capacity == ring.limit
-            && (!framed || (broadcast ? broadcastMessages.bytes(from: base) == ring.count : messages.unreadBytes == ring.count))
+        ring.verifyInvariants() && delivery.isConsistent(buffered: ring.count, readers: readerOpens)
             && UInt64(ring.count) == bytesWritten - bytesRead - dropped
-            && cursors.isConsistent(end: base + UInt64(ring.count))
-            && (!broadcast || Set(cursors.handles) == readerOpens)
     }
 
     /// Frees buffer memory that stayed unused since the previous call.
     mutating func trim() {
         ring.trim()
-        messages.trim()
+        delivery.trim()
     }
 
     // MARK: open / close
