@@ -100,7 +100,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     }
 
     /// The value as `getfattr` shows it: a decimal number or a word.
-    public func value(in status: Pipe.Status) -> String {
+    public func value(in status: PipeStatus) -> String {
         switch self {
         case .capacity: String(status.config.capacity)
         case .mode: status.config.mode.rawValue
@@ -145,7 +145,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
 
     /// The setting a `setfattr` value asks for. EPERM for a figure, EINVAL for a bad value.
     /// Surrounding white space (a trailing newline from `echo`) is ignored.
-    public func setting(from text: String) throws(Errno) -> Pipe.Setting {
+    public func setting(from text: String) throws(Errno) -> PipeSetting {
         let value = text.trimmingWhitespace()
         switch self {
         case .capacity:

@@ -9,6 +9,8 @@ public struct PipeConfig: Sendable, Equatable {
     public static let maximumCapacity = 1 << 30
     /// Linux's default pipe capacity.
     public static let defaultCapacity = 65536
+    /// Writes of at most this many bytes are never interleaved with other writers' data.
+    public static let atomicWriteLimit = 4096   // PIPE_BUF
 
     /// Who waits.
     public enum Mode: String, Sendable, CaseIterable {

@@ -14,17 +14,18 @@ extension PipeRegistry {
     /// pipes along (root's choice, over the limits or not).
     public func changeOwnership(of inode: InodeNumber, by caller: Caller, permissions: UInt32?, uid: UInt32?,
                                 gid: UInt32?) throws(Errno) -> Ownership {
-        let caller = gid.map { caller.readingGroups(for: $0) } ?? caller   // chgrp: before the lock
-        return try state.withLock { (state: inout State) throws(Errno) -> Ownership in
-            guard var node = state.nodes[inode], let pipe = node.pipe else { throw .noSuchFileOrDirectory }
+        let caller = gid.map { caller.readingGroups(for: $0) } ?? caller   // chgrp: before any lock
+        return try reservations.withLock { _ throws(Errno) -> Ownership in
+            let pipe = try livePipe(inode)
             let ownership = try pipe.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)
-            if ownership.uid != node.reservedBy {
+            state.withLock { state in
+                guard var node = state.names.nodes[inode], node.pipe === pipe, ownership.uid != node.reservedBy else { return }
                 state.usage.reserve(-node.reserved, owner: node.reservedBy)
                 state.usage.reserve(node.reserved, owner: ownership.uid)
                 state.usage.countPipe(-1, owner: node.reservedBy)
                 state.usage.countPipe(1, owner: ownership.uid)
                 node.reservedBy = ownership.uid
-                state.nodes[inode] = node
+                state.names.nodes[inode] = node
             }
             return ownership
         }
@@ -33,12 +34,12 @@ extension PipeRegistry {
     /// The inode of a name the kernel knows, without looking it up (no node is created).
     public func knownInode(named name: PipeName) -> InodeNumber? {
         let key = name.key(ignoringCase: configuration.ignoreCase)
-        return state.withLock { $0.inodeByKey[key] }
+        return state.withLock { $0.names.inodeByKey[key] }
     }
 
     /// The live pipe behind an inode; ENOENT if it has no open (the name is not a pipe now).
-    public func livePipe(_ inode: InodeNumber) throws(Errno) -> Pipe {
-        guard let pipe = state.withLock({ $0.nodes[inode]?.pipe }) else { throw .noSuchFileOrDirectory }
+    public func livePipe(_ inode: InodeNumber) throws(Errno) -> any PipeEndpoint {
+        guard let pipe = state.withLock({ $0.names.nodes[inode]?.pipe }) else { throw .noSuchFileOrDirectory }
         return pipe
     }
 
@@ -67,14 +68,12 @@ extension PipeRegistry {
     }
 
     /// The opens of the given pipes, each pipe's oldest first, as the registry holds them.
-    func opensByInode(_ inodes: Set<InodeNumber>) -> [InodeNumber: [(PipeHandle, OpenFile)]] {
-        let opens = state.withLock { state in state.handles.filter { inodes.contains($0.value.inode) } }
-        return Dictionary(grouping: opens.map { ($0.key, $0.value) }, by: { $0.1.inode })
-            .mapValues { $0.sorted { $0.0.rawValue < $1.0.rawValue } }
+    func opensByInode(_ inodes: Set<InodeNumber>) -> [InodeNumber: [(PipeHandle, OpenTable.OpenFile)]] {
+        state.withLock { $0.opens.byInode(inodes) }
     }
 
     /// One pipe's opens as clients, with what each waits for now.
-    static func clients(_ opens: [(PipeHandle, OpenFile)]) -> [PipeClient] {
+    static func clients(_ opens: [(PipeHandle, OpenTable.OpenFile)]) -> [PipeClient] {
         guard let pipe = opens.first?.1.pipe else { return [] }
         let (waiting, lost) = pipe.openFigures
         return opens.map { handle, open in
@@ -109,32 +108,41 @@ extension PipeRegistry {
     /// allow fails ENOSPC; below what is buffered, EBUSY.
     public func setAttributes(_ changes: [(PipeAttribute, String)], of inode: InodeNumber, caller: Caller) throws(Errno) {
         let limits = configuration.limits
-        var deliveries = Deliveries()
-        let error: Errno? = state.withLock { state in
-            guard var node = state.nodes[inode], let pipe = node.pipe else { return .noSuchFileOrDirectory }
-            guard pipe.ownership.isOwned(by: caller) else { return .notPermitted }
-            var settings: [Pipe.Setting] = []
-            for (attribute, value) in changes {
-                do throws(Errno) { settings.append(try attribute.setting(from: value)) } catch { return error }
-            }
+        try reservations.withLock { _ throws(Errno) in
+            let pipe = try livePipe(inode)
+            guard pipe.ownership.isOwned(by: caller) else { throw .notPermitted }
+            var settings: [PipeSetting] = []
+            for (attribute, value) in changes { settings.append(try attribute.setting(from: value)) }
             for setting in settings {
                 guard case .capacity(let capacity) = setting else {
-                    if let error = pipe.apply(setting, deliveries: &deliveries) { return error }
+                    try pipe.apply(setting)
                     continue
                 }
-                if capacity > limits.maxCapacity && !caller.isRoot { return .notPermitted }
+                if capacity > limits.maxCapacity && !caller.isRoot { throw .notPermitted }
                 // Never less than the capacity it was created with: shrinking a pipe makes
-                // no room for more pipes.
+                // no room for more pipes. Reserved first, given back if the pipe refuses.
                 let reserved = max(capacity, configuration.pipe.capacity)
-                if let error = state.usage.fits(extra: reserved - node.reserved, owner: node.reservedBy, limits) { return error }
-                if let error = pipe.apply(setting, deliveries: &deliveries) { return error }
-                state.usage.reserve(reserved - node.reserved, owner: node.reservedBy)
-                node.reserved = reserved
-                state.nodes[inode] = node
+                let extra = try state.withLock { (state: inout State) throws(Errno) -> Int in
+                    guard var node = state.names.nodes[inode], node.pipe === pipe else { throw .noSuchFileOrDirectory }
+                    let extra = reserved - node.reserved
+                    if let error = state.usage.fits(extra: extra, owner: node.reservedBy, limits) { throw error }
+                    state.usage.reserve(extra, owner: node.reservedBy)
+                    node.reserved = reserved
+                    state.names.nodes[inode] = node
+                    return extra
+                }
+                do throws(Errno) {
+                    try pipe.apply(setting)
+                } catch {
+                    state.withLock { state in
+                        guard var node = state.names.nodes[inode], node.pipe === pipe else { return }
+                        state.usage.reserve(-extra, owner: node.reservedBy)
+                        node.reserved -= extra
+                        state.names.nodes[inode] = node
+                    }
+                    throw error
+                }
             }
-            return nil
         }
-        deliveries.deliver()
-        if let error { throw error }
     }
 }

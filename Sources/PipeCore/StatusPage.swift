@@ -89,13 +89,13 @@ extension PipeRegistry {
     public func statusPage(from inode: UInt64, size: Int, caller: Caller) -> [UInt8] {
         var caller = caller
         let pipes = state.withLock { state in
-            state.nodes.values.compactMap { node in
+            state.names.nodes.values.compactMap { node in
                 node.inode.rawValue >= inode ? node.pipe.map { (node.inode.rawValue, node.name.bytes, $0) } : nil
             }
         }.sorted { $0.0 < $1.0 }
         // At most this many records fit a page (none is shorter than 100 bytes): of the
         // pipes the caller may read, only these need their opens.
-        var readable: [(inode: UInt64, name: [UInt8], status: Pipe.Status)] = []
+        var readable: [(inode: UInt64, name: [UInt8], status: PipeStatus)] = []
         for (inode, name, pipe) in pipes where readable.count < StatusPage.maximumSize / 100 {
             let status = pipe.status
             // The caller's groups are read (with no lock held) once, if some pipe needs them.

@@ -22,9 +22,12 @@ struct Daemon {
             _ = write(comm, "npfs", 4)
             close(comm)
         }
+        // The one place that chooses where pipes live: in this process.
+        let store = LocalPipeStore(limits: options.limits)
         let registry = PipeRegistry(configuration: .init(pipe: options.pipe, ignoreCase: options.ignoreCase,
                                                          pipeMode: options.pipeMode, limits: options.limits,
-                                                         protection: options.protectedPipes, mountOwner: getuid()))
+                                                         protection: options.protectedPipes, mountOwner: getuid()),
+                                    store: store)
         let filesystem = FuseFilesystem(registry: registry, maxRead: options.maxRead)
         let session: FuseSession
         do {

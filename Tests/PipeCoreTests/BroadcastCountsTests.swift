@@ -85,7 +85,7 @@ import Testing
         #expect(pipe.peek(100, reader: a) == [3, 4])
         #expect(pipe.peek(100, reader: b) == [4])
         #expect(pipe.peek(1, reader: a) == [3])
-        #expect(pipe.peek(100) == [4], "no read end: the newest reader's position")
+        #expect(pipe.peek(100, reader: nil) == [4], "no read end: the newest reader's position")
         #expect(f.status?.buffered == 2, "peek takes nothing")
     }
 

@@ -97,7 +97,7 @@ import Testing
                 nextID += 1
                 let bytes = [UInt8](repeating: id, count: size)
                 let nonblocking = pick(3) == 0
-                offer(.write(id: id, size: size, atomic: framed || size <= Pipe.atomicWriteLimit), blocking: !nonblocking) { waiter in
+                offer(.write(id: id, size: size, atomic: framed || size <= PipeConfig.atomicWriteLimit), blocking: !nonblocking) { waiter in
                     bytes.withUnsafeBytes { registry.write(handle, bytes: $0, offset: 0, flags: nonblocking ? F.nonblocking : 0, waiter: waiter) }
                 }
             case 6, 7, 8:

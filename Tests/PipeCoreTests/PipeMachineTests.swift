@@ -98,4 +98,17 @@ import Testing
         #expect(pipe.delivery.oldestMessageRemaining == nil)
         #expect(Bool(pipe.isConsistent))
     }
+
+    /// An open the registry admitted just before the mount stopped is refused by the pipe
+    /// itself (the registry no longer holds its lock while the pipe decides).
+    @Test(arguments: [false, true]) func aStoppedPipeRefusesOpens(waitingOnly: Bool) {
+        var pipe = machine()
+        let lends = Lends()
+        var step = Transition(at: Timestamp(seconds: 101, nanoseconds: 0))
+        _ = waitingOnly ? pipe.failWaitingOpens(&step, lend: lends) : pipe.closeForShutdown(&step, lend: lends)
+        let offer = WaitOffer(WaitID(number: 1), interrupted: false)
+        let (attempt, _) = pipe.open(Self.reader, access: .read, nonblocking: false, wait: offer, &step)
+        #expect(attempt == .done(.failed(.noSuchAddressOrDevice)))
+        #expect(pipe.readers == 0 && pipe.waitIDs.isEmpty)
+    }
 }

@@ -142,7 +142,7 @@ import Testing
         #expect(write.reply == nil)
         #expect(f.read(reader, 1 << 20) == .done(.data(Array(data[(2 << 20)...]))))
         #expect(write.reply == .written(3 << 20))
-        #expect(try f.pipe.isConsistent)
+        #expect(try f.pipeIsConsistent)
         #expect(f.status?.bytesWritten == 3 << 20 && f.status?.bytesRead == 3 << 20)
     }
 

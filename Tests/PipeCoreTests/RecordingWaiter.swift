@@ -37,8 +37,10 @@ struct Fixture {
         inode = registry.lookup(try PipeName("P"))
     }
 
-    var pipe: Pipe { get throws { try registry.livePipe(inode) } }
-    var status: Pipe.Status? { try? registry.livePipe(inode).status }
+    var pipe: any PipeEndpoint { get throws { try registry.livePipe(inode) } }
+    var status: PipeStatus? { try? registry.livePipe(inode).status }
+    /// The pipe is live, and it and the registry are consistent (see `PipeRegistry.isConsistent`).
+    var pipeIsConsistent: Bool { get throws { _ = try pipe; return registry.isConsistent } }
 
     static let read: Int32 = 0, write: Int32 = 1, readWrite: Int32 = 2, nonblocking: Int32 = 0o4000
 

@@ -27,7 +27,7 @@ import Testing
         #expect(f.write(both, data) == .done(.written(data.count)))
         #expect(f.status?.dropped == UInt64(data.count - 65_536))
         #expect(f.read(both, 1 << 20) == .done(.data(Array(data.prefix(65_536)))))
-        #expect(try f.pipe.isConsistent)
+        #expect(try f.pipeIsConsistent)
     }
 
     @Test func overwriteKeepsTheNewestAndCountsTheRest() throws {
@@ -38,7 +38,7 @@ import Testing
         #expect(f.write(both, second) == .done(.written(60_000)))
         #expect(f.status?.dropped == 100_000 - 65_536)
         #expect(f.read(both, 1 << 20) == .done(.data(Array((first + second).suffix(65_536)))))
-        #expect(try f.pipe.isConsistent)
+        #expect(try f.pipeIsConsistent)
     }
 
     @Test func messagesKeepTheirBoundaries() throws {
@@ -55,7 +55,7 @@ import Testing
         #expect(f.read(both, 100, offset: 4096) == .done(.data([])))
         #expect(f.read(both, 3) == .done(.data(Array("ee\n".utf8))))
         #expect(f.read(both, 100) == .done(.data(Array("four".utf8))))
-        #expect(try f.pipe.isConsistent)
+        #expect(try f.pipeIsConsistent)
     }
 
     @Test func messagesLargerThanThePipeAreEMSGSIZE() throws {
@@ -93,7 +93,7 @@ import Testing
         #expect(allocated <= 524_288 + 16_384, "10,001 messages: 512K of bytes and 16K of lengths, not \(allocated)")
         for _ in 0..<10_000 { #expect(f.read(both, 10) == .done(.data([7]))) }
         #expect(f.read(both, 1 << 20) == .done(.data(.pattern(500_000))))
-        #expect(try f.pipe.isConsistent)
+        #expect(try f.pipeIsConsistent)
         #expect(f.status?.allocated ?? 0 > 524_288, "a buffer in use is kept until it has stayed idle")
         f.registry.trimIdleBuffers()
         #expect(f.status?.allocated ?? 0 > 524_288, "written since the last trim: kept")
@@ -119,7 +119,7 @@ import Testing
             let kept = overflow == .drop ? [a, b] : [b, c]
             for message in kept { #expect(f.read(both, 10_000) == .done(.data(message))) }
             #expect(f.read(both, 10_000) == .done(.data([])))
-            #expect(try f.pipe.isConsistent)
+            #expect(try f.pipeIsConsistent)
         }
     }
 
@@ -150,7 +150,7 @@ import Testing
         try f.pipe.apply(.mode(.ring))
         #expect(writer.reply == .written(63_000))
         #expect(f.status?.dropped == 3000, "the older message made room")
-        #expect(try f.pipe.isConsistent)
+        #expect(try f.pipeIsConsistent)
         #expect(f.read(both, 100_000) == .done(.data(.pattern(63_000, seed: 9))))
         // Once it is gone the pipe can shrink.
         try f.pipe.apply(.capacity(4096))
@@ -167,7 +167,7 @@ import Testing
         #expect(f.read(both, 100_000) == .done(.data(.pattern(60_000))))
         #expect(writer.reply == .written(8000))
         #expect(f.read(both, 100_000) == .done(.data(.pattern(8000, seed: 2))))
-        #expect(try f.pipe.isConsistent)
+        #expect(try f.pipeIsConsistent)
     }
 
     @Test func switchingToRingReleasesEveryWaiter() throws {
@@ -280,7 +280,7 @@ import Testing
             }
             let status = try #require(f.status)
             #expect(status.buffered == model.buffered && status.dropped == model.dropped, "step \(step)")
-            #expect(try f.pipe.isConsistent, "step \(step)")
+            #expect(try f.pipeIsConsistent, "step \(step)")
         }
     }
 }

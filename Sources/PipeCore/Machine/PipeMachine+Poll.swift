@@ -11,7 +11,7 @@ extension PipeMachine where Buffer: ~Copyable {
         }
         if access.writes {
             // Writable when a PIPE_BUF write fits (the kernel: when a page slot is free).
-            if !waits || ring.free >= min(Pipe.atomicWriteLimit, ring.limit) { events.formUnion([.output, .writeNormal]) }
+            if !waits || ring.free >= min(PipeConfig.atomicWriteLimit, ring.limit) { events.formUnion([.output, .writeNormal]) }
             if waits && liveReaders == 0 { events.insert(.error) }
         }
         return events

@@ -2,7 +2,7 @@ import SystemPackage
 
 /// Live settings (`user.npfs.*`) and what changing them wakes.
 extension PipeMachine where Buffer: ~Copyable {
-    mutating func apply(_ setting: Pipe.Setting, _ step: inout Transition, lend: some Lender) -> Errno? {
+    mutating func apply(_ setting: PipeSetting, _ step: inout Transition, lend: some Lender) -> Errno? {
         switch setting {
         case .capacity(let capacity):
             guard PipeConfig.validCapacities.contains(capacity) else { return .invalidArgument }

@@ -65,7 +65,7 @@ extension PipeMachine where Buffer: ~Copyable {
         if liveReaders == 0 { return .done(.failed(.brokenPipe)) }
         // Only a whole write(2) of at most PIPE_BUF is atomic; the kernel's later parts of a
         // large write arrive with offset > 0. A message is always whole.
-        let atomic = framed || (offset == 0 && n <= Pipe.atomicWriteLimit)
+        let atomic = framed || (offset == 0 && n <= PipeConfig.atomicWriteLimit)
         // Blocking writers queue behind those already waiting, so none starves.
         let mayGoNow = writeWaits.isEmpty || nonblocking
         // Readers wait only on an empty ring: while the request's own buffer is valid, its

@@ -30,9 +30,6 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
     }
     /// What a withdrawn wait was doing.
     enum Cancelled: Equatable { case open(OpenID), read, write }
-    /// Why a wait is withdrawn: a signal (EINTR, as pipe(7)), or an open's timeout
-    /// (ETIMEDOUT, and the open leaves no trace, not even in the open counters).
-    enum Withdrawal: Sendable { case interrupted, timedOut }
 
     /// The buffered bytes; its limit is the pipe's capacity.
     var ring: Buffer
@@ -50,6 +47,9 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
     var writers = 0
     /// The mount is shutting down: nobody waits any more, as if no peer were left.
     var closed = false
+    /// Shut down, or the mount detached: every open fails ENXIO (one decided after the
+    /// registry stopped admitting them, too).
+    var refusingOpens = false
     /// Readers and writers as decisions see them (none once closed).
     var liveReaders: Int { closed ? 0 : readers }
     var liveWriters: Int { closed ? 0 : writers }
@@ -107,7 +107,7 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
     /// Every wait queued now.
     var waitIDs: [WaitID] { openWaits.map(\.wait) + readWaits.map(\.wait) + writeWaits.map(\.wait) }
 
-    var status: Pipe.Status {
+    var status: PipeStatus {
         .init(config: config, ownership: ownership, buffered: ring.count, readers: readers, writers: writers,
               bytesWritten: bytesWritten, bytesRead: bytesRead, dropped: dropped, allocated: ring.allocatedBytes + delivery.allocatedBytes,
               lastRead: lastRead, lastWrite: lastWrite, created: created)
@@ -133,6 +133,7 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
     /// Returns the open's POLLHUP mark with its answer (`.queued` if it waits as `wait`).
     mutating func open(_ open: OpenID, access: AccessMode, nonblocking: Bool, wait: WaitOffer,
                        _ step: inout Transition) -> (Attempt, hangUpVersion: UInt64) {
+        if refusingOpens { return (.done(.failed(.noSuchAddressOrDevice)), 0) }
         let mustWaitForPartner: Bool
         switch access {
         case .read: mustWaitForPartner = waits && liveWriters == 0 && !nonblocking
@@ -234,6 +235,7 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
     /// Shutdown: answers every wait and stops all waiting; returns the opens that never completed.
     mutating func closeForShutdown(_ step: inout Transition, lend: some Lender) -> [OpenID] {
         closed = true
+        refusingOpens = true
         let abandoned = failWaitingOpens(&step, lend: lend)
         for wait in readWaits { step.resume(wait.wait, with: .data([])) }
         for wait in writeWaits { step.resume(wait.wait, with: wait.written > 0 ? .written(wait.written) : .failed(.brokenPipe)) }
@@ -245,6 +247,7 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
 
     /// Fails every waiting open ENXIO (shutdown, or the mount detached); returns them.
     mutating func failWaitingOpens(_ step: inout Transition, lend: some Lender) -> [OpenID] {
+        refusingOpens = true
         let abandoned = openWaits.map(\.open)
         for wait in openWaits {
             removeReader(wait.open, &step, lend: lend)

@@ -4,17 +4,14 @@ import SystemPackage
 /// One live named pipe: the seed driver's resource context, and the local executor of
 /// its `PipeMachine`.
 ///
-/// Created by the first open of a name and dropped by the registry after the last release.
-/// Every operation runs one transition of the machine under `state`'s lock, with the
+/// Attached by the first open of a name and detached by the registry after the last
+/// release (`LocalPipeStore`). Every operation runs one transition of the machine under `state`'s lock, with the
 /// requests that wait (`WaiterSlots`) and the pollers it names, and performs the replies
 /// and notifications it decided (`Deliveries`) after the lock is released; bytes read are
 /// sent from the machine's buffer during the transition, uncopied.
 ///
-/// Lock order: the registry's lock before a pipe's, never the reverse.
-public final class Pipe: Sendable {
-    /// Writes of at most this many bytes are never interleaved with other writers' data.
-    public static let atomicWriteLimit = 4096   // PIPE_BUF
-
+/// The registry never calls it with its own lock held.
+public final class LocalPipe: PipeEndpoint {
     typealias Machine = PipeMachine<ByteRing>
 
     struct Locked: ~Copyable {
@@ -34,28 +31,7 @@ public final class Pipe: Sendable {
         self.budget = budget
     }
 
-    /// A pipe's settings and figures at one moment.
-    public struct Status: Sendable, Equatable {
-        public var config: PipeConfig
-        /// Owner, group and permission bits (chmod and chown change them).
-        public var ownership: Ownership
-        public var buffered: Int
-        public var readers: Int
-        public var writers: Int
-        /// Bytes writers handed over: the sum of the counts write(2) reported.
-        public var bytesWritten: UInt64
-        public var bytesRead: UInt64
-        /// Bytes discarded by overflow (ring mode): new ones dropped or old ones overwritten.
-        /// Always `buffered == bytesWritten - bytesRead - dropped`.
-        public var dropped: UInt64
-        /// Bytes of memory the pipe's buffer (and its message lengths) hold now.
-        public var allocated: Int
-        public var lastRead: Timestamp
-        public var lastWrite: Timestamp
-        public var created: Timestamp
-    }
-
-    public var status: Status { state.withLock { $0.machine.status } }
+    public var status: PipeStatus { state.withLock { $0.machine.status } }
 
     public var ownership: Ownership { state.withLock { $0.machine.ownership } }
 
@@ -69,10 +45,10 @@ public final class Pipe: Sendable {
     }
 
     /// Frees buffer memory that stayed unused since the previous call (see `ByteRing.trim`).
-    func trimBuffers() { state.withLock { $0.machine.trim() } }
+    public func trimBuffers() { state.withLock { $0.machine.trim() } }
 
     /// What each open of the pipe waits for now, and (broadcast) what each reader lost.
-    var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
+    public var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
         state.withLock { state in
             let waiting = state.machine.waitingOpens
             let lost = state.machine.delivery.inspectBroadcast { $0.cursors.losses(base: $0.base) } ?? [:]
@@ -83,93 +59,77 @@ public final class Pipe: Sendable {
 
     /// What a read of up to `max` bytes by `reader` would return, without consuming it
     /// (`user.npfs.peek`; see `PipeMachine.peek`).
-    public func peek(_ max: Int, reader: PipeHandle? = nil) -> [UInt8] {
+    public func peek(_ max: Int, reader: PipeHandle?) -> [UInt8] {
         state.withLock { $0.machine.peek(max, reader: reader.map { OpenID(handle: $0) }) }
     }
 
-    /// For tests: the invariants of the buffer, the message queue and the counters, and a
-    /// waiting request for every wait the machine holds.
-    public var isConsistent: Bool {
-        state.withLock { $0.machine.isConsistent && waiters.holdsExactly($0.machine.waitIDs) }
-    }
-
-    /// For tests: the pipe counts exactly these opens as its readers and this many writers.
-    func holdsEnds(readers: Set<PipeHandle>, writers: Int) -> Bool {
+    /// For tests: the invariants of the buffer, the message queue and the counters, a
+    /// waiting request for every wait the machine holds, and exactly these ends.
+    public func holdsExactly(readers: Set<PipeHandle>, writers: Int) -> Bool {
         state.withLock { state in
-            state.machine.readerOpens == Set(readers.map { OpenID(handle: $0) }) && state.machine.readers == readers.count
+            state.machine.isConsistent && waiters.holdsExactly(state.machine.waitIDs)
+                && state.machine.readerOpens == Set(readers.map { OpenID(handle: $0) }) && state.machine.readers == readers.count
                 && state.machine.writers == writers
         }
-    }
-
-    /// One setting of a live pipe.
-    public enum Setting: Sendable, Equatable {
-        case capacity(Int)
-        case mode(PipeConfig.Mode)
-        case overflow(PipeConfig.Overflow)
-        case framing(PipeConfig.Framing)
-        case openTimeout(Double)
-        case delivery(PipeConfig.Delivery)
     }
 
     /// Changes a setting at once and wakes whoever that concerns. Throws EINVAL for a
     /// capacity out of range, EBUSY for a capacity below what is buffered or a waiting
     /// message, or a framing or delivery change while bytes are buffered or writers wait.
-    public func apply(_ setting: Setting) throws(Errno) {
+    public func apply(_ setting: PipeSetting) throws(Errno) {
+        if let error = step({ machine, step, lend in machine.apply(setting, &step, lend: lend) }) { throw error }
+    }
+
+    // MARK: Opening and closing
+
+    public func open(_ handle: PipeHandle, access: AccessMode, nonblocking: Bool, caller: Caller, protection: PipeProtection,
+                     mountOwner: UInt32, waiter: any PipeWaiter) -> OpenAnswer {
         var deliveries = Deliveries()
-        let error = apply(setting, deliveries: &deliveries)
-        deliveries.deliver()
-        if let error { throw error }
-    }
-
-    /// The same, for a caller that holds the registry's lock and delivers after releasing it.
-    func apply(_ setting: Setting, deliveries: inout Deliveries) -> Errno? {
-        step(&deliveries) { machine, step, lend in machine.apply(setting, &step, lend: lend) }
-    }
-
-    // MARK: Opening and closing (called by the registry, under its lock)
-
-    /// Counts a new open and decides whether it completes now, fails or waits for a partner.
-    func open(_ handle: PipeHandle, access: AccessMode, nonblocking: Bool, waiter: any PipeWaiter,
-              deliveries: inout Deliveries) -> (Attempt, hangUpVersion: UInt64) {
-        state.withLock { state in
+        let answer = state.withLock { state -> OpenAnswer in
+            let ownership = state.machine.ownership
+            let permitted = caller.answer(about: ownership.gid) { caller in
+                ownership.permits(caller, access) && !protection.refuses(caller, access, of: ownership, mountOwner: mountOwner)
+            }
+            guard let permitted else { return .needsGroups(ownership.gid) }
+            guard permitted else { return .attempt(.done(.failed(.permissionDenied)), hangUpVersion: 0) }
             var step = Transition(at: .now())
             let offer = WaitOffer(waiters.insert(waiter), interrupted: waiter.isInterrupted)
-            let result = state.machine.open(OpenID(handle: handle), access: access, nonblocking: nonblocking, wait: offer, &step)
-            if result.0 != .queued { waiters.remove(offer.id) }
+            let (attempt, hangUpVersion) = state.machine.open(OpenID(handle: handle), access: access, nonblocking: nonblocking,
+                                                              wait: offer, &step)
+            if attempt != .queued { waiters.remove(offer.id) }
             state.perform(step, waiters: waiters, into: &deliveries)
-            return result
+            return .attempt(attempt, hangUpVersion: hangUpVersion)
         }
+        deliveries.deliver()
+        return answer
     }
 
-    /// The last descriptor of an open was closed (FUSE `release`).
-    func close(_ handle: PipeHandle, access: AccessMode, deliveries: inout Deliveries) {
-        step(&deliveries, forgetting: handle) { machine, step, lend in machine.close(OpenID(handle: handle), access: access, &step, lend: lend) }
+    public func close(_ handle: PipeHandle, access: AccessMode) {
+        step(forgetting: handle) { machine, step, lend in machine.close(OpenID(handle: handle), access: access, &step, lend: lend) }
     }
 
-    /// Withdraws an interrupted waiter (or an open whose time ran out). Returns what it was
-    /// waiting in, or nil if it was no longer waiting.
-    func cancel(_ waiter: any PipeWaiter, because reason: Machine.Withdrawal, deliveries: inout Deliveries) -> Machine.Cancelled? {
-        step(&deliveries) { machine, step, lend in
+    public func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
+        step { machine, step, lend -> CancelledWait? in
             guard let id = waiters.id(of: waiter) else { return nil }
-            return machine.cancel(id, because: reason, &step, lend: lend)
+            switch machine.cancel(id, because: reason, &step, lend: lend) {
+            case .open(let open): return .open(open.handle)
+            case .read: return .read
+            case .write: return .write
+            case nil: return nil
+            }
         }
     }
 
-    /// Answers every waiter and stops all waiting (shutdown); returns the handles of opens that never completed.
-    func closeForShutdown(deliveries: inout Deliveries) -> [PipeHandle] {
-        step(&deliveries) { machine, step, lend in machine.closeForShutdown(&step, lend: lend).map(\.handle) }
+    public func stop(waitingOnly: Bool) -> [PipeHandle] {
+        step { machine, step, lend in
+            (waitingOnly ? machine.failWaitingOpens(&step, lend: lend) : machine.closeForShutdown(&step, lend: lend)).map(\.handle)
+        }
     }
 
-    /// Fails the waiting opens (the mount was detached); returns their handles.
-    func failWaitingOpens(deliveries: inout Deliveries) -> [PipeHandle] {
-        step(&deliveries) { machine, step, lend in machine.failWaitingOpens(&step, lend: lend).map(\.handle) }
-    }
+    // MARK: Data
 
-    // MARK: Data (called with no registry lock held)
-
-    /// A read; bytes there now go to `sink` or, without one, to the waiter offered.
-    func read(size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?, handle: PipeHandle,
-              sink: ReadSink?) -> Attempt {
+    public func read(_ handle: PipeHandle, size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
+                     sink: ReadSink?) -> Attempt {
         var deliveries = Deliveries()
         let attempt = state.withLock { state in
             var step = Transition(at: .now())
@@ -187,8 +147,8 @@ public final class Pipe: Sendable {
 
     /// A write; one that waits keeps a copy of the bytes not yet taken, charged to `uid`'s
     /// share of the mount's budget for waiting writes (ENOBUFS beyond it).
-    func write(_ bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
-               handle: PipeHandle, uid: UInt32 = 0) -> Attempt {
+    public func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
+                      waiter: (any PipeWaiter)?, uid: UInt32) -> Attempt {
         let borrowed = BorrowedBytes(bytes)
         var deliveries = Deliveries()
         let attempt = state.withLock { state in
@@ -218,7 +178,7 @@ public final class Pipe: Sendable {
 
     /// The open's readiness now; a notifier, if given, is told of the next change (it
     /// replaces the open's earlier one).
-    func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
+    public func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
         state.withLock { state in
             if let notifier { state.pollers[handle] = notifier }
             return state.machine.readiness(OpenID(handle: handle), access: access, hangUpVersion: hangUpVersion)
@@ -228,17 +188,20 @@ public final class Pipe: Sendable {
     // MARK: Running a transition
 
     /// Runs one transition under the lock: bytes lent to waiting reads go straight to their
-    /// requests, and the replies and notifications it decided are handed to `deliveries`.
+    /// requests, and the replies and notifications it decided are delivered once it is released.
     @inline(__always)
-    private func step<Result>(_ deliveries: inout Deliveries, forgetting poller: PipeHandle? = nil,
+    private func step<Result>(forgetting poller: PipeHandle? = nil,
                               _ body: (inout Machine, inout Transition, LocalLender) -> Result) -> Result {
-        state.withLock { state in
+        var deliveries = Deliveries()
+        let result = state.withLock { state in
             if let poller { state.pollers[poller] = nil }
             var step = Transition(at: .now())
             let result = body(&state.machine, &step, LocalLender(waiters: waiters))
             state.perform(step, waiters: waiters, into: &deliveries)
             return result
         }
+        deliveries.deliver()
+        return result
     }
 
     /// A request offered to the machine as a wait: kept by an id until the machine either
@@ -252,7 +215,7 @@ public final class Pipe: Sendable {
     }
 }
 
-extension Pipe.Locked {
+extension LocalPipe.Locked {
     /// Hands a transition's replies to `deliveries` with the requests they answer, and the
     /// pollers to tell if readiness may have changed.
     @inline(__always)
