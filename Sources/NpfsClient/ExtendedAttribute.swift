@@ -15,4 +15,7 @@ public enum ExtendedAttribute {
     public static func set(_ path: [UInt8], _ name: [UInt8], _ value: [UInt8]) throws(Errno) {
         try Syscalls.setxattr(path, name, value)
     }
+
+    /// removexattr(2).
+    public static func remove(_ path: [UInt8], _ name: [UInt8]) throws(Errno) { try Syscalls.removexattr(path, name) }
 }

@@ -18,7 +18,7 @@ public struct NpfsMount: Sendable {
     /// The process serving the mount (its root's `user.npfs.pid`). Throws ENOTCONN for a
     /// mount whose daemon died, ENODATA or ENOTSUP for anything but npfs.
     public func daemonProcess() throws(Errno) -> Int32 {
-        let value = try Syscalls.getxattr(pathBytes, Array(PipeAttribute.daemonPidName.utf8))
+        let value = try Syscalls.getxattr(pathBytes, AttributeName.daemonPid.bytes)
         guard let pid = Int32(String(decoding: value, as: UTF8.self)), pid > 0 else { throw .invalidArgument }
         return pid
     }
@@ -34,7 +34,7 @@ public struct NpfsMount: Sendable {
         var records: [StatusPage.Record] = []
         var next: UInt64 = 0
         while true {
-            let page = try Syscalls.getxattr(pathBytes, Array((StatusPage.prefix + String(next)).utf8), size: StatusPage.maximumSize)
+            let page = try Syscalls.getxattr(pathBytes, AttributeName.statusPage(from: next).bytes, size: StatusPage.maximumSize)
             let found = StatusPage.decode(page)
             guard let last = found.last, last.inode >= next else { return records }
             records += found
@@ -45,7 +45,7 @@ public struct NpfsMount: Sendable {
     /// The mount's usage against its limits (the root's `user.npfs.usage`), by name:
     /// `pipes`, `max_pipes`, `memory`, `max_memory`, `user_memory`, ...
     public func usage() throws(Errno) -> [String: Int] {
-        let text = String(decoding: try Syscalls.getxattr(pathBytes, Array(PipeAttribute.usageName.utf8)), as: UTF8.self)
+        let text = String(decoding: try Syscalls.getxattr(pathBytes, AttributeName.usage.bytes), as: UTF8.self)
         var figures: [String: Int] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
@@ -56,13 +56,13 @@ public struct NpfsMount: Sendable {
 
     /// One attribute of a live pipe. ENOENT if it is not live, EACCES if the caller may not read it.
     public func attribute(_ attribute: PipeAttribute, of name: [UInt8]) throws(Errno) -> String {
-        String(decoding: try Syscalls.getxattr(pipePath(name), Array(attribute.xattrName.utf8)), as: UTF8.self)
+        String(decoding: try Syscalls.getxattr(pipePath(name), AttributeName.attribute(attribute, of: .this).bytes), as: UTF8.self)
     }
 
     /// Up to `bytes` of the oldest bytes buffered in a live pipe (at most 4096), left there.
     /// ENOENT if it is not live, EACCES if the caller may not read it.
     public func peek(_ name: [UInt8], bytes: Int) throws(Errno) -> [UInt8] {
-        try Syscalls.getxattr(pipePath(name), Array(PipeAttribute.peekName.utf8), size: bytes)
+        try Syscalls.getxattr(pipePath(name), AttributeName.peek(of: .this).bytes, size: bytes)
     }
 
     /// Changes settings of a live pipe, in order, through the mount root, which works while
@@ -70,6 +70,6 @@ public struct NpfsMount: Sendable {
     /// and for names of any length. The first change that fails stops the rest.
     public func set(_ name: [UInt8], _ changes: [(PipeAttribute, String)]) throws(Errno) {
         let request = PipeAttribute.setRequest(pipe: name, changes: changes)
-        try Syscalls.setxattr(pathBytes, Array(PipeAttribute.setRequestName.utf8), request)
+        try Syscalls.setxattr(pathBytes, AttributeName.setRequest.bytes, request)
     }
 }

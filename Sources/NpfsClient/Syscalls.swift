@@ -31,6 +31,12 @@ enum Syscalls {
         guard result == 0 else { throw Errno(rawValue: errno) }
     }
 
+    /// removexattr(2).
+    static func removexattr(_ path: [UInt8], _ name: [UInt8]) throws(Errno) {
+        let result = withCStrings(path, name) { CLinux.removexattr($0, $1) }
+        guard result == 0 else { throw Errno(rawValue: errno) }
+    }
+
     /// The entries of a directory, without `.` and `..`: names as bytes, and whether each
     /// is a directory (as readdir's d_type says).
     static func directoryEntries(_ path: [UInt8]) throws(Errno) -> [DirectoryEntry] {

@@ -10,40 +10,8 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     case bytesRead = "bytes_read"
     case dropped
 
-    public static let prefix = "user.npfs."
-    /// The mount root's attribute that tells `npfs unmount` and `npfs status` which daemon serves the mount.
-    public static let daemonPidName = "user.npfs.pid"
-    /// The mount root's attribute through which `npfs set` changes a pipe: its value is the
-    /// pipe's name, then each `KEY=VALUE`, each ended by a NUL byte (see `setRequest`).
-    public static let setRequestName = "user.npfs.set"
-    /// The mount root's attribute with the mount's usage against its limits (`MountUsage.report`).
-    public static let usageName = "user.npfs.usage"
-    /// A pipe's attribute with its oldest buffered bytes, left in place (not listed: its
-    /// value is the pipe's data, not a setting or a figure).
-    public static let peekName = "user.npfs.peek"
-    /// A pipe's attribute with its opens, a line each (`PipeClient.line`; not listed).
-    public static let clientsName = "user.npfs.clients"
     /// The most bytes a peek returns.
     public static let peekLimit = 4096
-    /// The mount root's names for a pipe's attributes: `user.npfs.pipe.NAME.SETTING`.
-    public static let rootPrefix = "user.npfs.pipe."
-
-    /// Splits a root attribute name into the pipe's name and the attribute. Names are
-    /// bytes: a pipe name that is not UTF-8 is matched byte for byte.
-    public static func parseRootName(_ xattrName: [UInt8]) -> (pipe: [UInt8], attribute: PipeAttribute)? {
-        guard let (pipe, key) = splitRootName(xattrName), let attribute = PipeAttribute(rawValue: key) else { return nil }
-        return (pipe, attribute)
-    }
-
-    /// Splits a root attribute name, `user.npfs.pipe.NAME.KEY`, at its last dot into the
-    /// pipe's name (bytes, not empty) and the key, whatever the key is.
-    public static func splitRootName(_ xattrName: [UInt8]) -> (pipe: [UInt8], key: String)? {
-        let prefix = Array(rootPrefix.utf8)
-        guard xattrName.starts(with: prefix) else { return nil }
-        let rest = xattrName.dropFirst(prefix.count)
-        guard let dot = rest.lastIndex(of: UInt8(ascii: ".")), dot != rest.startIndex else { return nil }
-        return (Array(rest[..<dot]), String(decoding: rest[(dot + 1)...], as: UTF8.self))
-    }
 
     /// The value of a `user.npfs.set` request.
     public static func setRequest(pipe: [UInt8], changes: [(PipeAttribute, String)]) -> [UInt8] {
@@ -66,20 +34,6 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
         }
         return (Array(name), changes)
     }
-
-    /// The attribute an xattr name stands for, if it is one of npfs's.
-    public init?(xattrName: [UInt8]) {
-        let prefix = Array(Self.prefix.utf8)
-        guard xattrName.starts(with: prefix) else { return nil }
-        self.init(rawValue: String(decoding: xattrName.dropFirst(prefix.count), as: UTF8.self))
-    }
-
-    public init?(xattrName: String) { self.init(xattrName: Array(xattrName.utf8)) }
-
-    /// Whether an xattr name is in npfs's namespace (`user.npfs.`).
-    public static func isOurs(_ xattrName: [UInt8]) -> Bool { xattrName.starts(with: Array(prefix.utf8)) }
-
-    public var xattrName: String { Self.prefix + rawValue }
 
     public var isSettable: Bool {
         switch self {

@@ -99,8 +99,8 @@ enum FuseOperations {
                 fs.setxattr(request, inode: inode, name: Array(bytesOf: name), value: bytes, flags: flags)
             }
         }
-        ops.removexattr = { req, _, name in
-            FuseOperations.serve(req) { fs, request in fs.removexattr(request, name: Array(bytesOf: name)) }
+        ops.removexattr = { req, inode, name in
+            FuseOperations.serve(req) { fs, request in fs.removexattr(request, inode: inode, name: Array(bytesOf: name)) }
         }
         return ops
     }

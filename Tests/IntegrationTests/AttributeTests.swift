@@ -96,6 +96,14 @@ import Testing
                 #expect(getxattrErrno(path, name) == EOPNOTSUPP, "\(name)")
                 #expect(getxattrErrno(mount.directory, name) == EOPNOTSUPP, "\(name) on the root")
             }
+            // npfs's names cannot be removed, where they exist; no other user. name exists.
+            #expect(removexattrErrno(path, "user.npfs.capacity") == EPERM)
+            #expect(removexattrErrno(path, "user.npfs.peek") == EPERM)
+            #expect(removexattrErrno(mount.directory, "user.npfs.pid") == EPERM)
+            #expect(removexattrErrno(mount.directory, "user.npfs.pipe.ERR.mode") == EPERM)
+            #expect(removexattrErrno(path, "user.npfs.pid") == ENODATA, "a pipe has no daemon pid")
+            #expect(removexattrErrno(path, "user.other") == ENODATA)
+            #expect(removexattrErrno(path, "security.selinux") == EOPNOTSUPP)
             // And the good cases still work afterwards.
             #expect(setxattrErrno(path, "user.npfs.capacity", "16K") == 0)
             #expect(setxattrErrno(path, "user.npfs.overflow", "overwrite") == 0)

@@ -183,8 +183,11 @@ import Testing
             if let name = try? PipeName(bytes: bytes) {
                 #expect(!name.bytes.isEmpty && name.bytes.count <= 255 && !name.bytes.contains(0) && !name.bytes.contains(0x2F))
             }
-            if let (pipe, _) = PipeAttribute.parseRootName(bytes) { #expect(!pipe.isEmpty) }
-            _ = PipeAttribute(xattrName: bytes)
+            for onRoot in [false, true] {
+                let name = AttributeName(bytes, onRoot: onRoot)
+                if case .attribute(_, .named(let pipe)) = name { #expect(!pipe.isEmpty) }
+                if name.isOurs { #expect(AttributeName(name.bytes, onRoot: onRoot) == name, "a name round-trips") }
+            }
             if let (pipe, changes) = try? PipeAttribute.parseSetRequest(bytes) {
                 #expect(PipeAttribute.setRequest(pipe: pipe, changes: changes) == bytes, "a set request round-trips")
             }

@@ -228,22 +228,48 @@ import Testing
         #expect(throws: Errno.notPermitted) { try f.registry.setAttribute(.readers, to: "2", of: f.inode, caller: .alice) }
         #expect(throws: Errno.invalidArgument) { try f.registry.setAttribute(.mode, to: "pipe", of: f.inode, caller: .alice) }
         #expect(throws: Errno.invalidArgument) { try f.registry.setAttribute(.capacity, to: "lots", of: f.inode, caller: .alice) }
-        #expect(PipeAttribute(xattrName: "user.npfs.bogus") == nil)
-        #expect(PipeAttribute(xattrName: "user.npfs.bytes_written") == .bytesWritten)
+        #expect(AttributeName(Array("user.npfs.bogus".utf8), onRoot: false) == .unknown)
+        #expect(AttributeName(Array("user.npfs.bytes_written".utf8), onRoot: false) == .attribute(.bytesWritten, of: .this))
     }
 
     /// Issue 6, defect 5: a root attribute's pipe name is bytes, never decoded lossily.
     @Test func rootAttributeNamesKeepTheirBytes() {
         let prefix = Array("user.npfs.pipe.".utf8)
-        let invalid = PipeAttribute.parseRootName(prefix + [0xFF] + Array(".capacity".utf8))
-        #expect(invalid?.pipe == [0xFF])
-        #expect(invalid?.attribute == .capacity)
-        let replacement = PipeAttribute.parseRootName(prefix + [0xEF, 0xBF, 0xBD] + Array(".mode".utf8))
-        #expect(replacement?.pipe == [0xEF, 0xBF, 0xBD])
-        #expect(PipeAttribute.parseRootName(prefix + Array("a.b.c.framing".utf8))?.pipe == Array("a.b.c".utf8))
-        #expect(PipeAttribute.parseRootName(prefix + Array(".mode".utf8)) == nil, "an empty pipe name")
-        #expect(PipeAttribute.parseRootName(prefix + Array("P.bogus".utf8)) == nil)
-        #expect(PipeAttribute.parseRootName(prefix + Array("P.mode".utf8) + [0xFF]) == nil)
+        func root(_ bytes: [UInt8]) -> AttributeName { AttributeName(prefix + bytes, onRoot: true) }
+        #expect(root([0xFF] + Array(".capacity".utf8)) == .attribute(.capacity, of: .named([0xFF])))
+        #expect(root([0xEF, 0xBF, 0xBD] + Array(".mode".utf8)) == .attribute(.mode, of: .named([0xEF, 0xBF, 0xBD])))
+        #expect(root(Array("a.b.c.framing".utf8)) == .attribute(.framing, of: .named(Array("a.b.c".utf8))))
+        #expect(root(Array(".mode".utf8)) == .unknown, "an empty pipe name")
+        #expect(root(Array("P.bogus".utf8)) == .unknown)
+        #expect(root(Array("P.mode".utf8) + [0xFF]) == .unknown)
+        for name in [root([0xFF] + Array(".peek".utf8)), root([0xFF] + Array(".capacity".utf8))] {
+            #expect(AttributeName(name.bytes, onRoot: true) == name, "a name round-trips through its bytes")
+        }
+    }
+
+    /// Every xattr name means one thing on the root and one on a pipe (`AttributeName`).
+    @Test func attributeNamesMeanOneThingWhereTheyAreAsked() {
+        func on(_ root: Bool, _ name: String) -> AttributeName { AttributeName(Array(name.utf8), onRoot: root) }
+        #expect(on(true, "user.npfs.pid") == .daemonPid)
+        #expect(on(false, "user.npfs.pid") == .unknown, "a pipe has no daemon pid")
+        #expect(on(true, "user.npfs.usage") == .usage)
+        #expect(on(true, "user.npfs.set") == .setRequest)
+        #expect(on(false, "user.npfs.set") == .unknown)
+        #expect(on(true, "user.npfs.status.42") == .statusPage(from: 42))
+        #expect(on(true, "user.npfs.status.x") == .unknown)
+        #expect(on(true, "user.npfs.capacity") == .unknown, "the root is not a pipe")
+        #expect(on(false, "user.npfs.peek") == .peek(of: .this))
+        #expect(on(true, "user.npfs.pipe.P.clients") == .clients(of: .named(Array("P".utf8))))
+        #expect(on(false, "user.npfs.delivery") == .attribute(.delivery, of: .this))
+        #expect(on(false, "user.other") == .otherUser)
+        #expect(on(false, "security.selinux") == .otherNamespace)
+        #expect(on(true, "system.posix_acl_access") == .otherNamespace)
+        for name in [AttributeName.daemonPid, .usage, .setRequest, .statusPage(from: 7), .peek(of: .this),
+                     .attribute(.openTimeout, of: .this)] {
+            let onRoot = name != .peek(of: .this) && name != .attribute(.openTimeout, of: .this)
+            #expect(AttributeName(name.bytes, onRoot: onRoot) == name, "\(name.text) round-trips")
+            #expect(name.isOurs)
+        }
     }
 
     @Test func ignoreCaseMatchesNamesAndKeepsTheCreatorsSpelling() throws {

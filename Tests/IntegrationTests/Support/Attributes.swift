@@ -30,6 +30,12 @@ func setxattrErrno(_ path: String, _ name: String, _ value: String) -> Int32 {
     rawSetxattr(Array(path.utf8), Array(name.utf8), Array(value.utf8))
 }
 
+/// 0 or the errno of removexattr(2).
+func removexattrErrno(_ path: String, _ name: String) -> Int32 {
+    do { try ExtendedAttribute.remove(Array(path.utf8), Array(name.utf8)) } catch { return error.rawValue }
+    return 0
+}
+
 /// setxattr(2) with a path and name given as bytes; 0 or the errno.
 func rawSetxattr(_ path: [UInt8], _ name: [UInt8], _ value: [UInt8]) -> Int32 {
     do { try ExtendedAttribute.set(path, name, value) } catch { return error.rawValue }
