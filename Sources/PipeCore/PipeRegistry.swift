@@ -84,7 +84,7 @@ public final class PipeRegistry: Sendable {
     /// make them decide, and never under a lock: a first try that finds it needs them
     /// changes nothing, and the open is tried again with them read.
     public func open(_ inode: InodeNumber, flags: Int32, caller: Caller, waiter: any PipeWaiter,
-                     client: ClientIdentity? = nil, creating withCreate: Bool = false) -> Attempt {
+                     client: ClientIdentity? = nil, creating withCreate: Bool = false) -> OpenResult {
         guard let access = AccessMode(openFlags: flags) else { return .done(.failed(.invalidArgument)) }
         var caller = caller
         for _ in 0..<2 {   // groups read once make every later decision answerable
@@ -98,10 +98,10 @@ public final class PipeRegistry: Sendable {
             let answer = admission.pipe.open(admission.handle, access: access, nonblocking: flags & O_NONBLOCK != 0, caller: caller,
                                              protection: admission.protection, mountOwner: configuration.mountOwner, waiter: waiter)
             switch answer {
-            case .attempt(.done(.failed(let error)), _):
+            case .result(.done(.failed(let error)), _):
                 state.withLock { $0.undo(admission.handle, store: store) }
                 return .done(.failed(error))
-            case .attempt(let attempt, let hangUpVersion):
+            case .result(let attempt, let hangUpVersion):
                 if hangUpVersion != 0 { state.withLock { $0.opens.setHangUpVersion(hangUpVersion, of: admission.handle) } }
                 return attempt
             case .needsGroups(let group):
@@ -221,13 +221,13 @@ public final class PipeRegistry: Sendable {
     /// waiter's `resume(reading:)` (the answer is then `.answered`); a waiter that waits
     /// gets them later the same way.
     public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?,
-                     sink: ReadSink?) -> Attempt {
+                     sink: ReadSink?) -> ReadResult {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
         return open.pipe.read(handle, size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, sink: sink)
     }
 
     /// The same, with bytes read now answered as `.done(.data(bytes))`, copied (for tests).
-    public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?) -> Attempt {
+    public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?) -> ReadResult {
         var bytes: [UInt8] = []
         let attempt = withUnsafeMutablePointer(to: &bytes) { bytes in
             read(handle, size: size, offset: offset, flags: flags, waiter: waiter,
@@ -240,7 +240,7 @@ public final class PipeRegistry: Sendable {
 
     /// FUSE `write`. With no waiter, answers `.mustWait` (changing nothing) where it would wait.
     public func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32,
-                      waiter: (any PipeWaiter)?) -> Attempt {
+                      waiter: (any PipeWaiter)?) -> WriteResult {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
         return open.pipe.write(handle, bytes: bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter,
                                uid: open.uid)

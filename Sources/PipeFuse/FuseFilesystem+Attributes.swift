@@ -12,10 +12,10 @@ extension FuseFilesystem {
     /// pid, usage and status pages. Replies the value, its size or ERANGE; EOPNOTSUPP
     /// outside the `user.` namespace: npfs keeps no ACLs and no security labels, and saying
     /// so once lets `ls -l` stop asking for every name.
-    func getxattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8], size: Int) {
+    func getxattr(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8], size: Int) {
         let caller = request.caller
         do throws(Errno) {
-            switch AttributeName(name, onRoot: inode == InodeNumber.root.rawValue) {
+            switch AttributeName(name, onRoot: inode == .root) {
             case .attribute(let attribute, let pipe):
                 let value = try registry.attribute(attribute, of: try target(pipe, on: inode), caller: caller)
                 request.xattr(Array(value.utf8), bufferSize: size)
@@ -49,11 +49,11 @@ extension FuseFilesystem {
 
     /// `listxattr`: every `user.npfs.*` setting and figure of a live pipe; the root's pid
     /// and usage. Replies the names, their size or ERANGE.
-    func listxattr(_ request: consuming FuseRequest, inode: UInt64, size: Int) {
+    func listxattr(_ request: consuming FuseRequest, inode: InodeNumber, size: Int) {
         let names: [AttributeName]
-        if inode == InodeNumber.root.rawValue {
+        if inode == .root {
             names = [.daemonPid, .usage]
-        } else if (try? registry.livePipe(InodeNumber(inode))) != nil {
+        } else if (try? registry.livePipe(inode)) != nil {
             names = PipeAttribute.allCases.map { .attribute($0, of: .this) }
         } else {
             names = []
@@ -69,9 +69,9 @@ extension FuseFilesystem {
     /// On the mount root, `user.npfs.pipe.NAME.SETTING` reaches pipe NAME. That is the way
     /// to change a pipe while a writer waits in it: the kernel holds a writing file's inode
     /// lock, which setxattr on that file needs too, but not the root's.
-    func setxattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8], value: [UInt8], flags: Int32) {
+    func setxattr(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8], value: [UInt8], flags: Int32) {
         do throws(Errno) {
-            switch AttributeName(name, onRoot: inode == InodeNumber.root.rawValue) {
+            switch AttributeName(name, onRoot: inode == .root) {
             case .attribute(let attribute, let pipe):
                 let target = try target(pipe, on: inode)
                 _ = try registry.livePipe(target)
@@ -95,8 +95,8 @@ extension FuseFilesystem {
 
     /// `removexattr`: npfs's attributes cannot be removed (EPERM); other `user.` names do
     /// not exist (ENODATA); other namespaces are not supported (EOPNOTSUPP).
-    func removexattr(_ request: consuming FuseRequest, inode: UInt64, name: [UInt8]) {
-        switch AttributeName(name, onRoot: inode == InodeNumber.root.rawValue) {
+    func removexattr(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8]) {
+        switch AttributeName(name, onRoot: inode == .root) {
         case .unknown, .otherUser: request.fail(.noData)
         case .otherNamespace: request.fail(.notSupported)
         case .attribute, .peek, .clients, .daemonPid, .usage, .statusPage, .setRequest: request.fail(.notPermitted)
@@ -106,9 +106,9 @@ extension FuseFilesystem {
     /// The inode an attribute is about: the one asked on, or the pipe named through the
     /// root (ENOENT for a name the kernel does not know; ENAMETOOLONG or EINVAL for a name
     /// no pipe can have).
-    private func target(_ pipe: AttributeName.Pipe, on inode: UInt64) throws(Errno) -> InodeNumber {
+    private func target(_ pipe: AttributeName.Pipe, on inode: InodeNumber) throws(Errno) -> InodeNumber {
         switch pipe {
-        case .this: return InodeNumber(inode)
+        case .this: return inode
         case .named(let name):
             guard let known = try knownInode(name) else { throw .noSuchFileOrDirectory }
             return known

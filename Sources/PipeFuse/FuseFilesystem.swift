@@ -41,8 +41,8 @@ public final class FuseFilesystem: Sendable {
     // MARK: Names and attributes
 
     /// `lookup`: any valid name under the root is a pipe. Replies entry, ENOENT or ENAMETOOLONG.
-    func lookup(_ request: consuming FuseRequest, parent: UInt64, name: [UInt8]) {
-        guard parent == InodeNumber.root.rawValue else { return request.fail(.noSuchFileOrDirectory) }
+    func lookup(_ request: consuming FuseRequest, parent: InodeNumber, name: [UInt8]) {
+        guard parent == .root else { return request.fail(.noSuchFileOrDirectory) }
         let pipeName: PipeName
         do { pipeName = try PipeName(bytes: name) } catch { return request.fail(error) }
         let inode = registry.lookup(pipeName)
@@ -52,14 +52,14 @@ public final class FuseFilesystem: Sendable {
     }
 
     /// `forget` and `forget_multi`: the kernel dropped references to inodes. Replies none.
-    func forget(_ request: consuming FuseRequest, inodes: [(inode: UInt64, count: UInt64)]) {
-        for (inode, count) in inodes { registry.forget(InodeNumber(inode), count: count) }
+    func forget(_ request: consuming FuseRequest, inodes: [(inode: InodeNumber, count: UInt64)]) {
+        for (inode, count) in inodes { registry.forget(inode, count: count) }
         request.noReply()
     }
 
     /// `getattr`. Replies attributes or ENOENT.
-    func getattr(_ request: consuming FuseRequest, inode: UInt64) {
-        guard let attributes = attributes(of: InodeNumber(inode), for: request.caller) else {
+    func getattr(_ request: consuming FuseRequest, inode: InodeNumber) {
+        guard let attributes = attributes(of: inode, for: request.caller) else {
             return request.fail(.noSuchFileOrDirectory)
         }
         request.attributes(attributes, timeout: attributeTimeout(inode))
@@ -70,15 +70,14 @@ public final class FuseFilesystem: Sendable {
     /// whose attributes never change. The root's are checked on every path walked through
     /// it, so caching them halves the requests of `ls -l`; one second keeps a `stat` of
     /// the mount point answering ENOTCONN soon after the daemon dies.
-    func attributeTimeout(_ inode: UInt64) -> Double { inode == InodeNumber.root.rawValue ? 1 : 0 }
+    func attributeTimeout(_ inode: InodeNumber) -> Double { inode == .root ? 1 : 0 }
 
     /// `setattr`: chmod and chown of a live pipe by its owner or root (ENOENT for a name
     /// that is not live, EPERM for the root and where chmod(2)/chown(2) refuse); times are
     /// accepted (touch); `truncate` to 0 is a no-op as O_TRUNC is on a FIFO, other sizes
     /// fail EINVAL. Replies the attributes after the change.
-    func setattr(_ request: consuming FuseRequest, inode: UInt64, changes: AttributeChanges) {
+    func setattr(_ request: consuming FuseRequest, inode: InodeNumber, changes: AttributeChanges) {
         let caller = request.caller
-        let inode = InodeNumber(inode)
         if let size = changes.size, size != 0 || inode == .root { return request.fail(.invalidArgument) }
         if changes.permissions != nil || changes.uid != nil || changes.gid != nil {
             guard inode != .root else { return request.fail(.notPermitted) }
@@ -90,7 +89,7 @@ public final class FuseFilesystem: Sendable {
             }
         }
         guard let attributes = attributes(of: inode, for: caller) else { return request.fail(.noSuchFileOrDirectory) }
-        request.attributes(attributes, timeout: attributeTimeout(inode.rawValue))
+        request.attributes(attributes, timeout: attributeTimeout(inode))
     }
 
     /// What `stat` shows `caller`: a live pipe's owner and mode, or for a name that is not
@@ -150,8 +149,8 @@ public final class FuseFilesystem: Sendable {
     // MARK: Directory
 
     /// `opendir`: snapshots `.`, `..` and the live pipes so that `ls` pages through one listing.
-    func opendir(_ request: consuming FuseRequest, inode: UInt64) {
-        guard inode == InodeNumber.root.rawValue else { return request.fail(.notDirectory) }
+    func opendir(_ request: consuming FuseRequest, inode: InodeNumber) {
+        guard inode == .root else { return request.fail(.notDirectory) }
         let root = InodeNumber.root.rawValue
         let entries = [(root, Array(".".utf8), true), (root, Array("..".utf8), true)]
             + registry.livePipes().map { ($0.inode.rawValue, $0.name.bytes, false) }
@@ -184,77 +183,68 @@ public final class FuseFilesystem: Sendable {
 
     /// `open`: may wait for the other end (a deferred reply), for at most the pipe's
     /// `open_timeout`. Replies open, ENXIO, EINTR, ETIMEDOUT or EISDIR.
-    func open(_ request: consuming FuseRequest, inode: UInt64, flags: Int32) {
-        guard inode != InodeNumber.root.rawValue else { return request.fail(.isDirectory) }
+    func open(_ request: consuming FuseRequest, inode: InodeNumber, flags: Int32) {
+        guard inode != .root else { return request.fail(.isDirectory) }
         let caller = request.caller
-        let inode = InodeNumber(inode)
         // Only protected_pipes needs to know of O_CREAT, read from /proc before any lock.
         let creating = registry.configuration.protection != .off && OpenIntent.usedCreate(thread: caller.pid, flags: flags)
         let client = ClientIdentity.of(caller)
         let waiter = waiters.make(request, inode: inode)
-        let attempt = registry.open(inode, flags: flags, caller: caller, waiter: waiter, client: client, creating: creating)
-        switch attempt {
+        switch registry.open(inode, flags: flags, caller: caller, waiter: waiter, client: client, creating: creating) {
         case .done(let reply):
-            waiter.resume(reply)
+            waiter.resume(PipeReply(reply))
         case .queued:
             waiters.expire(waiter, after: registry.openTimeout(of: inode))
-        case .mustWait, .answered:
-            // Not an open's answers: the core kept no reference, so the waiter is freed
-            // here and its request answered EIO (see `FuseWaiter`).
-            assertionFailure("an open answered \(attempt)")
         }
     }
 
     /// `read`: data, end of file (empty), EAGAIN, or a deferred reply while a writer may still write.
     /// Data is sent straight from the pipe's buffer (and waiting writers' requests), uncopied.
-    func read(_ request: consuming FuseRequest, inode: UInt64, handle: UInt64, size: Int, offset: Int64, flags: Int32) {
-        let handle = PipeHandle(rawValue: handle)
-        let raw = request.raw
+    func read(_ request: consuming FuseRequest, inode: InodeNumber, handle: PipeHandle, size: Int, offset: Int64, flags: Int32) {
         // First without a waiter: the common case answers at once and costs no interrupt registration.
-        let sink = ReadSink(context: UnsafeMutableRawPointer(raw)) { raw, data in if let raw { FuseRequest.send(fuse_req_t(raw), data) } }
-        switch registry.read(handle, size: size, offset: offset, flags: flags, waiter: nil, sink: sink) {
-        case .answered:
-            request.sentElsewhere()
-        case .done(let reply):
-            request.send(reply)
-        case .mustWait, .queued:
-            let waiter = waiters.make(request, inode: InodeNumber(inode))
-            let attempt = registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter, sink: nil)
-            // .queued and .answered: the core holds or answered the waiter; .mustWait cannot
-            // come with a waiter, and would free it unanswered (EIO, see `FuseWaiter`).
-            if case .done(let reply) = attempt { waiter.resume(reply) }
+        request.read({ sink in registry.read(handle, size: size, offset: offset, flags: flags, waiter: nil, sink: sink) }) { request, result in
+            switch result {
+            case .done(let reply):
+                request.send(PipeReply(reply))
+            case .mustWait, .queued, .answered:
+                // Bytes lent now go to the waiter (`resume(reading:)`); .queued and .answered: the
+                // pipe holds or answered it; .mustWait cannot come with a waiter.
+                let waiter = waiters.make(request, inode: inode)
+                if case .done(let reply) = registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter, sink: nil) {
+                    waiter.resume(PipeReply(reply))
+                }
+            }
         }
     }
 
     /// `write`: the count taken, EPIPE, EAGAIN, EMSGSIZE, or a deferred reply until there is room.
-    /// `bytes` is valid only during this call: the core copies what it keeps.
-    func write(_ request: consuming FuseRequest, inode: UInt64, handle: UInt64, bytes: UnsafeRawBufferPointer,
+    /// `bytes` is valid only during this call: the pipe copies what it keeps.
+    func write(_ request: consuming FuseRequest, inode: InodeNumber, handle: PipeHandle, bytes: UnsafeRawBufferPointer,
                offset: Int64, flags: Int32) {
-        let handle = PipeHandle(rawValue: handle)
         // First without a waiter: the common case answers at once and costs no interrupt registration.
         switch registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: nil) {
         case .done(let reply):
-            request.send(reply)
-        case .mustWait, .queued, .answered:
-            let waiter = waiters.make(request, inode: InodeNumber(inode))
+            request.send(PipeReply(reply))
+        case .mustWait, .queued:
+            let waiter = waiters.make(request, inode: inode)
             if case .done(let reply) = registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: waiter) {
-                waiter.resume(reply)
+                waiter.resume(PipeReply(reply))
             }
         }
     }
 
     /// `poll`: the open's readiness now; a poll handle, if given, is notified on the next change.
-    func poll(_ request: consuming FuseRequest, handle: UInt64, pollHandle: OpaquePointer?) {
+    func poll(_ request: consuming FuseRequest, handle: PipeHandle, pollHandle: OpaquePointer?) {
         let notifier = pollHandle.map(FusePollNotifier.init)
-        guard let events = registry.poll(PipeHandle(rawValue: handle), notifier: notifier) else {
+        guard let events = registry.poll(handle, notifier: notifier) else {
             return request.fail(.badFileDescriptor)
         }
         request.poll(events)
     }
 
     /// `release`: the last descriptor of an open closed. Replies success.
-    func release(_ request: consuming FuseRequest, handle: UInt64) {
-        registry.release(PipeHandle(rawValue: handle))
+    func release(_ request: consuming FuseRequest, handle: PipeHandle) {
+        registry.release(handle)
         request.succeed()
     }
 

@@ -4,7 +4,8 @@ import PipeCore
 import SystemPackage
 
 /// The `fuse_lowlevel_ops` table: C callbacks that unpack their arguments (valid only
-/// during the call) and hand them to `FuseFilesystem`. C callbacks cannot capture, so
+/// during the call; inode numbers and pipe handles as their own types) and hand them to
+/// `FuseFilesystem`. C callbacks cannot capture, so
 /// the filesystem is found through the session's userdata.
 enum FuseOperations {
     static func table() -> fuse_lowlevel_ops {
@@ -23,19 +24,19 @@ enum FuseOperations {
             connection.pointee.max_write = 1 << 20
         }
         ops.lookup = { req, parent, name in
-            FuseOperations.serve(req) { fs, request in fs.lookup(request, parent: parent, name: Array(bytesOf: name)) }
+            FuseOperations.serve(req) { fs, request in fs.lookup(request, parent: InodeNumber(parent), name: Array(bytesOf: name)) }
         }
         ops.forget = { req, inode, count in
-            FuseOperations.serve(req) { fs, request in fs.forget(request, inodes: [(inode, count)]) }
+            FuseOperations.serve(req) { fs, request in fs.forget(request, inodes: [(InodeNumber(inode), count)]) }
         }
         ops.forget_multi = { req, count, forgets in
             FuseOperations.serve(req) { fs, request in
                 let list = forgets.map { UnsafeBufferPointer(start: $0, count: count) } ?? UnsafeBufferPointer(start: nil, count: 0)
-                fs.forget(request, inodes: list.map { ($0.ino, $0.nlookup) })
+                fs.forget(request, inodes: list.map { (InodeNumber($0.ino), $0.nlookup) })
             }
         }
         ops.getattr = { req, inode, _ in
-            FuseOperations.serve(req) { fs, request in fs.getattr(request, inode: inode) }
+            FuseOperations.serve(req) { fs, request in fs.getattr(request, inode: InodeNumber(inode)) }
         }
         ops.setattr = { req, inode, attributes, toSet, _ in
             FuseOperations.serve(req) { fs, request in
@@ -45,7 +46,7 @@ enum FuseOperations {
                     permissions: toSet & FUSE_SET_ATTR_MODE != 0 ? UInt32(wanted.st_mode) & 0o7777 : nil,
                     uid: toSet & FUSE_SET_ATTR_UID != 0 ? UInt32(wanted.st_uid) : nil,
                     gid: toSet & FUSE_SET_ATTR_GID != 0 ? UInt32(wanted.st_gid) : nil)
-                fs.setattr(request, inode: inode, changes: changes)
+                fs.setattr(request, inode: InodeNumber(inode), changes: changes)
             }
         }
         // Names cannot be made, renamed or removed: each name is a pipe already.
@@ -57,29 +58,29 @@ enum FuseOperations {
         ops.rename = { req, _, _, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
         ops.link = { req, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
         ops.open = { req, inode, info in
-            FuseOperations.serve(req, info) { fs, request, info in fs.open(request, inode: inode, flags: info.flags) }
+            FuseOperations.serve(req, info) { fs, request, info in fs.open(request, inode: InodeNumber(inode), flags: info.flags) }
         }
         ops.read = { req, inode, size, offset, info in
             FuseOperations.serve(req, info) { fs, request, info in
-                fs.read(request, inode: inode, handle: info.fh, size: size, offset: Int64(offset), flags: info.flags)
+                fs.read(request, inode: InodeNumber(inode), handle: PipeHandle(rawValue: info.fh), size: size, offset: Int64(offset), flags: info.flags)
             }
         }
         ops.write = { req, inode, buffer, size, offset, info in
             FuseOperations.serve(req, info) { fs, request, info in
-                fs.write(request, inode: inode, handle: info.fh, bytes: UnsafeRawBufferPointer(start: buffer, count: buffer == nil ? 0 : size),
+                fs.write(request, inode: InodeNumber(inode), handle: PipeHandle(rawValue: info.fh), bytes: UnsafeRawBufferPointer(start: buffer, count: buffer == nil ? 0 : size),
                          offset: Int64(offset), flags: info.flags)
             }
         }
         ops.flush = { req, _, _ in FuseOperations.serve(req) { _, request in request.succeed() } }
         ops.fsync = { req, _, _, _ in FuseOperations.serve(req) { _, request in request.succeed() } }
         ops.release = { req, _, info in
-            FuseOperations.serve(req, info) { fs, request, info in fs.release(request, handle: info.fh) }
+            FuseOperations.serve(req, info) { fs, request, info in fs.release(request, handle: PipeHandle(rawValue: info.fh)) }
         }
         ops.poll = { req, _, info, pollHandle in
-            FuseOperations.serve(req, info) { fs, request, info in fs.poll(request, handle: info.fh, pollHandle: pollHandle) }
+            FuseOperations.serve(req, info) { fs, request, info in fs.poll(request, handle: PipeHandle(rawValue: info.fh), pollHandle: pollHandle) }
         }
         ops.opendir = { req, inode, _ in
-            FuseOperations.serve(req) { fs, request in fs.opendir(request, inode: inode) }
+            FuseOperations.serve(req) { fs, request in fs.opendir(request, inode: InodeNumber(inode)) }
         }
         ops.readdir = { req, _, size, offset, info in
             FuseOperations.serve(req, info) { fs, request, info in fs.readdir(request, handle: info.fh, size: size, offset: Int(offset)) }
@@ -88,19 +89,19 @@ enum FuseOperations {
             FuseOperations.serve(req, info) { fs, request, info in fs.releasedir(request, handle: info.fh) }
         }
         ops.getxattr = { req, inode, name, size in
-            FuseOperations.serve(req) { fs, request in fs.getxattr(request, inode: inode, name: Array(bytesOf: name), size: size) }
+            FuseOperations.serve(req) { fs, request in fs.getxattr(request, inode: InodeNumber(inode), name: Array(bytesOf: name), size: size) }
         }
         ops.listxattr = { req, inode, size in
-            FuseOperations.serve(req) { fs, request in fs.listxattr(request, inode: inode, size: size) }
+            FuseOperations.serve(req) { fs, request in fs.listxattr(request, inode: InodeNumber(inode), size: size) }
         }
         ops.setxattr = { req, inode, name, value, size, flags in
             FuseOperations.serve(req) { fs, request in
                 let bytes = value.map { Array(UnsafeRawBufferPointer(start: $0, count: size)) } ?? []
-                fs.setxattr(request, inode: inode, name: Array(bytesOf: name), value: bytes, flags: flags)
+                fs.setxattr(request, inode: InodeNumber(inode), name: Array(bytesOf: name), value: bytes, flags: flags)
             }
         }
         ops.removexattr = { req, inode, name in
-            FuseOperations.serve(req) { fs, request in fs.removexattr(request, inode: inode, name: Array(bytesOf: name)) }
+            FuseOperations.serve(req) { fs, request in fs.removexattr(request, inode: InodeNumber(inode), name: Array(bytesOf: name)) }
         }
         return ops
     }
@@ -134,17 +135,6 @@ extension FuseFilesystem {
     static func notifyPoll(_ handle: OpaquePointer) { _ = fuse_lowlevel_notify_poll(handle) }
 
     static func destroyPollHandle(_ handle: OpaquePointer) { fuse_pollhandle_destroy(handle) }
-}
-
-extension FuseRequest {
-    /// Registers the interrupt callback for a waiting request. libfuse may call it at once,
-    /// inside this call, holding the request's lock: the callback must not reply.
-    static func registerInterrupt(_ req: fuse_req_t, key: UInt64) {
-        fuse_req_interrupt_func(req, { req, data in
-            guard let req else { return }
-            FuseFilesystem.from(req)?.waiters.interrupted(UInt64(UInt(bitPattern: data)))
-        }, UnsafeMutableRawPointer(bitPattern: UInt(key)))
-    }
 }
 
 extension Array where Element == UInt8 {

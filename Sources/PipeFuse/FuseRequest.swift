@@ -10,7 +10,8 @@ import SystemPackage
 /// Unchecked Sendable: libfuse lets any thread answer a request, and being non-copyable
 /// it is answered by whoever holds it, once.
 struct FuseRequest: ~Copyable, @unchecked Sendable {
-    let raw: fuse_req_t
+    /// Never leaves this file: every reply goes through a method that consumes the request.
+    private let raw: fuse_req_t
 
     init(_ raw: fuse_req_t) { self.raw = raw }
 
@@ -97,9 +98,21 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         discard self
     }
 
-    /// The same for a request whose `FuseRequest` value is still held: the caller then
-    /// gives that value up with `sentElsewhere()`.
-    static func send(_ raw: fuse_req_t, _ data: ReadData) {
+    /// A read that may be answered at once, from under the pipe's lock: `attempt` gets a
+    /// sink that sends bytes lent to it as this request's reply, uncopied. Unless it was
+    /// answered so (`.answered`), `otherwise` gets the request back with the read's result.
+    consuming func read(_ attempt: (ReadSink) -> ReadResult, otherwise: (consuming FuseRequest, ReadResult) -> Void) {
+        let result = attempt(ReadSink(context: UnsafeMutableRawPointer(raw)) { raw, data in
+            if let raw { FuseRequest.send(fuse_req_t(raw), data) }
+        })
+        guard result != .answered else {
+            discard self
+            return
+        }
+        otherwise(self, result)
+    }
+
+    private static func send(_ raw: fuse_req_t, _ data: ReadData) {
         let count = data.pieces.count
         withUnsafeTemporaryAllocation(of: iovec.self, capacity: max(count, 1)) { vectors in
             for (i, piece) in data.pieces.enumerated() {
@@ -109,8 +122,14 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         }
     }
 
-    /// The request was answered through its raw pointer (`send(_:_:)`).
-    consuming func sentElsewhere() { discard self }
+    /// Registers the interrupt callback for a waiting request under `key`. libfuse may call
+    /// it at once, inside this call, holding the request's lock: the callback must not reply.
+    func onInterrupt(key: UInt64) {
+        fuse_req_interrupt_func(raw, { req, data in
+            guard let req else { return }
+            FuseFilesystem.from(req)?.waiters.interrupted(UInt64(UInt(bitPattern: data)))
+        }, UnsafeMutableRawPointer(bitPattern: UInt(key)))
+    }
 
     consuming func written(_ count: Int) {
         fuse_reply_write(raw, count)

@@ -25,6 +25,10 @@ final class FuseWaiter: PipeWaiter {
 
     func markInterrupted() { interrupted.store(true, ordering: .releasing) }
 
+    /// Lets interrupts reach this waiter (by its id, through `FuseWaiters.interrupted`),
+    /// which must be findable first: the callback may run inside this call.
+    func registerInterrupt() { request.withLock { $0?.onInterrupt(key: id) } }
+
     /// Called under the pipe's lock: the reply is sent from the pipe's buffer, uncopied.
     func resume(reading data: ReadData) {
         waiters.forget(id)

@@ -17,10 +17,9 @@ final class FuseWaiters: Sendable {
     /// run at once (the request was interrupted already), so the waiter is findable first.
     func make(_ request: consuming FuseRequest, inode: InodeNumber) -> FuseWaiter {
         let id = nextID.wrappingAdd(1, ordering: .relaxed).oldValue
-        let raw = request.raw
         let waiter = FuseWaiter(request, id: id, inode: inode, waiters: self)
         table.insert(waiter, id: id)
-        FuseRequest.registerInterrupt(raw, key: id)
+        waiter.registerInterrupt()
         return waiter
     }
 

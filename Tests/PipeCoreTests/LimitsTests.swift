@@ -12,11 +12,11 @@ import Testing
         PipeRegistry(configuration: .init(pipe: .defaults, limits: limits))
     }
 
-    func open(_ registry: PipeRegistry, _ name: String, as caller: Caller = .alice, flags: Int32 = F.readWrite) throws -> Attempt {
+    func open(_ registry: PipeRegistry, _ name: String, as caller: Caller = .alice, flags: Int32 = F.readWrite) throws -> OpenResult {
         registry.open(registry.lookup(try PipeName(name)), flags: flags, caller: caller, waiter: RecordingWaiter())
     }
 
-    func handle(_ attempt: Attempt) -> PipeHandle? {
+    func handle(_ attempt: OpenResult) -> PipeHandle? {
         if case .done(.opened(let handle)) = attempt { handle } else { nil }
     }
 
@@ -87,7 +87,7 @@ import Testing
         // A quarter of max_memory: 64 KiB of waiting writes.
         let registry = registry(MountLimits(maxPipes: 100, maxMemory: 4 * Self.k64, userMaxMemory: 4 * Self.k64, maxCapacity: 1 << 20))
         guard let both = handle(try open(registry, "A")) else { Issue.record("open failed"); return }
-        let write: ([UInt8], RecordingWaiter?) -> Attempt = { bytes, waiter in
+        let write: ([UInt8], RecordingWaiter?) -> WriteResult = { bytes, waiter in
             bytes.withUnsafeBytes { registry.write(both, bytes: $0, offset: 0, flags: 0, waiter: waiter) }
         }
         #expect(write(.pattern(Self.k64), nil) == .done(.written(Self.k64)))
@@ -177,7 +177,7 @@ import Testing
         guard let mine = handle(try open(registry, "A")), let bobs = handle(try open(registry, "A", as: .bob)) else {
             Issue.record("open failed"); return
         }
-        let write: (PipeHandle, [UInt8], RecordingWaiter?) -> Attempt = { handle, bytes, waiter in
+        let write: (PipeHandle, [UInt8], RecordingWaiter?) -> WriteResult = { handle, bytes, waiter in
             bytes.withUnsafeBytes { registry.write(handle, bytes: $0, offset: 0, flags: 0, waiter: waiter) }
         }
         #expect(write(mine, .pattern(Self.k64), nil) == .done(.written(Self.k64)), "the pipe is full")

@@ -306,6 +306,6 @@ import Testing
     }
 }
 
-extension Attempt {
+extension ReadResult {
     var isData: Bool { if case .done(.data) = self { true } else { false } }
 }

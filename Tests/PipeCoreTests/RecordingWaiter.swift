@@ -53,23 +53,52 @@ struct Fixture {
         return handle
     }
 
-    func openWaiting(_ flags: Int32) -> (RecordingWaiter, Attempt) {
+    func openWaiting(_ flags: Int32) -> (RecordingWaiter, OpenResult) {
         let waiter = RecordingWaiter()
         return (waiter, registry.open(inode, flags: flags, caller: .alice, waiter: waiter))
     }
 
     func write(_ handle: PipeHandle, _ bytes: [UInt8], flags: Int32 = 0, offset: Int64 = 0,
-               waiter: RecordingWaiter? = nil) -> Attempt {
+               waiter: RecordingWaiter? = nil) -> WriteResult {
         bytes.withUnsafeBytes { registry.write(handle, bytes: $0, offset: offset, flags: flags, waiter: waiter) }
     }
 
     func read(_ handle: PipeHandle, _ size: Int, flags: Int32 = 0, offset: Int64 = 0,
-              waiter: RecordingWaiter? = nil) -> Attempt {
+              waiter: RecordingWaiter? = nil) -> ReadResult {
         registry.read(handle, size: size, offset: offset, flags: flags, waiter: waiter)
     }
 }
 
 enum FixtureError: Error { case unexpected(String) }
+
+/// Open, read and write results alike, for tests that treat them the same.
+enum Outcome: Equatable {
+    case done(PipeReply), mustWait, queued, answered
+
+    init(_ result: OpenResult) {
+        switch result {
+        case .done(let reply): self = .done(PipeReply(reply))
+        case .queued: self = .queued
+        }
+    }
+
+    init(_ result: ReadResult) {
+        switch result {
+        case .done(let reply): self = .done(PipeReply(reply))
+        case .mustWait: self = .mustWait
+        case .queued: self = .queued
+        case .answered: self = .answered
+        }
+    }
+
+    init(_ result: WriteResult) {
+        switch result {
+        case .done(let reply): self = .done(PipeReply(reply))
+        case .mustWait: self = .mustWait
+        case .queued: self = .queued
+        }
+    }
+}
 
 extension Array where Element == UInt8 {
     static func pattern(_ count: Int, seed: UInt8 = 0) -> [UInt8] {

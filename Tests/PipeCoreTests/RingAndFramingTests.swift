@@ -322,7 +322,7 @@ struct RingModel {
 
     var buffered: Int { framing == .stream ? bytes.count : messages.reduce(0) { $0 + $1.count } }
 
-    mutating func write(_ data: [UInt8]) -> Attempt {
+    mutating func write(_ data: [UInt8]) -> WriteResult {
         switch (framing, overflow) {
         case (.stream, .drop):
             let fits = min(capacity - bytes.count, data.count)

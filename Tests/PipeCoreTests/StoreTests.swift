@@ -62,12 +62,12 @@ import Testing
         }
         func close(_ handle: PipeHandle, access: AccessMode) { store.check(); pipe.close(handle, access: access) }
         func read(_ handle: PipeHandle, size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
-                  sink: ReadSink?) -> Attempt {
+                  sink: ReadSink?) -> ReadResult {
             store.check()
             return pipe.read(handle, size: size, offset: offset, nonblocking: nonblocking, waiter: waiter, sink: sink)
         }
         func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
-                   waiter: (any PipeWaiter)?, uid: UInt32) -> Attempt {
+                   waiter: (any PipeWaiter)?, uid: UInt32) -> WriteResult {
             store.check()
             return pipe.write(handle, bytes: bytes, offset: offset, nonblocking: nonblocking, waiter: waiter, uid: uid)
         }

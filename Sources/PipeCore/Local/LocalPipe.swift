@@ -91,14 +91,14 @@ public final class LocalPipe: PipeEndpoint {
                 ownership.permits(caller, access) && !protection.refuses(caller, access, of: ownership, mountOwner: mountOwner)
             }
             guard let permitted else { return .needsGroups(ownership.gid) }
-            guard permitted else { return .attempt(.done(.failed(.permissionDenied)), hangUpVersion: 0) }
+            guard permitted else { return .result(.done(.failed(.permissionDenied)), hangUpVersion: 0) }
             var step = Transition(at: .now())
             let offer = WaitOffer(waiters.insert(waiter), interrupted: waiter.isInterrupted)
             let (attempt, hangUpVersion) = state.machine.open(OpenID(handle: handle), access: access, nonblocking: nonblocking,
                                                               wait: offer, &step)
             if attempt != .queued { waiters.remove(offer.id) }
             state.perform(step, waiters: waiters, into: &deliveries)
-            return .attempt(attempt, hangUpVersion: hangUpVersion)
+            return .result(attempt, hangUpVersion: hangUpVersion)
         }
         deliveries.deliver()
         return answer
@@ -129,7 +129,7 @@ public final class LocalPipe: PipeEndpoint {
     // MARK: Data
 
     public func read(_ handle: PipeHandle, size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
-                     sink: ReadSink?) -> Attempt {
+                     sink: ReadSink?) -> ReadResult {
         var deliveries = Deliveries()
         let attempt = state.withLock { state in
             var step = Transition(at: .now())
@@ -148,14 +148,14 @@ public final class LocalPipe: PipeEndpoint {
     /// A write; one that waits keeps a copy of the bytes not yet taken, charged to `uid`'s
     /// share of the mount's budget for waiting writes (ENOBUFS beyond it).
     public func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
-                      waiter: (any PipeWaiter)?, uid: UInt32) -> Attempt {
+                      waiter: (any PipeWaiter)?, uid: UInt32) -> WriteResult {
         let borrowed = BorrowedBytes(bytes)
         var deliveries = Deliveries()
         let attempt = state.withLock { state in
             var step = Transition(at: .now())
             let offer = offer(waiter)
             let open = OpenID(handle: handle)
-            var attempt: Attempt
+            var attempt: WriteResult
             let lend = LocalLender(waiters: waiters)
             switch state.machine.write(open, borrowed.bytes, offset: offset, nonblocking: nonblocking, wait: offer, &step, lend: lend) {
             case .attempt(let decided):

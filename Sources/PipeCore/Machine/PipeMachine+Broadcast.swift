@@ -37,7 +37,7 @@ extension PipeMachine where Buffer: ~Copyable {
     func available(to handle: OpenID) -> Int { delivery.available(to: handle, buffered: ring.count) }
 
     mutating func readBroadcast(_ handle: OpenID, size: Int, offset: Int64, nonblocking: Bool, wait: WaitOffer?,
-                                _ step: inout Transition, lend: some Lender) -> Attempt {
+                                _ step: inout Transition, lend: some Lender) -> ReadResult {
         guard delivery.inspectBroadcast({ $0.cursors.contains(handle) }) == true else { return .done(.failed(.badFileDescriptor)) }
         let ahead = available(to: handle)
         if offset > 0 && (framed || ahead == 0) { return .done(.data([])) }

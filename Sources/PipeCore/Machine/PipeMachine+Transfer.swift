@@ -3,10 +3,10 @@ import SystemPackage
 /// What a write decided: its answer, or that it waits, with the request's bytes from
 /// `taken` on to be kept (see `PipeMachine.queueWrite`).
 enum WriteDecision: Equatable {
-    case attempt(Attempt)
+    case attempt(WriteResult)
     case mustKeep(taken: Int, atomic: Bool)
 
-    static func done(_ reply: PipeReply) -> WriteDecision { .attempt(.done(reply)) }
+    static func done(_ reply: WriteReply) -> WriteDecision { .attempt(.done(reply)) }
     static let mustWait = WriteDecision.attempt(.mustWait)
 }
 
@@ -16,7 +16,7 @@ extension PipeMachine where Buffer: ~Copyable {
     /// (the answer is `.answered`); end of file and errors are `.done`. With no `wait`
     /// offered, a read that would wait answers `.mustWait` and changes nothing.
     mutating func read(_ open: OpenID, size: Int, offset: Int64, nonblocking: Bool, wait: WaitOffer?,
-                       _ step: inout Transition, lend: some Lender) -> Attempt {
+                       _ step: inout Transition, lend: some Lender) -> ReadResult {
         guard size > 0 else { return .done(.data([])) }
         if broadcast {
             return readBroadcast(open, size: size, offset: offset, nonblocking: nonblocking, wait: wait, &step, lend: lend)
@@ -36,7 +36,7 @@ extension PipeMachine where Buffer: ~Copyable {
 
     /// A read that finds no bytes: end of file when no writer is left (or in ring mode),
     /// EAGAIN when non-blocking; otherwise it waits (`.mustWait` without a wait offered).
-    mutating func readNothing(_ open: OpenID, size: Int, nonblocking: Bool, wait: WaitOffer?) -> Attempt {
+    mutating func readNothing(_ open: OpenID, size: Int, nonblocking: Bool, wait: WaitOffer?) -> ReadResult {
         if !waits || liveWriters == 0 { return .done(.data([])) }
         if nonblocking { return .done(.failed(.resourceTemporarilyUnavailable)) }
         guard let wait else { return .mustWait }
@@ -101,7 +101,7 @@ extension PipeMachine where Buffer: ~Copyable {
     /// A write that must wait, with the bytes it had not handed over kept by the executor
     /// (nil: there is no room for them, and it fails ENOBUFS, or returns what it handed).
     mutating func queueWrite(_ wait: WaitID, open: OpenID, kept: WaitingBytes?, taken: Int, atomic: Bool,
-                             _ step: inout Transition, lend: some Lender) -> Attempt {
+                             _ step: inout Transition, lend: some Lender) -> WriteResult {
         guard let kept else {
             // The writer's share of waiting writes' bytes is full: this one cannot wait.
             step.changeReadiness()

@@ -132,7 +132,7 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
     /// interrupted before it would wait leaves no trace (no end counted, no reader kept).
     /// Returns the open's POLLHUP mark with its answer (`.queued` if it waits as `wait`).
     mutating func open(_ open: OpenID, access: AccessMode, nonblocking: Bool, wait: WaitOffer,
-                       _ step: inout Transition) -> (Attempt, hangUpVersion: UInt64) {
+                       _ step: inout Transition) -> (OpenResult, hangUpVersion: UInt64) {
         if refusingOpens { return (.done(.failed(.noSuchAddressOrDevice)), 0) }
         let mustWaitForPartner: Bool
         switch access {

@@ -1,6 +1,6 @@
 import SystemPackage
 
-/// What the core answers to one request: the adapter turns it into exactly one FUSE reply.
+/// What a waiting request is resumed with: the adapter turns it into exactly one FUSE reply.
 public enum PipeReply: Sendable, Equatable {
     /// The open succeeded; later requests carry this handle.
     case opened(PipeHandle)
@@ -11,15 +11,74 @@ public enum PipeReply: Sendable, Equatable {
     case failed(Errno)
 }
 
-/// The result of offering a request to the core.
-public enum Attempt: Sendable, Equatable {
-    /// Answer now with this.
-    case done(PipeReply)
-    /// The request must wait and no waiter was offered: nothing changed; offer it again with one.
-    case mustWait
-    /// The waiter was queued; the core will resume it exactly once.
+/// What an open answers: its reply now, or that it waits for its partner. Only an open's
+/// answers can be written.
+public enum OpenResult: Sendable, Equatable {
+    case done(OpenReply)
+    /// The waiter was queued; the pipe will resume it exactly once.
     case queued
-    /// A read was answered with bytes, through the sink it was offered (or, if it came
-    /// with a waiter, through that waiter's `resume(reading:)`).
+}
+
+public enum OpenReply: Sendable, Equatable {
+    /// The open succeeded; later requests carry this handle.
+    case opened(PipeHandle)
+    case failed(Errno)
+}
+
+/// What a read answers.
+public enum ReadResult: Sendable, Equatable {
+    /// End of file (empty data) or an error, now. (Bytes are lent, never returned: see
+    /// `answered`; a copying test helper answers them as data.)
+    case done(ReadReply)
+    /// It must wait and no waiter was offered: nothing changed; offer it again with one.
+    case mustWait
+    /// The waiter was queued; the pipe will resume it exactly once.
+    case queued
+    /// Answered with bytes, through the sink it was offered (or, if it came with a waiter,
+    /// through that waiter's `resume(reading:)`).
     case answered
+}
+
+public enum ReadReply: Sendable, Equatable {
+    /// Bytes read; empty means end of file.
+    case data([UInt8])
+    case failed(Errno)
+}
+
+/// What a write answers.
+public enum WriteResult: Sendable, Equatable {
+    case done(WriteReply)
+    /// It must wait and no waiter was offered: nothing changed; offer it again with one.
+    case mustWait
+    /// The waiter was queued; the pipe will resume it exactly once.
+    case queued
+}
+
+public enum WriteReply: Sendable, Equatable {
+    /// Bytes taken (a blocking write reports its full length, an interrupted one what was taken).
+    case written(Int)
+    case failed(Errno)
+}
+
+extension PipeReply {
+    public init(_ reply: OpenReply) {
+        switch reply {
+        case .opened(let handle): self = .opened(handle)
+        case .failed(let error): self = .failed(error)
+        }
+    }
+
+    public init(_ reply: ReadReply) {
+        switch reply {
+        case .data(let bytes): self = .data(bytes)
+        case .failed(let error): self = .failed(error)
+        }
+    }
+
+    public init(_ reply: WriteReply) {
+        switch reply {
+        case .written(let count): self = .written(count)
+        case .failed(let error): self = .failed(error)
+        }
+    }
 }

@@ -15,11 +15,11 @@ public protocol PipeEndpoint: AnyObject, Sendable {
     /// A read; bytes there now go to `sink` or, without one, to `waiter`'s `resume(reading:)`.
     /// With no waiter, `.mustWait` where it would wait (nothing changed).
     func read(_ handle: PipeHandle, size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
-              sink: ReadSink?) -> Attempt
+              sink: ReadSink?) -> ReadResult
     /// A write; one that waits keeps what it has not handed over, counted for `uid`.
     /// With no waiter, `.mustWait` where it would wait (nothing changed).
     func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
-               waiter: (any PipeWaiter)?, uid: UInt32) -> Attempt
+               waiter: (any PipeWaiter)?, uid: UInt32) -> WriteResult
     /// The open's readiness now; a notifier, if given, is told of the next change.
     func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents
     /// Withdraws a waiting request and answers it; what it was waiting in, or nil if it no
@@ -50,7 +50,7 @@ public protocol PipeEndpoint: AnyObject, Sendable {
 /// What an open decided.
 public enum OpenAnswer: Sendable, Equatable {
     /// Its answer, and its POLLHUP mark (see `PipeMachine.open`).
-    case attempt(Attempt, hangUpVersion: UInt64)
+    case result(OpenResult, hangUpVersion: UInt64)
     /// Whether it may open depends on the caller's membership of this group: read its
     /// groups (never with a lock held) and try again. Nothing changed.
     case needsGroups(UInt32)
