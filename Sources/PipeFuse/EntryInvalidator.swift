@@ -25,9 +25,9 @@ final class EntryInvalidator: Sendable {
     /// `timeout` seconds (the session must not be destroyed under it then).
     func detach(timeout: Double = 1) -> Bool {
         session.store(0, ordering: .releasing)
-        let deadline = DispatchTime.now() + timeout
+        let deadline = Deadline(after: timeout)
         while sending.load(ordering: .acquiring) > 0 {
-            if DispatchTime.now() > deadline { return false }
+            if deadline.hasPassed { return false }
             usleep(1000)
         }
         return true

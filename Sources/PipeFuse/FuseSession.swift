@@ -2,6 +2,7 @@ import CFuse3
 import Dispatch
 import Foundation
 import Glibc
+import PipeCore
 
 /// One mounted npfs: a libfuse low-level session from creation to unmount.
 ///
@@ -102,13 +103,7 @@ public final class FuseSession {
     /// mount's connection) or `grace` seconds pass (or a signal comes).
     private func serveLastCloses(threads: Int, grace: Double) {
         fuse_session_reset(session)
-        var deadline = timespec()
-        clock_gettime(CLOCK_REALTIME, &deadline)
-        let whole = grace.rounded(.down)
-        deadline.tv_sec += Int(whole)
-        deadline.tv_nsec += Int((grace - whole) * 1e9)
-        if deadline.tv_nsec >= 1_000_000_000 { (deadline.tv_sec, deadline.tv_nsec) = (deadline.tv_sec + 1, deadline.tv_nsec - 1_000_000_000) }
-        _ = ServingLoop(session: session).run(threads: threads, deadline: deadline)
+        _ = ServingLoop(session: session).run(threads: threads, deadline: Deadline(after: grace).realtime)
     }
 
     /// Lazily unmounts, keeping the connection open (fuse_session_unmount would close it).

@@ -2,6 +2,7 @@ import CFuse3
 import CLinux
 import Dispatch
 import Glibc
+import PipeCore
 import Synchronization
 
 /// Serves a session's requests on several threads, keeping the one order that matters.
@@ -167,10 +168,6 @@ final class ServingLoop: @unchecked Sendable {
 
     /// A handler that does nothing, installed without SA_RESTART so that it ends a read.
     private static func installKnockHandler() {
-        var action = sigaction()
-        action.__sigaction_handler.sa_handler = { _ in }
-        sigemptyset(&action.sa_mask)
-        action.sa_flags = 0
-        sigaction(knockSignal, &action, nil)
+        Signals.install([knockSignal]) { _ in }
     }
 }

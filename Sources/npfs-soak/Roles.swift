@@ -1,6 +1,7 @@
 import CLinux
 import Foundation
 import Glibc
+import PipeCore
 import Synchronization
 
 /// Set by SIGINT: a writer or reader finishes what it is doing and exits cleanly.
@@ -8,11 +9,7 @@ let stopRequested = Atomic<Bool>(false)
 
 /// SIGINT ends a blocked read or write with EINTR (no SA_RESTART) and asks for a clean stop.
 func installStopHandler() {
-    var action = sigaction()
-    action.__sigaction_handler.sa_handler = { _ in stopRequested.store(true, ordering: .relaxed) }
-    sigemptyset(&action.sa_mask)
-    action.sa_flags = 0
-    sigaction(SIGINT, &action, nil)
+    Signals.install([SIGINT]) { _ in stopRequested.store(true, ordering: .relaxed) }
     signal(SIGPIPE, SIG_IGN)
 }
 

@@ -144,9 +144,9 @@ final class Supervisor {
     private func stopAndDrain() -> Bool {
         for client in clients { if case .writer = client.role { kill(client.pid, SIGINT) } }
         let mount = NpfsMount(path: mountPoint)
-        let deadline = Date().addingTimeInterval(60)
+        let deadline = Deadline(after: 60)
         var drained = false
-        while Date() < deadline {
+        while !deadline.hasPassed {
             restartExited { if case .reader = $0 { true } else { false } }
             let writersLeft = clients.contains { if case .writer = $0.role { true } else { false } }
             if !writersLeft && pipes.allSatisfy({ (try? mount.attribute(.buffered, of: Array($0.name.utf8))) == "0" }) {

@@ -87,11 +87,11 @@ struct StatusWatch {
 
     /// Waits for the interval, a key (`q` ends), or a signal.
     private func wait(_ keys: RawKeys?) -> Wake {
-        let deadline = Timestamp.monotonicSeconds() + interval
+        let deadline = Deadline(after: interval)
         while true {
             if StatusWatch.signal.load(ordering: .relaxed) == SIGINT { return .interrupted }
             if StatusWatch.signal.load(ordering: .relaxed) != 0 { return .terminated }
-            let left = deadline - Timestamp.monotonicSeconds()
+            let left = deadline.remaining
             if left <= 0 { return .timeout }
             var entry = pollfd(fd: STDIN_FILENO, events: Int16(POLLIN), revents: 0)
             let ready = poll(&entry, keys == nil ? 0 : 1, Int32(min(left, 1) * 1000) + 1)
@@ -108,13 +108,7 @@ struct StatusWatch {
     private static let signal = Atomic<Int32>(0)
 
     private static func catchSignals() {
-        for number in [SIGINT, SIGTERM, SIGHUP] {
-            var action = sigaction()
-            action.__sigaction_handler.sa_handler = { number in StatusWatch.signal.store(number, ordering: .relaxed) }
-            sigemptyset(&action.sa_mask)
-            action.sa_flags = 0
-            sigaction(number, &action, nil)
-        }
+        Signals.install([SIGINT, SIGTERM, SIGHUP]) { number in StatusWatch.signal.store(number, ordering: .relaxed) }
     }
 
     /// Output the watcher cannot write (the terminal gone) is dropped: `q`, a signal or

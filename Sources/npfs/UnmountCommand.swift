@@ -37,8 +37,8 @@ struct UnmountCommand: ParsableCommand {
         guard kill(pid, SIGTERM) == 0 else {
             throw CommandError("cannot signal the npfs daemon (pid \(pid)): \(String(cString: strerror(errno)))")
         }
-        let deadline = Timestamp.monotonicSeconds() + timeout
-        while Timestamp.monotonicSeconds() < deadline {
+        let deadline = Deadline(after: timeout)
+        while !deadline.hasPassed {
             if MountTable.current().entry(at: path) == nil && !isAlive(pid) { return }
             usleep(20_000)
         }
