@@ -205,13 +205,10 @@ struct StatusCommand: ParsableCommand {
 
     /// Columns aligned for people: text left, numbers right.
     private func table(_ pipes: [PipeStatus], clients: Bool) -> String {
-        let header = ["NAME", "MODE", "FRAMING", "DELIVERY", "READERS", "WRITERS", "BUFFERED/CAPACITY", "BYTES IN", "BYTES OUT", "DROPPED"]
-        let rows = pipes.map { pipe in
-            [pipe.name, pipe.modeText, pipe.framing, pipe.delivery,
-             String(pipe.readers), String(pipe.writers), "\(pipe.buffered)/\(pipe.capacity)",
-             String(pipe.bytesWritten), String(pipe.bytesRead), String(pipe.dropped)]
-        }
-        let lines = alignColumns([header] + rows, leftAligned: [0, 1, 2, 3])
+        let columns = StatusColumn.allCases
+        let header = ["NAME"] + columns.map(\.header)
+        let rows = pipes.map { pipe in [pipe.name] + columns.map { $0.cell(pipe) } }
+        let lines = alignColumns([header] + rows, leftAligned: StatusColumn.textColumns(columns))
         guard clients else { return lines.joined() }
         let now = Timestamp.now().secondsSinceEpoch
         return lines[0] + zip(pipes, lines.dropFirst()).map { pipe, line in

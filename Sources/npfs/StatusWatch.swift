@@ -57,20 +57,22 @@ struct StatusWatch {
             let (x, y) = (rates[a].0 + rates[a].1, rates[b].0 + rates[b].1)
             return x != y ? x > y : pipes[a].sortKey.lexicographicallyPrecedes(pipes[b].sortKey)
         }
-        let header = ["NAME", "MODE", "READERS", "WRITERS", "BUFFERED/CAPACITY", "IN/s", "OUT/s", "BYTES IN", "BYTES OUT", "DROPPED"]
+        // The status table's columns, with the rates after the buffer's.
+        let (before, after) = (StatusColumn.allCases.prefix { $0 != .bytesIn }, StatusColumn.allCases.drop { $0 != .bytesIn })
+        let header = ["NAME"] + before.map(\.header) + ["IN/s", "OUT/s"] + after.map(\.header)
+        let textColumns = StatusColumn.textColumns(Array(before))
         var rows = order.map { index -> [String] in
             let pipe = pipes[index]
-            return [pipe.name, pipe.modeText, String(pipe.readers), String(pipe.writers), "\(pipe.buffered)/\(pipe.capacity)",
-                    rate(rates[index].0), rate(rates[index].1), String(pipe.bytesWritten), String(pipe.bytesRead), String(pipe.dropped)]
+            return [pipe.name] + before.map { $0.cell(pipe) } + [rate(rates[index].0), rate(rates[index].1)] + after.map { $0.cell(pipe) }
         }
         let screen = isatty(STDOUT_FILENO) == 1 ? Screen.ofStandardOutput() : nil
         if let screen {
             // Names cut to what the other columns leave of the width.
-            let others = displayWidth(alignColumns([header] + rows.map { ["NAME"] + $0.dropFirst() }, leftAligned: [0, 1])[0]) - 4
+            let others = displayWidth(alignColumns([header] + rows.map { ["NAME"] + $0.dropFirst() }, leftAligned: textColumns)[0]) - 4
             let width = screen.nameWidth(others: others)
             for i in rows.indices { rows[i][0] = Screen.cut(rows[i][0], to: width) }
         }
-        let lines = alignColumns([header] + rows, leftAligned: [0, 1]).map { String($0.dropLast()) }
+        let lines = alignColumns([header] + rows, leftAligned: textColumns).map { String($0.dropLast()) }
         let seconds = now.secondsSinceEpoch
         let entries = zip(order, lines.dropFirst()).map { index, line in
             [line] + (clients ? pipes[index].clientLines(now: seconds).split(separator: "\n").map(String.init) : [])

@@ -298,7 +298,7 @@ import Testing
             #expect(eventually { watch.output.components(separatedBy: "== ").count > 3 })
             #expect(watch.signal(SIGTERM))
             #expect(watch.wait(timeout: 5) == 0)
-            #expect(watch.output.contains("NAME  MODE  READERS  WRITERS") && !watch.output.contains("\u{1B}["), "\(watch.output.prefix(400))")
+            #expect(watch.output.contains("NAME  MODE  FRAMING  DELIVERY  READERS  WRITERS") && !watch.output.contains("\u{1B}["), "\(watch.output.prefix(400))")
             #expect(!watch.output.contains("every "), "the interval line is for a terminal")
             for bad in [["--watch", "0"], ["--watch", "--json"], ["2"], ["--watch=x"]] {
                 let result = try ChildProcess.run([TestMount.binary, "status", mount.directory] + bad, timeout: 10)
