@@ -2,20 +2,20 @@ import SystemPackage
 
 /// An extended attribute of any path, by bytes: for programs (and tests) that read or
 /// write attributes npfs's own calls do not name.
-public enum ExtendedAttribute {
+package enum ExtendedAttribute {
     /// getxattr(2), the whole value however long.
-    public static func get(_ path: [UInt8], _ name: [UInt8]) throws(Errno) -> [UInt8] { try Syscalls.getxattr(path, name) }
+    package static func get(_ path: [UInt8], _ name: [UInt8]) throws(Errno) -> [UInt8] { try Syscalls.getxattr(path, name) }
 
     /// getxattr(2) into a buffer of `size` bytes, once (ERANGE if the value is larger).
-    public static func get(_ path: [UInt8], _ name: [UInt8], size: Int) throws(Errno) -> [UInt8] {
+    package static func get(_ path: [UInt8], _ name: [UInt8], size: Int) throws(Errno) -> [UInt8] {
         try Syscalls.getxattr(path, name, size: size)
     }
 
     /// setxattr(2), creating or replacing.
-    public static func set(_ path: [UInt8], _ name: [UInt8], _ value: [UInt8]) throws(Errno) {
+    package static func set(_ path: [UInt8], _ name: [UInt8], _ value: [UInt8]) throws(Errno) {
         try Syscalls.setxattr(path, name, value)
     }
 
     /// removexattr(2).
-    public static func remove(_ path: [UInt8], _ name: [UInt8]) throws(Errno) { try Syscalls.removexattr(path, name) }
+    package static func remove(_ path: [UInt8], _ name: [UInt8]) throws(Errno) { try Syscalls.removexattr(path, name) }
 }

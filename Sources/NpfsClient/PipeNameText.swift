@@ -1,7 +1,7 @@
 /// A pipe's name, which is bytes, as text for people and JSON: valid UTF-8 as it is, a
 /// backslash as `\\`, and every other byte (invalid UTF-8, control characters) as `\xNN`.
-public enum PipeNameText {
-    public static func display(_ name: [UInt8]) -> String {
+package enum PipeNameText {
+    package static func display(_ name: [UInt8]) -> String {
         var text = ""
         var index = 0
         while index < name.count {

@@ -2,6 +2,6 @@ import Glibc
 import SystemPackage
 
 /// Bytes to standard output as they are, whole (a `write` may take only part of them).
-public enum StandardOutput {
-    public static func write(_ bytes: [UInt8]) throws(Errno) { try Syscalls.writeAll(STDOUT_FILENO, bytes) }
+package enum StandardOutput {
+    package static func write(_ bytes: [UInt8]) throws(Errno) { try Syscalls.writeAll(STDOUT_FILENO, bytes) }
 }

@@ -1,9 +1,9 @@
 /// Which ends of a pipe an open holds, from the open flags' access mode.
-public enum AccessMode: Sendable, Equatable {
+package enum AccessMode: Sendable, Equatable {
     case read, write, readWrite
 
     /// Maps `O_RDONLY` (0), `O_WRONLY` (1) and `O_RDWR` (2); anything else is invalid.
-    public init?(openFlags: Int32) {
+    package init?(openFlags: Int32) {
         switch openFlags & 3 {
         case 0: self = .read
         case 1: self = .write
@@ -12,9 +12,9 @@ public enum AccessMode: Sendable, Equatable {
         }
     }
 
-    public var reads: Bool { self != .write }
-    public var writes: Bool { self != .read }
+    package var reads: Bool { self != .write }
+    package var writes: Bool { self != .read }
 
     /// The permission bits (of one class: owner, group or others) it needs: 4 read, 2 write.
-    public var permissionBits: UInt32 { (reads ? 4 : 0) | (writes ? 2 : 0) }
+    package var permissionBits: UInt32 { (reads ? 4 : 0) | (writes ? 2 : 0) }
 }

@@ -1,10 +1,10 @@
 /// What an extended attribute name means on an npfs inode, parsed once: each of the
 /// adapter's `getxattr`, `setxattr`, `listxattr` and `removexattr` is one `switch` over
 /// it, and the client library and the command line build their names from it.
-public enum AttributeName: Equatable, Sendable {
+package enum AttributeName: Equatable, Sendable {
     /// Whose attribute: the pipe the request is made on, or (through the mount root)
     /// the pipe of that name.
-    public enum Pipe: Equatable, Sendable {
+    package enum Pipe: Equatable, Sendable {
         case this
         case named([UInt8])
     }
@@ -36,7 +36,7 @@ public enum AttributeName: Equatable, Sendable {
     static let userNamespace = Array("user.".utf8)
 
     /// The meaning of `name` on the mount root (`onRoot`) or on a pipe.
-    public init(_ name: [UInt8], onRoot: Bool) {
+    package init(_ name: [UInt8], onRoot: Bool) {
         guard name.starts(with: Self.userNamespace) else { self = .otherNamespace; return }
         guard name.starts(with: Array(Self.prefix.utf8)) else { self = .otherUser; return }
         let key = String(decoding: name.dropFirst(Self.prefix.utf8.count), as: UTF8.self)
@@ -81,7 +81,7 @@ public enum AttributeName: Equatable, Sendable {
 
     /// The name, as getxattr(2) and setxattr(2) take it (empty for the ones that stand for
     /// no single name).
-    public var bytes: [UInt8] {
+    package var bytes: [UInt8] {
         func pipeName(_ pipe: Pipe, _ key: String) -> [UInt8] {
             switch pipe {
             case .this: Array((Self.prefix + key).utf8)
@@ -101,7 +101,7 @@ public enum AttributeName: Equatable, Sendable {
     }
 
     /// Whether it is one of npfs's own names (which exist, and cannot be removed).
-    public var isOurs: Bool {
+    package var isOurs: Bool {
         switch self {
         case .unknown, .otherUser, .otherNamespace: false
         default: true
@@ -109,5 +109,5 @@ public enum AttributeName: Equatable, Sendable {
     }
 
     /// The string form of `bytes`, for names that are text.
-    public var text: String { String(decoding: bytes, as: UTF8.self) }
+    package var text: String { String(decoding: bytes, as: UTF8.self) }
 }

@@ -3,18 +3,18 @@
 /// A plain value: it holds no reference to the request. Its supplementary groups cost a
 /// read of /proc, so they are read only where a decision may need them, and always before
 /// any lock is taken (`readingGroups(for:)`).
-public struct Caller: Sendable {
-    public var uid: UInt32
-    public var gid: UInt32
+package struct Caller: Sendable {
+    package var uid: UInt32
+    package var gid: UInt32
     /// The calling thread's id.
-    public var pid: Int32
+    package var pid: Int32
     /// Supplementary groups, or nil while not read.
-    public private(set) var groups: [UInt32]?
+    package private(set) var groups: [UInt32]?
     /// Reads the supplementary groups of a thread (by its id).
     private let groupReader: @Sendable (Int32) -> [UInt32]
 
     /// A caller whose supplementary groups are known.
-    public init(uid: UInt32, gid: UInt32, pid: Int32 = 0, groups: [UInt32] = []) {
+    package init(uid: UInt32, gid: UInt32, pid: Int32 = 0, groups: [UInt32] = []) {
         self.uid = uid
         self.gid = gid
         self.pid = pid
@@ -23,7 +23,7 @@ public struct Caller: Sendable {
     }
 
     /// A caller whose supplementary groups `reader` reads from the thread `pid` when asked.
-    public init(uid: UInt32, gid: UInt32, pid: Int32, groupReader reader: @escaping @Sendable (Int32) -> [UInt32]) {
+    package init(uid: UInt32, gid: UInt32, pid: Int32, groupReader reader: @escaping @Sendable (Int32) -> [UInt32]) {
         self.uid = uid
         self.gid = gid
         self.pid = pid
@@ -32,14 +32,14 @@ public struct Caller: Sendable {
     }
 
     /// Root passes every permission check on a pipe (CAP_DAC_OVERRIDE, CAP_CHOWN, CAP_FOWNER).
-    public var isRoot: Bool { uid == 0 }
+    package var isRoot: Bool { uid == 0 }
 
     /// Whether deciding membership of `group` needs the supplementary groups, not read yet.
-    public func lacksGroups(for group: UInt32) -> Bool { group != gid && groups == nil }
+    package func lacksGroups(for group: UInt32) -> Bool { group != gid && groups == nil }
 
     /// The same caller with its supplementary groups read if membership of `group` needs
     /// them. Reads /proc: never call it with a lock held.
-    public func readingGroups(for group: UInt32) -> Caller {
+    package func readingGroups(for group: UInt32) -> Caller {
         guard lacksGroups(for: group) else { return self }
         var caller = self
         caller.groups = groupReader(pid)
@@ -49,7 +49,7 @@ public struct Caller: Sendable {
     /// What `decision` answers for this caller, or nil if the answer depends on whether it
     /// is in `group` and its supplementary groups have not been read: the decision is
     /// made as a member and as a non-member, and only a disagreement needs the groups.
-    public func answer<T: Equatable>(about group: UInt32, _ decision: (Caller) -> T) -> T? {
+    package func answer<T: Equatable>(about group: UInt32, _ decision: (Caller) -> T) -> T? {
         guard lacksGroups(for: group) else { return decision(self) }
         var outside = self, inside = self
         (outside.groups, inside.groups) = ([], [group])
@@ -59,7 +59,7 @@ public struct Caller: Sendable {
 
     /// The same, with the groups read (and kept) where the answer depends on them. Reads
     /// /proc: never call it with a lock held.
-    public mutating func deciding<T: Equatable>(about group: UInt32, _ decision: (Caller) -> T) -> T {
+    package mutating func deciding<T: Equatable>(about group: UInt32, _ decision: (Caller) -> T) -> T {
         if let answer = answer(about: group, decision) { return answer }
         self = readingGroups(for: group)
         return decision(self)
@@ -68,7 +68,7 @@ public struct Caller: Sendable {
     /// Whether the caller belongs to `group`, as its primary or a supplementary group.
     /// The groups must have been read for it (`readingGroups(for:)`); if not, only the
     /// primary group counts.
-    public func isMember(of group: UInt32) -> Bool {
+    package func isMember(of group: UInt32) -> Bool {
         if group == gid { return true }
         assert(groups != nil, "membership asked before the caller's groups were read")
         return groups?.contains(group) ?? false

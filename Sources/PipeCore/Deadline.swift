@@ -2,19 +2,19 @@ import Glibc
 
 /// A moment some seconds ahead on the monotonic clock: the one way npfs waits for at most
 /// so long (a daemon to finish, a drain, a screen's interval, notifications to end).
-public struct Deadline: Sendable {
+package struct Deadline: Sendable {
     /// `Timestamp.monotonicSeconds()` at the deadline.
-    public let monotonic: Double
+    package let monotonic: Double
 
-    public init(after seconds: Double) { monotonic = Timestamp.monotonicSeconds() + seconds }
+    package init(after seconds: Double) { monotonic = Timestamp.monotonicSeconds() + seconds }
 
     /// Seconds left; 0 once it has passed.
-    public var remaining: Double { max(0, monotonic - Timestamp.monotonicSeconds()) }
+    package var remaining: Double { max(0, monotonic - Timestamp.monotonicSeconds()) }
 
-    public var hasPassed: Bool { Timestamp.monotonicSeconds() >= monotonic }
+    package var hasPassed: Bool { Timestamp.monotonicSeconds() >= monotonic }
 
     /// The same moment on CLOCK_REALTIME, for calls that take an absolute time (`sem_timedwait`).
-    public var realtime: timespec {
+    package var realtime: timespec {
         var now = timespec()
         clock_gettime(CLOCK_REALTIME, &now)
         let left = remaining

@@ -4,37 +4,37 @@ import SystemPackage
 /// The mount's limits, in the spirit of the kernel's own accounting of pipe buffers
 /// (`fs.pipe-max-size`, `fs.pipe-user-pages-*`, `fs.file-max`): one client cannot grow the
 /// daemon until the OOM killer ends the mount for everyone.
-public struct MountLimits: Sendable, Equatable {
+package struct MountLimits: Sendable, Equatable {
     /// Live pipes at once (`max_pipes`); a new pipe beyond it fails ENFILE. The last
     /// `rootReservedPipes` of them only root may create (as the kernel keeps file-table
     /// entries for root).
-    public var maxPipes: Int
+    package var maxPipes: Int
     /// Live pipes owned by one uid (`user_max_pipes`); a new pipe beyond it fails EMFILE.
     /// Root's pipes count only in `maxPipes`.
-    public var userMaxPipes: Int
+    package var userMaxPipes: Int
     /// The pipes only root may create: a 64th of `maxPipes`.
-    public var rootReservedPipes: Int { maxPipes / 64 }
+    package var rootReservedPipes: Int { maxPipes / 64 }
     /// Capacity reserved by all live pipes (`max_memory`); a pipe's capacity counts from
     /// its creation. A new pipe or a capacity change beyond it fails ENOSPC.
-    public var maxMemory: Int
+    package var maxMemory: Int
     /// The same per owning uid (`user_max_memory`); root's pipes count only in `maxMemory`.
     /// A user's opens count here too, `openCost` bytes each.
-    public var userMaxMemory: Int
+    package var userMaxMemory: Int
     /// What one open is counted as against the memory limits: about what it holds.
-    public static let openCost = 512
+    package static let openCost = 512
     /// The largest capacity anyone but root may give a pipe (`max_capacity`); EPERM beyond.
-    public var maxCapacity: Int
+    package var maxCapacity: Int
     /// Bytes of waiting writes copied out of their requests that root's writes may hold:
     /// a quarter of `maxMemory`. A write that would have to wait beyond it fails ENOBUFS.
-    public var maxWaitingBytes: Int { maxMemory / 4 }
+    package var maxWaitingBytes: Int { maxMemory / 4 }
     /// The same for each other uid, a quarter of `userMaxMemory`: a user beyond their own
     /// share is refused, never another user within theirs.
-    public var userMaxWaitingBytes: Int { userMaxMemory / 4 }
+    package var userMaxWaitingBytes: Int { userMaxMemory / 4 }
     /// Names the kernel holds without a live pipe behind them (looked up, not open): at
     /// most this many; beyond it npfs asks the kernel to forget the oldest.
-    public var maxIdleNames: Int
+    package var maxIdleNames: Int
 
-    public init(maxPipes: Int, userMaxPipes: Int? = nil, maxMemory: Int, userMaxMemory: Int, maxCapacity: Int,
+    package init(maxPipes: Int, userMaxPipes: Int? = nil, maxMemory: Int, userMaxMemory: Int, maxCapacity: Int,
                 maxIdleNames: Int = 65_536) {
         self.maxPipes = maxPipes
         self.userMaxPipes = userMaxPipes ?? maxPipes
@@ -47,37 +47,37 @@ public struct MountLimits: Sendable, Equatable {
     /// The defaults: 16384 pipes, a quarter of them per user; an eighth of the machine's
     /// memory up to 1 GiB in all, a quarter of that per user; pipes of up to 1 MiB (the
     /// kernel's pipe-max-size).
-    public static func defaults(physicalMemory: Int) -> MountLimits {
+    package static func defaults(physicalMemory: Int) -> MountLimits {
         let memory = max(16 << 20, min(1 << 30, physicalMemory / 8))
         return MountLimits(maxPipes: 16_384, userMaxPipes: defaultUserMaxPipes(16_384), maxMemory: memory,
                            userMaxMemory: memory / 4, maxCapacity: 1 << 20)
     }
 
     /// A user's share of `maxPipes` unless given: a quarter, at least one.
-    public static func defaultUserMaxPipes(_ maxPipes: Int) -> Int { max(1, maxPipes / 4) }
+    package static func defaultUserMaxPipes(_ maxPipes: Int) -> Int { max(1, maxPipes / 4) }
 
     /// No limits worth the name: for tests of everything else.
-    public static let unlimited = MountLimits(maxPipes: .max, maxMemory: .max / 2, userMaxMemory: .max / 2,
+    package static let unlimited = MountLimits(maxPipes: .max, maxMemory: .max / 2, userMaxMemory: .max / 2,
                                               maxCapacity: PipeConfig.maximumCapacity, maxIdleNames: .max)
 }
 
 /// What the mount uses against its limits: kept by the registry under its lock.
-public struct MountUsage: Sendable, Equatable {
-    public var pipes = 0
+package struct MountUsage: Sendable, Equatable {
+    package var pipes = 0
     /// Live pipes by owning uid.
-    public var pipesByUser: [UInt32: Int] = [:]
+    package var pipesByUser: [UInt32: Int] = [:]
     /// Opens, each counted as `MountLimits.openCost` bytes in `reserved`.
-    public var opens = 0
+    package var opens = 0
     /// Capacity reserved by live pipes, in all and by owning uid.
-    public var reserved = 0
-    public var reservedByUser: [UInt32: Int] = [:]
+    package var reserved = 0
+    package var reservedByUser: [UInt32: Int] = [:]
     /// Names the kernel holds with no live pipe behind them.
-    public var idleNames = 0
+    package var idleNames = 0
     /// Bytes of waiting writes held, in all and (filled in for one user) by that user,
     /// and bytes of pipe buffers allocated (filled in when read).
-    public var waitingBytes = 0
-    public var userWaitingBytes = 0
-    public var allocatedBytes = 0
+    package var waitingBytes = 0
+    package var userWaitingBytes = 0
+    package var allocatedBytes = 0
 
     /// Whether a new pipe of `capacity`, owned by `owner`, fits: nil, or ENFILE (the
     /// mount's pipes, or all but root's reserve for others), EMFILE (the owner's share of
@@ -101,7 +101,7 @@ public struct MountUsage: Sendable, Equatable {
 
     /// The mount root's `user.npfs.usage`: `KEY=VALUE` lines of each figure and its limit,
     /// with `user_pipes`, `user_memory` and `user_waiting` those of `user`.
-    public func report(_ limits: MountLimits, user: UInt32) -> String {
+    package func report(_ limits: MountLimits, user: UInt32) -> String {
         // Root's own pipes, memory and waiting writes count only against the mount's limits.
         let root = user == 0
         return [("pipes", pipes), ("max_pipes", limits.maxPipes),
@@ -138,21 +138,21 @@ public struct MountUsage: Sendable, Equatable {
 /// The bytes of waiting writes held by each uid, shared by every pipe of a mount and
 /// taken and given back from any thread: each uid within its own share (root's is
 /// `limit`, every other's `userLimit`), so one user cannot take another's.
-public final class ByteBudget: Sendable {
-    public let limit: Int
-    public let userLimit: Int
+package final class ByteBudget: Sendable {
+    package let limit: Int
+    package let userLimit: Int
     private let used = Mutex<(total: Int, byUser: [UInt32: Int])>((0, [:]))
 
-    public init(limit: Int, userLimit: Int? = nil) {
+    package init(limit: Int, userLimit: Int? = nil) {
         self.limit = limit
         self.userLimit = userLimit ?? limit
     }
 
     /// Bytes held in all.
-    public var inUse: Int { used.withLock { $0.total } }
+    package var inUse: Int { used.withLock { $0.total } }
 
     /// Bytes held by `uid`'s writes.
-    public func inUse(by uid: UInt32) -> Int { used.withLock { $0.byUser[uid, default: 0] } }
+    package func inUse(by uid: UInt32) -> Int { used.withLock { $0.byUser[uid, default: 0] } }
 
     /// Takes `bytes` for `uid` if they fit its share; false otherwise.
     func take(_ bytes: Int, for uid: UInt32) -> Bool {

@@ -5,11 +5,11 @@ import Glibc
 /// and a name that exists, as every name here does, never gets FUSE_CREATE. The calling
 /// thread waits in its system call meanwhile, and `/proc/TID/syscall` shows that call with
 /// its arguments; `open`, `openat` and `creat` tell exactly.
-public enum OpenSyscall {
+package enum OpenSyscall {
     /// From a `/proc/TID/syscall` line (the call's number, then its arguments in hex):
     /// whether an open-like call asked for O_CREAT; nil for another call (`openat2`, whose
     /// flags are in the caller's memory, included) or a line that cannot be read.
-    public static func usesCreate(_ line: String) -> Bool? {
+    package static func usesCreate(_ line: String) -> Bool? {
         let fields = line.split(separator: " ")
         guard let number = fields.first.flatMap({ Int($0) }) else { return nil }
         func argument(_ index: Int) -> UInt64? {
@@ -30,7 +30,7 @@ public enum OpenSyscall {
     /// Where the call cannot be seen (a daemon not allowed to trace the caller, `openat2`,
     /// io_uring): an open for writing with O_TRUNC or O_APPEND, which the shell's `>` and
     /// `>>`, fopen's "w" and "a" and most programs add to O_CREAT, is taken for one.
-    public static func likelyCreate(flags: Int32) -> Bool {
+    package static func likelyCreate(flags: Int32) -> Bool {
         flags & O_ACCMODE != O_RDONLY && flags & (O_TRUNC | O_APPEND) != 0
     }
 }

@@ -6,13 +6,13 @@ import SystemPackage
 /// The kernel checks the same bits itself (`default_permissions`), but on attributes it
 /// may have cached a moment ago; the core checks again on fresh ones, so a pipe created
 /// by another user, or one just chmod'ed, is enforced on the very next open.
-public struct Ownership: Sendable, Equatable {
-    public var uid: UInt32
-    public var gid: UInt32
+package struct Ownership: Sendable, Equatable {
+    package var uid: UInt32
+    package var gid: UInt32
     /// The permission bits (at most 0o7777).
-    public var permissions: UInt32
+    package var permissions: UInt32
 
-    public init(uid: UInt32, gid: UInt32, permissions: UInt32) {
+    package init(uid: UInt32, gid: UInt32, permissions: UInt32) {
         self.uid = uid
         self.gid = gid
         self.permissions = permissions & 0o7777
@@ -20,7 +20,7 @@ public struct Ownership: Sendable, Equatable {
 
     /// Whether `caller` may open the pipe for `access`: root always; the owner by the
     /// owner's bits, a member of the group by the group's, anyone else by the others'.
-    public func permits(_ caller: Caller, _ access: AccessMode) -> Bool {
+    package func permits(_ caller: Caller, _ access: AccessMode) -> Bool {
         if caller.isRoot { return true }
         let wanted = access.permissionBits
         let bits: UInt32
@@ -35,12 +35,12 @@ public struct Ownership: Sendable, Equatable {
     }
 
     /// Whether `caller` may change the pipe's settings, mode and group: its owner or root.
-    public func isOwned(by caller: Caller) -> Bool { caller.isRoot || caller.uid == uid }
+    package func isOwned(by caller: Caller) -> Bool { caller.isRoot || caller.uid == uid }
 
     /// The ownership after a chmod/chown by `caller`. EPERM where chmod(2) and chown(2)
     /// would refuse: a mode change by another than the owner, an owner change by another
     /// than root, a group change to a group the owner is not in.
-    public func changed(by caller: Caller, permissions newPermissions: UInt32?, uid newUID: UInt32?,
+    package func changed(by caller: Caller, permissions newPermissions: UInt32?, uid newUID: UInt32?,
                         gid newGID: UInt32?) throws(Errno) -> Ownership {
         var result = self
         if let newUID, newUID != uid {

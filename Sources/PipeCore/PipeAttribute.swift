@@ -1,7 +1,7 @@
 import SystemPackage
 
 /// The extended attributes of a live pipe, `user.npfs.NAME`: six settings and six figures.
-public enum PipeAttribute: String, CaseIterable, Sendable {
+package enum PipeAttribute: String, CaseIterable, Sendable {
     case capacity, mode, overflow, framing
     case openTimeout = "open_timeout"
     case delivery
@@ -11,16 +11,16 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     case dropped
 
     /// The most bytes a peek returns.
-    public static let peekLimit = 4096
+    package static let peekLimit = 4096
 
     /// The value of a `user.npfs.set` request.
-    public static func setRequest(pipe: [UInt8], changes: [(PipeAttribute, String)]) -> [UInt8] {
+    package static func setRequest(pipe: [UInt8], changes: [(PipeAttribute, String)]) -> [UInt8] {
         ([pipe] + changes.map { Array("\($0.0.rawValue)=\($0.1)".utf8) }).flatMap { $0 + [0] }
     }
 
     /// Parses a `user.npfs.set` request: the pipe's name and its changes. EINVAL if it is
     /// malformed; ENODATA for an unknown attribute name.
-    public static func parseSetRequest(_ value: [UInt8]) throws(Errno) -> (pipe: [UInt8], changes: [(PipeAttribute, String)]) {
+    package static func parseSetRequest(_ value: [UInt8]) throws(Errno) -> (pipe: [UInt8], changes: [(PipeAttribute, String)]) {
         guard value.last == 0 else { throw .invalidArgument }
         let fields = value.dropLast().split(separator: 0, omittingEmptySubsequences: false)
         guard let name = fields.first, !name.isEmpty, fields.count >= 2 else { throw .invalidArgument }
@@ -35,7 +35,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
         return (Array(name), changes)
     }
 
-    public var isSettable: Bool {
+    package var isSettable: Bool {
         switch self {
         case .capacity, .mode, .overflow, .framing, .openTimeout, .delivery: true
         default: false
@@ -43,9 +43,9 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     }
 
     /// What a value is, for readers that type it (`npfs status --json`).
-    public enum Kind: Sendable { case count, seconds, word }
+    package enum Kind: Sendable { case count, seconds, word }
 
-    public var kind: Kind {
+    package var kind: Kind {
         switch self {
         case .capacity, .readers, .writers, .buffered, .bytesWritten, .bytesRead, .dropped: .count
         case .openTimeout: .seconds
@@ -54,7 +54,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     }
 
     /// The value as `getfattr` shows it: a decimal number or a word.
-    public func value(in status: PipeStatus) -> String {
+    package func value(in status: PipeStatus) -> String {
         switch self {
         case .capacity: String(status.config.capacity)
         case .mode: status.config.mode.rawValue
@@ -72,7 +72,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     }
 
     /// The values a setting takes, for error messages.
-    public var allowedValues: String {
+    package var allowedValues: String {
         switch self {
         case .capacity: "bytes with an optional K, M or G, from 4K to 1G"
         case .mode: Self.choices(PipeConfig.Mode.self)
@@ -89,7 +89,7 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
     }
 
     /// Why changing this setting can be busy (EBUSY), for error messages.
-    public var busyReason: String? {
+    package var busyReason: String? {
         switch self {
         case .capacity: "a capacity below what is buffered or below a waiting message"
         case .framing, .delivery: "\(rawValue) changes only while the pipe is empty and no writer waits"
@@ -99,11 +99,11 @@ public enum PipeAttribute: String, CaseIterable, Sendable {
 
     /// The setting a `setfattr` value asks for. EPERM for a figure, EINVAL for a bad value.
     /// Surrounding white space (a trailing newline from `echo`) is ignored.
-    public func setting(from text: String) throws(Errno) -> PipeSetting {
+    package func setting(from text: String) throws(Errno) -> PipeSetting {
         let value = text.trimmingWhitespace()
         switch self {
         case .capacity:
-            guard let bytes = MountOptions.parseSize(value), PipeConfig.validCapacities.contains(bytes) else {
+            guard let bytes = PipeConfig.parseSize(value), PipeConfig.validCapacities.contains(bytes) else {
                 throw .invalidArgument
             }
             return .capacity(bytes)

@@ -1,12 +1,12 @@
 /// The process behind an open, as the kernel names it when the open is made.
-public struct ClientIdentity: Sendable, Equatable {
+package struct ClientIdentity: Sendable, Equatable {
     /// The process (thread group) id.
-    public var pid: Int32
-    public var uid: UInt32
+    package var pid: Int32
+    package var uid: UInt32
     /// Its command name (`/proc/PID/comm`), read once at the open.
-    public var command: String
+    package var command: String
 
-    public init(pid: Int32, uid: UInt32, command: String) {
+    package init(pid: Int32, uid: UInt32, command: String) {
         self.pid = pid
         self.uid = uid
         self.command = command
@@ -14,19 +14,19 @@ public struct ClientIdentity: Sendable, Equatable {
 }
 
 /// One open of a pipe as `npfs status --clients` and `user.npfs.clients` show it.
-public struct PipeClient: Sendable, Equatable {
-    public var identity: ClientIdentity
-    public var access: AccessMode
+package struct PipeClient: Sendable, Equatable {
+    package var identity: ClientIdentity
+    package var access: AccessMode
     /// When the open was made.
-    public var since: Timestamp
+    package var since: Timestamp
     /// What the open waits for now: its partner (`open`), data (`read`), room (`write`).
-    public var waiting: Waiting?
+    package var waiting: Waiting?
     /// Broadcast delivery: bytes this reader lost, left behind by a ring-mode pipe.
-    public var lost: UInt64?
+    package var lost: UInt64?
 
-    public enum Waiting: String, Sendable, CaseIterable { case open, read, write }
+    package enum Waiting: String, Sendable, CaseIterable { case open, read, write }
 
-    public init(identity: ClientIdentity, access: AccessMode, since: Timestamp, waiting: Waiting?, lost: UInt64? = nil) {
+    package init(identity: ClientIdentity, access: AccessMode, since: Timestamp, waiting: Waiting?, lost: UInt64? = nil) {
         self.identity = identity
         self.access = access
         self.since = since
@@ -36,7 +36,7 @@ public struct PipeClient: Sendable, Equatable {
 
     /// One line, `KEY=VALUE` separated by spaces, the command last (it may hold spaces):
     /// `pid=4242 uid=1000 access=read waiting=open since=1764111001.250 command=cat`.
-    public var line: String {
+    package var line: String {
         let fraction = String(since.nanoseconds / 1_000_000)
         let millis = String(repeating: "0", count: max(0, 3 - fraction.count)) + fraction
         return "pid=\(identity.pid) uid=\(identity.uid) access=\(access.name) waiting=\(waiting?.rawValue ?? "no")"
@@ -44,7 +44,7 @@ public struct PipeClient: Sendable, Equatable {
     }
 
     /// Parses `line`; nil if it is not one.
-    public init?(line: String) {
+    package init?(line: String) {
         guard let commandRange = line.firstRange(of: " command=") else { return nil }
         var fields: [String: String] = [:]
         for field in line[..<commandRange.lowerBound].split(separator: " ") {
@@ -65,7 +65,7 @@ public struct PipeClient: Sendable, Equatable {
 
 extension AccessMode {
     /// `read`, `write` or `read-write`.
-    public var name: String {
+    package var name: String {
         switch self {
         case .read: "read"
         case .write: "write"
@@ -73,7 +73,7 @@ extension AccessMode {
         }
     }
 
-    public init?(name: String) {
+    package init?(name: String) {
         switch name {
         case "read": self = .read
         case "write": self = .write

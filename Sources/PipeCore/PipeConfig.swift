@@ -2,18 +2,18 @@ import SystemPackage
 
 /// The settings of one pipe. Every pipe starts with the mount's defaults; a live pipe's
 /// settings can change (extended attributes `user.npfs.*`).
-public struct PipeConfig: Sendable, Equatable {
+package struct PipeConfig: Sendable, Equatable {
     /// Smallest capacity: one page, so that a PIPE_BUF write always fits, as in Linux.
-    public static let minimumCapacity = 4096
+    package static let minimumCapacity = 4096
     /// Largest capacity of one pipe.
-    public static let maximumCapacity = 1 << 30
+    package static let maximumCapacity = 1 << 30
     /// Linux's default pipe capacity.
-    public static let defaultCapacity = 65536
+    package static let defaultCapacity = 65536
     /// Writes of at most this many bytes are never interleaved with other writers' data.
-    public static let atomicWriteLimit = 4096   // PIPE_BUF
+    package static let atomicWriteLimit = 4096   // PIPE_BUF
 
     /// Who waits.
-    public enum Mode: String, Sendable, CaseIterable {
+    package enum Mode: String, Sendable, CaseIterable {
         /// Linux FIFO behaviour: opens, reads and writes wait for their partner or for room.
         case fifo
         /// The seed driver's ring: nothing ever waits; what does not fit overflows.
@@ -21,7 +21,7 @@ public struct PipeConfig: Sendable, Equatable {
     }
 
     /// What a ring-mode write does with bytes that do not fit (counted as dropped either way).
-    public enum Overflow: String, Sendable, CaseIterable {
+    package enum Overflow: String, Sendable, CaseIterable {
         /// Discard the new bytes that do not fit (the seed's behaviour).
         case drop
         /// Discard the oldest bytes to make room.
@@ -29,7 +29,7 @@ public struct PipeConfig: Sendable, Equatable {
     }
 
     /// Whether write boundaries are kept.
-    public enum Framing: String, Sendable, CaseIterable {
+    package enum Framing: String, Sendable, CaseIterable {
         /// A plain byte stream.
         case stream
         /// Each write(2) is one message; each read(2) returns at most one message.
@@ -37,7 +37,7 @@ public struct PipeConfig: Sendable, Equatable {
     }
 
     /// Who gets the bytes.
-    public enum Delivery: String, Sendable, CaseIterable {
+    package enum Delivery: String, Sendable, CaseIterable {
         /// Readers compete for bytes, as on a FIFO.
         case shared
         /// Every reader gets every byte written after its open, at its own pace.
@@ -45,31 +45,48 @@ public struct PipeConfig: Sendable, Equatable {
     }
 
     /// Bytes the pipe can buffer.
-    public var capacity: Int
-    public var delivery: Delivery = .shared
+    package var capacity: Int
+    package var delivery: Delivery = .shared
     /// Seconds an open may wait for its partner before it fails ETIMEDOUT; 0 waits forever.
-    public var openTimeout: Double = 0
+    package var openTimeout: Double = 0
     /// The longest `openTimeout`: a year.
-    public static let maximumOpenTimeout = 365.0 * 86_400
+    package static let maximumOpenTimeout = 365.0 * 86_400
 
     /// A timeout as `open_timeout=` and `user.npfs.open_timeout` take it: decimal seconds
     /// ("2", "0.5"), from 0 (wait forever) to a year. nil for anything else.
-    public static func parseTimeout(_ text: String) -> Double? {
+    package static func parseTimeout(_ text: String) -> Double? {
         guard !text.isEmpty, text.count <= 20, text.allSatisfy({ $0.isASCII && ($0.isNumber || $0 == ".") }),
               text.filter({ $0 == "." }).count <= 1, text.first != ".", text.last != ".",
               let seconds = Double(text), seconds.isFinite, seconds >= 0, seconds <= maximumOpenTimeout else { return nil }
         return seconds
     }
 
+    /// "65536", "64K", "64k", "64KiB", "1M", "1G": bytes, with binary multiples.
+    package static func parseSize(_ text: String) -> Int? {
+        var digits = Substring(text)
+        var multiplier = 1
+        for (suffixes, factor) in [(["KiB", "KB", "K", "k"], 1 << 10), (["MiB", "MB", "M", "m"], 1 << 20), (["GiB", "GB", "G", "g"], 1 << 30)] {
+            if let suffix = suffixes.first(where: { digits.hasSuffix($0) }) {
+                digits = digits.dropLast(suffix.count)
+                multiplier = factor
+                break
+            }
+        }
+        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
+              let number = Int(digits) else { return nil }
+        let (bytes, overflow) = number.multipliedReportingOverflow(by: multiplier)
+        return overflow ? nil : bytes
+    }
+
     /// A timeout as `getfattr` shows it: "0", "2", "0.5".
-    public static func formatTimeout(_ seconds: Double) -> String {
+    package static func formatTimeout(_ seconds: Double) -> String {
         seconds == seconds.rounded() && seconds < 1e15 ? String(Int64(seconds)) : String(seconds)
     }
-    public var mode: Mode
-    public var overflow: Overflow
-    public var framing: Framing
+    package var mode: Mode
+    package var overflow: Overflow
+    package var framing: Framing
 
-    public init(capacity: Int = PipeConfig.defaultCapacity, mode: Mode = .fifo, overflow: Overflow = .drop,
+    package init(capacity: Int = PipeConfig.defaultCapacity, mode: Mode = .fifo, overflow: Overflow = .drop,
                 framing: Framing = .stream) throws(Errno) {
         guard PipeConfig.validCapacities.contains(capacity) else { throw .invalidArgument }
         self.capacity = capacity
@@ -78,10 +95,10 @@ public struct PipeConfig: Sendable, Equatable {
         self.framing = framing
     }
 
-    public static let validCapacities = minimumCapacity...maximumCapacity
+    package static let validCapacities = minimumCapacity...maximumCapacity
 
     /// Linux FIFO behaviour with the kernel's default capacity.
-    public static let defaults = PipeConfig(uncheckedCapacity: defaultCapacity)
+    package static let defaults = PipeConfig(uncheckedCapacity: defaultCapacity)
 
     private init(uncheckedCapacity: Int) {
         capacity = uncheckedCapacity

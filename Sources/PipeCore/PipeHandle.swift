@@ -1,7 +1,7 @@
 /// The key of one open of a pipe: the `fh` the kernel hands back on every read, write,
 /// poll and release of that open. It stands in for the seed driver's FsContext.
-public struct PipeHandle: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
-    public let rawValue: UInt64
-    public init(rawValue: UInt64) { self.rawValue = rawValue }
-    public var description: String { "fh\(rawValue)" }
+package struct PipeHandle: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
+    package let rawValue: UInt64
+    package init(rawValue: UInt64) { self.rawValue = rawValue }
+    package var description: String { "fh\(rawValue)" }
 }

@@ -2,7 +2,7 @@
 /// protects them from FIFOs planted in a sticky world-writable directory such as `/tmp`
 /// (`protected_pipes`). It concerns opens with O_CREAT (what the shell's `>` and `>>` do)
 /// of a live pipe whose owner is neither the caller nor the mount's owner.
-public enum PipeProtection: Int, Sendable, Equatable {
+package enum PipeProtection: Int, Sendable, Equatable {
     /// No protection: the pipe's permission bits decide alone.
     case off = 0
     /// Refused (EACCES) unless the pipe is shared with the caller on purpose: the caller is
@@ -13,7 +13,7 @@ public enum PipeProtection: Int, Sendable, Equatable {
 
     /// Whether an O_CREAT open by `caller` for `access` of a live pipe with `ownership` is
     /// refused, on a mount owned by `mountOwner`.
-    public func refuses(_ caller: Caller, _ access: AccessMode, of ownership: Ownership, mountOwner: UInt32) -> Bool {
+    package func refuses(_ caller: Caller, _ access: AccessMode, of ownership: Ownership, mountOwner: UInt32) -> Bool {
         guard self != .off, ownership.uid != caller.uid, ownership.uid != mountOwner else { return false }
         guard self == .group else { return true }
         let wanted = access.permissionBits

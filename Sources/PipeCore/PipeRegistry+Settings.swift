@@ -4,7 +4,7 @@ import SystemPackage
 extension PipeRegistry {
     /// What a name that is not live shows `caller`: what it would get by opening it, a
     /// pipe of its own with the mount's `pipe_mode`.
-    public func defaultOwnership(for caller: Caller) -> Ownership {
+    package func defaultOwnership(for caller: Caller) -> Ownership {
         Ownership(uid: caller.uid, gid: caller.gid, permissions: configuration.pipeMode)
     }
 
@@ -12,7 +12,7 @@ extension PipeRegistry {
     /// live (a name with no pipe keeps no attributes), EPERM where chmod(2) and chown(2) would refuse.
     /// A pipe given to another user takes its reservation and its place among that user's
     /// pipes along (root's choice, over the limits or not).
-    public func changeOwnership(of inode: InodeNumber, by caller: Caller, permissions: UInt32?, uid: UInt32?,
+    package func changeOwnership(of inode: InodeNumber, by caller: Caller, permissions: UInt32?, uid: UInt32?,
                                 gid: UInt32?) throws(Errno) -> Ownership {
         let caller = gid.map { caller.readingGroups(for: $0) } ?? caller   // chgrp: before any lock
         return try reservations.withLock { _ throws(Errno) -> Ownership in
@@ -32,20 +32,20 @@ extension PipeRegistry {
     }
 
     /// The inode of a name the kernel knows, without looking it up (no node is created).
-    public func knownInode(named name: PipeName) -> InodeNumber? {
+    package func knownInode(named name: PipeName) -> InodeNumber? {
         let key = name.key(ignoringCase: configuration.ignoreCase)
         return state.withLock { $0.names.inodeByKey[key] }
     }
 
     /// The live pipe behind an inode; ENOENT if it has no open (the name is not a pipe now).
-    public func livePipe(_ inode: InodeNumber) throws(Errno) -> any PipeEndpoint {
+    package func livePipe(_ inode: InodeNumber) throws(Errno) -> any PipeEndpoint {
         guard let pipe = state.withLock({ $0.names.nodes[inode]?.pipe }) else { throw .noSuchFileOrDirectory }
         return pipe
     }
 
     /// `getfattr`: one attribute's value. ENOENT if the pipe is not live, EACCES if
     /// `caller` may not read the pipe.
-    public func attribute(_ attribute: PipeAttribute, of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
+    package func attribute(_ attribute: PipeAttribute, of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
         var caller = caller
         let status = try livePipe(inode).status
         guard Self.mayRead(status.ownership, &caller) else { throw .permissionDenied }
@@ -54,7 +54,7 @@ extension PipeRegistry {
 
     /// `user.npfs.clients`: the pipe's opens, oldest first. ENOENT if the pipe is not
     /// live, EACCES if `caller` may not read it.
-    public func clients(of inode: InodeNumber, caller: Caller) throws(Errno) -> [PipeClient] {
+    package func clients(of inode: InodeNumber, caller: Caller) throws(Errno) -> [PipeClient] {
         var caller = caller
         let pipe = try livePipe(inode)
         guard Self.mayRead(pipe.ownership, &caller) else { throw .permissionDenied }
@@ -85,7 +85,7 @@ extension PipeRegistry {
     /// up to `max` (at most `PipeAttribute.peekLimit`) bytes, without taking them: by its
     /// newest open that reads, or, if it has none, by the pipe's newest reader (see
     /// `PipeMachine.peek`). ENOENT if the pipe is not live, EACCES if `caller` may not read it.
-    public func peek(_ inode: InodeNumber, max: Int, caller: Caller, process: Int32? = nil) throws(Errno) -> [UInt8] {
+    package func peek(_ inode: InodeNumber, max: Int, caller: Caller, process: Int32? = nil) throws(Errno) -> [UInt8] {
         var caller = caller
         let pipe = try livePipe(inode)
         guard Self.mayRead(pipe.ownership, &caller) else { throw .permissionDenied }
@@ -98,7 +98,7 @@ extension PipeRegistry {
     /// `setfattr`: changes a setting at once. ENOENT if not live, EPERM for a figure or
     /// for a caller that is neither the pipe's owner nor root, EINVAL for a bad value,
     /// EBUSY for a capacity below what is buffered.
-    public func setAttribute(_ attribute: PipeAttribute, to value: String, of inode: InodeNumber, caller: Caller) throws(Errno) {
+    package func setAttribute(_ attribute: PipeAttribute, to value: String, of inode: InodeNumber, caller: Caller) throws(Errno) {
         try setAttributes([(attribute, value)], of: inode, caller: caller)
     }
 
@@ -106,7 +106,7 @@ extension PipeRegistry {
     /// applied in order; the first that fails stops the rest. A capacity beyond
     /// `max_capacity` is root's to give (EPERM), and one that the memory limits do not
     /// allow fails ENOSPC; below what is buffered, EBUSY.
-    public func setAttributes(_ changes: [(PipeAttribute, String)], of inode: InodeNumber, caller: Caller) throws(Errno) {
+    package func setAttributes(_ changes: [(PipeAttribute, String)], of inode: InodeNumber, caller: Caller) throws(Errno) {
         let limits = configuration.limits
         try reservations.withLock { _ throws(Errno) in
             let pipe = try livePipe(inode)

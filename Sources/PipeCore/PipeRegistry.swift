@@ -13,20 +13,20 @@ import SystemPackage
 /// The registry never calls a pipe while holding its own lock: an open is first counted
 /// (which keeps its pipe attached) and given its handle, then decided by the pipe, and
 /// undone if it failed.
-public final class PipeRegistry: Sendable {
-    public struct Configuration: Sendable {
-        public var pipe: PipeConfig
+package final class PipeRegistry: Sendable {
+    package struct Configuration: Sendable {
+        package var pipe: PipeConfig
         /// Match names with ASCII letters folded, as the seed driver did.
-        public var ignoreCase: Bool
+        package var ignoreCase: Bool
         /// A new pipe's permission bits (`pipe_mode`); its owner is the process that opened it.
-        public var pipeMode: UInt32
-        public var limits: MountLimits
+        package var pipeMode: UInt32
+        package var limits: MountLimits
         /// Who may open another user's live pipe with O_CREAT (`protected_pipes`).
-        public var protection: PipeProtection
+        package var protection: PipeProtection
         /// The uid that mounted: its pipes are never protected against.
-        public var mountOwner: UInt32
+        package var mountOwner: UInt32
 
-        public init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666, limits: MountLimits = .unlimited,
+        package init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666, limits: MountLimits = .unlimited,
                     protection: PipeProtection = .off, mountOwner: UInt32 = 0) {
             self.pipe = pipe
             self.ignoreCase = ignoreCase
@@ -46,7 +46,7 @@ public final class PipeRegistry: Sendable {
         var usage = MountUsage()
     }
 
-    public let configuration: Configuration
+    package let configuration: Configuration
     let state = Mutex(State())
     /// Where the pipes live.
     let store: any PipeStore
@@ -54,16 +54,16 @@ public final class PipeRegistry: Sendable {
     /// pipe's answer decides.
     let reservations = Mutex(())
 
-    public init(configuration: Configuration, store: (any PipeStore)? = nil) {
+    package init(configuration: Configuration, store: (any PipeStore)? = nil) {
         self.configuration = configuration
         self.store = store ?? LocalPipeStore(limits: configuration.limits)
     }
 
     /// What the mount uses now against `configuration.limits`.
-    public var usage: MountUsage { usage(of: 0) }
+    package var usage: MountUsage { usage(of: 0) }
 
     /// The same, with `userWaitingBytes` that of `user`.
-    public func usage(of user: UInt32 = 0) -> MountUsage {
+    package func usage(of user: UInt32 = 0) -> MountUsage {
         let (counted, names) = state.withLock { ($0.usage, $0.names.nodes.count) }
         var usage = counted
         usage.idleNames = names - usage.pipes
@@ -83,7 +83,7 @@ public final class PipeRegistry: Sendable {
     /// The caller's supplementary groups are read only where the pipe's owner and bits
     /// make them decide, and never under a lock: a first try that finds it needs them
     /// changes nothing, and the open is tried again with them read.
-    public func open(_ inode: InodeNumber, flags: Int32, caller: Caller, waiter: any PipeWaiter,
+    package func open(_ inode: InodeNumber, flags: Int32, caller: Caller, waiter: any PipeWaiter,
                      client: ClientIdentity? = nil, creating withCreate: Bool = false) -> OpenResult {
         guard let access = AccessMode(openFlags: flags) else { return .done(.failed(.invalidArgument)) }
         var caller = caller
@@ -157,7 +157,7 @@ public final class PipeRegistry: Sendable {
     }
 
     /// FUSE `release`, and an open whose reply the kernel refused: the open is gone.
-    public func release(_ handle: PipeHandle) {
+    package func release(_ handle: PipeHandle) {
         guard let open = state.withLock({ $0.removeOpen(handle) }) else { return }
         open.pipe.close(handle, access: open.access)
         state.withLock { $0.dropOpen(of: open.inode, store: store) }
@@ -166,18 +166,18 @@ public final class PipeRegistry: Sendable {
     /// Ends a waiting request that was interrupted: it is answered EINTR (or a write with
     /// the count it had taken) and, if it was an open, counts as never made.
     /// Does nothing if the request was answered already.
-    public func interrupt(_ waiter: any PipeWaiter, inode: InodeNumber) {
+    package func interrupt(_ waiter: any PipeWaiter, inode: InodeNumber) {
         withdraw(waiter, inode: inode, because: .interrupted)
     }
 
     /// Ends a waiting open whose `open_timeout` ran out: it fails ETIMEDOUT and leaves no
     /// trace (counts, the POLLHUP rule, a pipe it created). Does nothing if it was answered.
-    public func expire(_ waiter: any PipeWaiter, inode: InodeNumber) {
+    package func expire(_ waiter: any PipeWaiter, inode: InodeNumber) {
         withdraw(waiter, inode: inode, because: .timedOut)
     }
 
     /// How long a waiting open of the inode's pipe may wait, in seconds; 0 for ever.
-    public func openTimeout(of inode: InodeNumber) -> Double {
+    package func openTimeout(of inode: InodeNumber) -> Double {
         state.withLock { $0.names.nodes[inode]?.pipe }?.status.config.openTimeout ?? 0
     }
 
@@ -192,13 +192,13 @@ public final class PipeRegistry: Sendable {
     /// Shutdown: answers every waiting request (waiting opens fail ENXIO, reads see end
     /// of file, writes return what they wrote or EPIPE) and from then on nothing waits:
     /// reads drain what is buffered and then see end of file, writes fail EPIPE, opens ENXIO.
-    public func close() { stop(waitingOnly: false) }
+    package func close() { stop(waitingOnly: false) }
 
     /// The mount was detached from every path (`fusermount3 -u -z`, `umount -l`) while
     /// processes still hold it: no partner can come through a path any more, so waiting
     /// opens fail ENXIO, as at shutdown, and so does every later open (through a directory
     /// still held). Open pipes go on serving their reads and writes until the last close.
-    public func detach() { stop(waitingOnly: true) }
+    package func detach() { stop(waitingOnly: true) }
 
     private func stop(waitingOnly: Bool) {
         let pipes = state.withLock { state in
@@ -220,14 +220,14 @@ public final class PipeRegistry: Sendable {
     /// Bytes there now are lent under the pipe's lock to `sink`, or without one to the
     /// waiter's `resume(reading:)` (the answer is then `.answered`); a waiter that waits
     /// gets them later the same way.
-    public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?,
+    package func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?,
                      sink: ReadSink?) -> ReadResult {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
         return open.pipe.read(handle, size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, sink: sink)
     }
 
     /// The same, with bytes read now answered as `.done(.data(bytes))`, copied (for tests).
-    public func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?) -> ReadResult {
+    package func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?) -> ReadResult {
         var bytes: [UInt8] = []
         let attempt = withUnsafeMutablePointer(to: &bytes) { bytes in
             read(handle, size: size, offset: offset, flags: flags, waiter: waiter,
@@ -239,7 +239,7 @@ public final class PipeRegistry: Sendable {
     }
 
     /// FUSE `write`. With no waiter, answers `.mustWait` (changing nothing) where it would wait.
-    public func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32,
+    package func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32,
                       waiter: (any PipeWaiter)?) -> WriteResult {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
         return open.pipe.write(handle, bytes: bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter,
@@ -247,24 +247,24 @@ public final class PipeRegistry: Sendable {
     }
 
     /// FUSE `poll`: the open's readiness; a notifier, if given, is told of the next change.
-    public func poll(_ handle: PipeHandle, notifier: (any PollNotifier)?) -> PollEvents? {
+    package func poll(_ handle: PipeHandle, notifier: (any PollNotifier)?) -> PollEvents? {
         guard let open = openFile(handle) else { return nil }
         return open.pipe.poll(handle, access: open.access, hangUpVersion: open.hangUpVersion, notifier: notifier)
     }
 
     /// Frees the buffers of pipes left empty and unwritten since the previous call: run
     /// once a second, so that memory follows use without reallocating a streaming buffer.
-    public func trimIdleBuffers() {
+    package func trimIdleBuffers() {
         for pipe in store.list() { pipe.trimBuffers() }
     }
 
     /// Opens that have not been released yet.
-    public var openCount: Int { state.withLock { $0.opens.handles.count } }
+    package var openCount: Int { state.withLock { $0.opens.handles.count } }
 
     /// For tests: every live pipe is consistent and holds exactly the ends of the opens the
     /// registry knows for it (no reader or writer left behind by an open that failed), and
     /// the store holds exactly the live pipes.
-    public var isConsistent: Bool {
+    package var isConsistent: Bool {
         let live = state.withLock { state in
             let byInode = Dictionary(grouping: state.opens.handles, by: { $0.value.inode })
             return state.names.nodes.values.map { node in

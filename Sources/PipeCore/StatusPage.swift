@@ -13,25 +13,25 @@ import SystemPackage
 /// always holds at least one record while pipes remain (a buffer too small for it gets
 /// ERANGE, as for any attribute): an empty page is the end. Pipes the caller may not read
 /// are left out, as their attributes would be.
-public enum StatusPage {
+package enum StatusPage {
     /// The attribute name's prefix; the decimal inode to start from follows.
-    public static let prefix = "user.npfs.status."
+    package static let prefix = "user.npfs.status."
     /// The largest page: the kernel's limit for an attribute value (XATTR_SIZE_MAX).
-    public static let maximumSize = 65_536
+    package static let maximumSize = 65_536
     /// The most bytes of client lines in one record.
-    public static let clientBudget = 16 * 1024
+    package static let clientBudget = 16 * 1024
 
-    public struct Record: Sendable, Equatable {
-        public var inode: UInt64
-        public var name: [UInt8]
+    package struct Record: Sendable, Equatable {
+        package var inode: UInt64
+        package var name: [UInt8]
         /// Every `PipeAttribute`'s value, by its name.
-        public var values: [String: String]
+        package var values: [String: String]
         /// The pipe's opens, oldest first (`PipeClient.line`), as many as fit `clientBudget`.
-        public var clients: [String]
+        package var clients: [String]
         /// The opens left out of `clients`.
-        public var moreClients: Int
+        package var moreClients: Int
 
-        public init(inode: UInt64, name: [UInt8], values: [String: String], clients: [String] = [], moreClients: Int = 0) {
+        package init(inode: UInt64, name: [UInt8], values: [String: String], clients: [String] = [], moreClients: Int = 0) {
             self.inode = inode
             self.name = name
             self.values = values
@@ -41,7 +41,7 @@ public enum StatusPage {
     }
 
     /// The inode a page name starts from, if it is one (`user.npfs.status.` and digits).
-    public static func startInode(_ xattrName: [UInt8]) -> UInt64? {
+    package static func startInode(_ xattrName: [UInt8]) -> UInt64? {
         let bytes = Array(prefix.utf8)
         guard xattrName.starts(with: bytes) else { return nil }
         let digits = xattrName.dropFirst(bytes.count)
@@ -49,7 +49,7 @@ public enum StatusPage {
         return UInt64(String(decoding: digits, as: UTF8.self))
     }
 
-    public static func encode(_ record: Record) -> [UInt8] {
+    package static func encode(_ record: Record) -> [UInt8] {
         var bytes = Array("ino=\(record.inode)".utf8) + [0] + Array("name=".utf8) + record.name + [0]
         for key in record.values.keys.sorted() { bytes += Array("\(key)=\(record.values[key] ?? "")".utf8) + [0] }
         for client in record.clients { bytes += Array("client=\(client)".utf8) + [0] }
@@ -58,7 +58,7 @@ public enum StatusPage {
     }
 
     /// The records of a page; a malformed tail is left out.
-    public static func decode(_ page: [UInt8]) -> [Record] {
+    package static func decode(_ page: [UInt8]) -> [Record] {
         var records: [Record] = []
         var current: Record?
         for field in page.split(separator: 0, omittingEmptySubsequences: false) {
@@ -86,7 +86,7 @@ extension PipeRegistry {
     /// A page of the status table (see `StatusPage`): live pipes from `inode` on, those
     /// `caller` may read, as many whole records as fit in `size` bytes, and never none while
     /// one remains (the reply is then too long for `size`: ERANGE).
-    public func statusPage(from inode: UInt64, size: Int, caller: Caller) -> [UInt8] {
+    package func statusPage(from inode: UInt64, size: Int, caller: Caller) -> [UInt8] {
         var caller = caller
         let pipes = state.withLock { state in
             state.names.nodes.values.compactMap { node in
@@ -131,7 +131,7 @@ extension PipeRegistry {
     /// `user.npfs.clients`: a line per open of the pipe (`PipeClient.line`), oldest first,
     /// as many whole lines as fit an attribute value, then `more=N` for those left out.
     /// ENOENT if the pipe is not live, EACCES if `caller` may not read it.
-    public func clientsText(of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
+    package func clientsText(of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
         let (lines, more) = Self.clientLines(try clients(of: inode, caller: caller), budget: StatusPage.maximumSize - 32)
         return lines.map { $0 + "\n" }.joined() + (more > 0 ? "more=\(more)\n" : "")
     }

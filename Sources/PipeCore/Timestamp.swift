@@ -1,23 +1,23 @@
 import Glibc
 
 /// A wall-clock time with nanoseconds, as `stat` reports it.
-public struct Timestamp: Sendable, Equatable {
-    public var seconds: Int
-    public var nanoseconds: Int
+package struct Timestamp: Sendable, Equatable {
+    package var seconds: Int
+    package var nanoseconds: Int
 
-    public init(seconds: Int, nanoseconds: Int) {
+    package init(seconds: Int, nanoseconds: Int) {
         self.seconds = seconds
         self.nanoseconds = nanoseconds
     }
 
-    public static func now() -> Timestamp {
+    package static func now() -> Timestamp {
         var ts = timespec()
         clock_gettime(CLOCK_REALTIME, &ts)
         return Timestamp(seconds: ts.tv_sec, nanoseconds: ts.tv_nsec)
     }
 
     /// Seconds on the monotonic clock, for ages and intervals.
-    public static func monotonicSeconds() -> Double {
+    package static func monotonicSeconds() -> Double {
         var ts = timespec()
         clock_gettime(CLOCK_MONOTONIC, &ts)
         return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9

@@ -9,8 +9,8 @@ import SystemPackage
 /// Each handler translates one low-level operation into a core call and the core's answer
 /// into one reply. Nothing here decides pipe semantics, and no handler ever blocks: a
 /// request that must wait becomes a `FuseWaiter` the core resumes later.
-public final class FuseFilesystem: Sendable {
-    public let registry: PipeRegistry
+package final class FuseFilesystem: Sendable {
+    package let registry: PipeRegistry
     /// How long the kernel may cache a name's entry: every valid name exists and keeps its
     /// inode while the kernel holds it, so any time is right (an hour: a `stat` of a name
     /// looked up a while ago costs no second round trip; idle names are handed back by
@@ -30,7 +30,7 @@ public final class FuseFilesystem: Sendable {
     /// Asks the kernel to forget names when too many are held idle.
     let invalidator = EntryInvalidator()
 
-    public init(registry: PipeRegistry, maxRead: UInt32 = 0) {
+    package init(registry: PipeRegistry, maxRead: UInt32 = 0) {
         self.registry = registry
         self.maxRead = maxRead
         self.owner = (getuid(), getgid())
@@ -266,7 +266,7 @@ public final class FuseFilesystem: Sendable {
 
     /// Shutdown: answers every waiting request (and EIO to any the core no longer knew);
     /// from now on nothing waits.
-    public func shutDown() {
+    package func shutDown() {
         registry.close()
         waiters.abandonAll()
     }

@@ -8,9 +8,9 @@ import PipeCore
 ///
 /// Signals: libfuse's handlers turn SIGINT, SIGTERM and SIGHUP into a clean exit of the
 /// loop (its read of /dev/fuse is interrupted: other threads, Dispatch's, block them).
-public final class FuseSession {
-    public struct Failure: Error, CustomStringConvertible {
-        public let description: String
+package final class FuseSession {
+    package struct Failure: Error, CustomStringConvertible {
+        package let description: String
     }
 
     private let filesystem: FuseFilesystem
@@ -22,7 +22,7 @@ public final class FuseSession {
     private let watch = MountWatch()
 
     /// Creates the session. `options` are FUSE `-o` options; `debug` makes libfuse log every request.
-    public init(filesystem: FuseFilesystem, options: [String], debug: Bool) throws(Failure) {
+    package init(filesystem: FuseFilesystem, options: [String], debug: Bool) throws(Failure) {
         self.filesystem = filesystem
         FuseLog.install(echo: debug)
         var arguments = ["npfs"]
@@ -46,7 +46,7 @@ public final class FuseSession {
     }
 
     /// Mounts at `path` and installs the signal handlers.
-    public func mount(at path: String) throws(Failure) {
+    package func mount(at path: String) throws(Failure) {
         guard fuse_set_signal_handlers(session) == 0 else { throw Failure(description: "cannot install signal handlers") }
         handlersInstalled = true
         guard fuse_session_mount(session, path) == 0 else {
@@ -61,7 +61,7 @@ public final class FuseSession {
     /// `run`. Without `ready` (a daemon in the foreground) nothing is waited for: the
     /// daemon then never touches its own mount, so that it also runs under valgrind,
     /// which lets no other thread run while one is blocked in a stat of the mount.
-    public func whenServing(_ ready: (@Sendable () -> Void)?) {
+    package func whenServing(_ ready: (@Sendable () -> Void)?) {
         guard let path = mountpoint else { return }
         guard let ready else { return FuseLog.startEchoing() }
         DispatchQueue.global().async {
@@ -80,7 +80,7 @@ public final class FuseSession {
     /// `threads` threads serve the requests (see `ServingLoop` for the order they keep).
     /// Once a second, the one housekeeping timer frees idle buffers, hands idle names back,
     /// watches for a lazy unmount, and runs `housekeeping` (the daemon's memory trim).
-    public func run(threads: Int, grace: Double = 2, housekeeping extra: @escaping @Sendable () -> Void = {}) -> Int32 {
+    package func run(threads: Int, grace: Double = 2, housekeeping extra: @escaping @Sendable () -> Void = {}) -> Int32 {
         let housekeeping = DispatchSource.makeTimerSource(queue: .global())
         housekeeping.schedule(deadline: .now() + 1, repeating: 1)
         housekeeping.setEventHandler { [filesystem, watch] in
@@ -118,7 +118,7 @@ public final class FuseSession {
     }
 
     /// Answers waiting requests, unmounts and frees the session (also when `run` never ran).
-    public func close() {
+    package func close() {
         guard !closed else { return }
         closed = true
         filesystem.shutDown()

@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import NpfsClient
 import PipeCore
+import PipeFuse
 
 /// What TAB offers in bash and zsh (swift-argument-parser runs these when asked by the
 /// shell's completion script): npfs mount points, the live pipes under a mount, setting

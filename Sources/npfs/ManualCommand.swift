@@ -1,5 +1,6 @@
 import ArgumentParser
 import PipeCore
+import PipeFuse
 
 /// `npfs finish-manual < generated > npfs.1` (hidden; run by `./mount.sh --install`): adds
 /// to the page swift-argument-parser's generate-manual makes from the commands the

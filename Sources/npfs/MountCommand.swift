@@ -2,6 +2,7 @@ import ArgumentParser
 import Glibc
 import NpfsClient
 import PipeCore
+import PipeFuse
 
 /// `npfs mount [-f] [-d] [-o OPT[,OPT...]] MOUNTPOINT`
 struct MountCommand: ParsableCommand {

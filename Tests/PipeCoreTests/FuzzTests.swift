@@ -170,7 +170,7 @@ import Testing
     }
 
     /// Hostile input to every parser a client's bytes reach: names, attribute names and
-    /// values, `npfs set` requests, sizes and mount options. Each answers or throws.
+    /// values, `npfs set` requests and sizes (mount options: `MountOptionsTests`). Each answers or throws.
     @Test func parsersTakeHostileInput() {
         var random = SplitMix(seed: 42)
         let alphabet = Array("0123456789KMGkmgiB.=,/\\-_ \u{0}\nuser.npfs.pipe.capacitymodeframing".utf8) + [0xFF, 0xC3, 0x80]
@@ -191,16 +191,12 @@ import Testing
                 #expect(PipeAttribute.setRequest(pipe: pipe, changes: changes) == bytes, "a set request round-trips")
             }
             let text = String(decoding: bytes, as: UTF8.self)
-            if let size = MountOptions.parseSize(text) { #expect(size >= 0) }
+            if let size = PipeConfig.parseSize(text) { #expect(size >= 0) }
             for attribute in PipeAttribute.allCases {
                 if case .capacity(let capacity)? = try? attribute.setting(from: text) { #expect(PipeConfig.validCapacities.contains(capacity)) }
             }
-            if let options = try? MountOptions.parse([text]) {
-                #expect(PipeConfig.validCapacities.contains(options.pipe.capacity) && options.pipeMode <= 0o777)
-                #expect(options.limits.maxPipes > 0 && options.limits.maxMemory >= 4096)
-            }
         }
-        #expect(MountOptions.parseSize(String(repeating: "9", count: 40) + "G") == nil)
-        #expect(MountOptions.parseSize("9223372036854775807G") == nil)
+        #expect(PipeConfig.parseSize(String(repeating: "9", count: 40) + "G") == nil)
+        #expect(PipeConfig.parseSize("9223372036854775807G") == nil)
     }
 }

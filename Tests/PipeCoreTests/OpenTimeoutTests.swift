@@ -16,8 +16,6 @@ import Testing
         #expect(PipeConfig.formatTimeout(0) == "0")
         #expect(PipeConfig.formatTimeout(2) == "2")
         #expect(PipeConfig.formatTimeout(0.25) == "0.25")
-        #expect(throws: MountOptions.Invalid.self) { try MountOptions.parse(["open_timeout=-1"]) }
-        #expect((try? MountOptions.parse(["open_timeout=1.5"]))?.pipe.openTimeout == 1.5)
     }
 
     @Test func anExpiredOpenFailsAndTheNameIsNoPipeAgain() throws {

@@ -11,7 +11,7 @@ import SystemPackage
 /// sent from the machine's buffer during the transition, uncopied.
 ///
 /// The registry never calls it with its own lock held.
-public final class LocalPipe: PipeEndpoint {
+package final class LocalPipe: PipeEndpoint {
     typealias Machine = PipeMachine<ByteRing>
 
     struct Locked: ~Copyable {
@@ -31,13 +31,13 @@ public final class LocalPipe: PipeEndpoint {
         self.budget = budget
     }
 
-    public var status: PipeStatus { state.withLock { $0.machine.status } }
+    package var status: PipeStatus { state.withLock { $0.machine.status } }
 
-    public var ownership: Ownership { state.withLock { $0.machine.ownership } }
+    package var ownership: Ownership { state.withLock { $0.machine.ownership } }
 
     /// chmod and chown: changes the owner, group or permission bits as `caller` may
     /// (see `Ownership.changed`); EPERM otherwise. Returns the new ownership.
-    public func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
+    package func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
         try state.withLock { (state: inout Locked) throws(Errno) -> Ownership in
             state.machine.ownership = try state.machine.ownership.changed(by: caller, permissions: permissions, uid: uid, gid: gid)
             return state.machine.ownership
@@ -45,10 +45,10 @@ public final class LocalPipe: PipeEndpoint {
     }
 
     /// Frees buffer memory that stayed unused since the previous call (see `ByteRing.trim`).
-    public func trimBuffers() { state.withLock { $0.machine.trim() } }
+    package func trimBuffers() { state.withLock { $0.machine.trim() } }
 
     /// What each open of the pipe waits for now, and (broadcast) what each reader lost.
-    public var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
+    package var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
         state.withLock { state in
             let waiting = state.machine.waitingOpens
             let lost = state.machine.delivery.inspectBroadcast { $0.cursors.losses(base: $0.base) } ?? [:]
@@ -59,13 +59,13 @@ public final class LocalPipe: PipeEndpoint {
 
     /// What a read of up to `max` bytes by `reader` would return, without consuming it
     /// (`user.npfs.peek`; see `PipeMachine.peek`).
-    public func peek(_ max: Int, reader: PipeHandle?) -> [UInt8] {
+    package func peek(_ max: Int, reader: PipeHandle?) -> [UInt8] {
         state.withLock { $0.machine.peek(max, reader: reader.map { OpenID(handle: $0) }) }
     }
 
     /// For tests: the invariants of the buffer, the message queue and the counters, a
     /// waiting request for every wait the machine holds, and exactly these ends.
-    public func holdsExactly(readers: Set<PipeHandle>, writers: Int) -> Bool {
+    package func holdsExactly(readers: Set<PipeHandle>, writers: Int) -> Bool {
         state.withLock { state in
             state.machine.isConsistent && waiters.holdsExactly(state.machine.waitIDs)
                 && state.machine.readerOpens == Set(readers.map { OpenID(handle: $0) }) && state.machine.readers == readers.count
@@ -76,13 +76,13 @@ public final class LocalPipe: PipeEndpoint {
     /// Changes a setting at once and wakes whoever that concerns. Throws EINVAL for a
     /// capacity out of range, EBUSY for a capacity below what is buffered or a waiting
     /// message, or a framing or delivery change while bytes are buffered or writers wait.
-    public func apply(_ setting: PipeSetting) throws(Errno) {
+    package func apply(_ setting: PipeSetting) throws(Errno) {
         if let error = step({ machine, step, lend in machine.apply(setting, &step, lend: lend) }) { throw error }
     }
 
     // MARK: Opening and closing
 
-    public func open(_ handle: PipeHandle, access: AccessMode, nonblocking: Bool, caller: Caller, protection: PipeProtection,
+    package func open(_ handle: PipeHandle, access: AccessMode, nonblocking: Bool, caller: Caller, protection: PipeProtection,
                      mountOwner: UInt32, waiter: any PipeWaiter) -> OpenAnswer {
         var deliveries = Deliveries()
         let answer = state.withLock { state -> OpenAnswer in
@@ -104,11 +104,11 @@ public final class LocalPipe: PipeEndpoint {
         return answer
     }
 
-    public func close(_ handle: PipeHandle, access: AccessMode) {
+    package func close(_ handle: PipeHandle, access: AccessMode) {
         step(forgetting: handle) { machine, step, lend in machine.close(OpenID(handle: handle), access: access, &step, lend: lend) }
     }
 
-    public func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
+    package func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
         step { machine, step, lend -> CancelledWait? in
             guard let id = waiters.id(of: waiter) else { return nil }
             switch machine.cancel(id, because: reason, &step, lend: lend) {
@@ -120,7 +120,7 @@ public final class LocalPipe: PipeEndpoint {
         }
     }
 
-    public func stop(waitingOnly: Bool) -> [PipeHandle] {
+    package func stop(waitingOnly: Bool) -> [PipeHandle] {
         step { machine, step, lend in
             (waitingOnly ? machine.failWaitingOpens(&step, lend: lend) : machine.closeForShutdown(&step, lend: lend)).map(\.handle)
         }
@@ -128,7 +128,7 @@ public final class LocalPipe: PipeEndpoint {
 
     // MARK: Data
 
-    public func read(_ handle: PipeHandle, size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
+    package func read(_ handle: PipeHandle, size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
                      sink: ReadSink?) -> ReadResult {
         var deliveries = Deliveries()
         let attempt = state.withLock { state in
@@ -147,7 +147,7 @@ public final class LocalPipe: PipeEndpoint {
 
     /// A write; one that waits keeps a copy of the bytes not yet taken, charged to `uid`'s
     /// share of the mount's budget for waiting writes (ENOBUFS beyond it).
-    public func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
+    package func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
                       waiter: (any PipeWaiter)?, uid: UInt32) -> WriteResult {
         let borrowed = BorrowedBytes(bytes)
         var deliveries = Deliveries()
@@ -178,7 +178,7 @@ public final class LocalPipe: PipeEndpoint {
 
     /// The open's readiness now; a notifier, if given, is told of the next change (it
     /// replaces the open's earlier one).
-    public func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
+    package func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
         state.withLock { state in
             if let notifier { state.pollers[handle] = notifier }
             return state.machine.readiness(OpenID(handle: handle), access: access, hangUpVersion: hangUpVersion)

@@ -2,16 +2,16 @@ import Synchronization
 
 /// The pipes of a mount that shares them with nobody: `LocalPipe`s in this process, and
 /// the budget the bytes of their waiting writes are charged to.
-public final class LocalPipeStore: PipeStore {
+package final class LocalPipeStore: PipeStore {
     /// The bytes of waiting writes, shared by every pipe.
     let budget: ByteBudget
     private let attached = Mutex<[[UInt8]: LocalPipe]>([:])
 
-    public init(limits: MountLimits) {
+    package init(limits: MountLimits) {
         budget = ByteBudget(limit: limits.maxWaitingBytes, userLimit: limits.userMaxWaitingBytes)
     }
 
-    public func attach(_ key: [UInt8], config: PipeConfig, ownership: Ownership) -> any PipeEndpoint {
+    package func attach(_ key: [UInt8], config: PipeConfig, ownership: Ownership) -> any PipeEndpoint {
         let budget = self.budget
         return attached.withLock { attached in
             if let pipe = attached[key] { return pipe }
@@ -21,14 +21,14 @@ public final class LocalPipeStore: PipeStore {
         }
     }
 
-    public func detach(_ key: [UInt8]) {
+    package func detach(_ key: [UInt8]) {
         attached.withLock { attached in
             attached[key] = nil
             attached.shrinkIfSparse()
         }
     }
 
-    public func list() -> [any PipeEndpoint] { attached.withLock { Array($0.values) } }
+    package func list() -> [any PipeEndpoint] { attached.withLock { Array($0.values) } }
 
-    public func waitingBytes(of uid: UInt32) -> (total: Int, user: Int) { (budget.inUse, budget.inUse(by: uid)) }
+    package func waitingBytes(of uid: UInt32) -> (total: Int, user: Int) { (budget.inUse, budget.inUse(by: uid)) }
 }

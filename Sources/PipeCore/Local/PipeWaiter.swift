@@ -4,7 +4,7 @@
 /// `resume` exactly once, always after releasing its locks (bytes read excepted, see
 /// `resume(reading:)`). The adapter's implementation holds the FUSE request; tests record
 /// the reply.
-public protocol PipeWaiter: AnyObject, Sendable {
+package protocol PipeWaiter: AnyObject, Sendable {
     /// True once the request was interrupted. Set from any thread; the core reads it
     /// under the pipe's lock before queueing, so an interrupt that comes before the
     /// waiter is queued is not lost.
@@ -17,13 +17,13 @@ public protocol PipeWaiter: AnyObject, Sendable {
 }
 
 extension PipeWaiter {
-    public func resume(reading data: ReadData) { resume(.data(data.copied())) }
+    package func resume(reading data: ReadData) { resume(.data(data.copied())) }
 }
 
 /// A poll that asked to be told when an open's readiness may have changed.
 ///
 /// The core keeps at most one per open, drops it when replaced, and calls `notify`
 /// at most once, after releasing its locks; the kernel then polls again.
-public protocol PollNotifier: AnyObject, Sendable {
+package protocol PollNotifier: AnyObject, Sendable {
     func notify()
 }

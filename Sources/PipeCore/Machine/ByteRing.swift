@@ -18,23 +18,23 @@
 ///
 /// A value that owns its storage: it cannot be copied, only moved, so a pipe's machine
 /// holds the one ring of its bytes (unchecked Sendable: the storage goes with the value).
-public struct ByteRing: ~Copyable, @unchecked Sendable {
+package struct ByteRing: ~Copyable, @unchecked Sendable {
     /// The smallest storage allocation, so tiny writes do not cause a chain of regrowths.
-    public static let minimumStorage = 4096
+    package static let minimumStorage = 4096
     /// The largest storage an idle empty ring keeps (the kernel's default pipe size).
-    public static let keptWhenEmpty = 65_536
+    package static let keptWhenEmpty = 65_536
 
     private var storage: UnsafeMutableRawBufferPointer
     /// Index of the oldest byte.
     private var head = 0
     /// Bytes buffered.
-    public private(set) var count = 0
+    package private(set) var count = 0
     /// Written since the last `trim()`.
     private var written = false
     /// The capacity in bytes: `count` never exceeds it after a write.
-    public private(set) var limit: Int
+    package private(set) var limit: Int
 
-    public init(limit: Int) {
+    package init(limit: Int) {
         assert(limit > 0, "a ring needs a positive capacity")
         self.limit = max(limit, 1)
         self.storage = UnsafeMutableRawBufferPointer(start: nil, count: 0)
@@ -47,15 +47,15 @@ public struct ByteRing: ~Copyable, @unchecked Sendable {
     }
 
     /// Bytes of memory the ring holds now (what a pipe costs).
-    public var allocatedBytes: Int { storage.count }
+    package var allocatedBytes: Int { storage.count }
 
     /// The storage size that holds `limit` bytes: the next power of two.
-    public static func storageSize(for limit: Int) -> Int {
+    package static func storageSize(for limit: Int) -> Int {
         limit <= 1 ? 1 : 1 << (Int.bitWidth - (limit - 1).leadingZeroBitCount)
     }
 
     /// Changes the capacity. Fails (returns false) when more than `newLimit` bytes are buffered.
-    public mutating func setLimit(_ newLimit: Int) -> Bool {
+    package mutating func setLimit(_ newLimit: Int) -> Bool {
         assert(newLimit > 0, "a ring needs a positive capacity")
         guard newLimit > 0, count <= newLimit else { return false }
         limit = newLimit
@@ -64,7 +64,7 @@ public struct ByteRing: ~Copyable, @unchecked Sendable {
     }
 
     /// Appends all of `bytes`; the caller has checked that they fit (`bytes.count <= free`).
-    public mutating func write(_ bytes: UnsafeRawBufferPointer) {
+    package mutating func write(_ bytes: UnsafeRawBufferPointer) {
         assert(bytes.count <= free, "ByteRing.write past capacity")
         let n = min(bytes.count, free)
         guard n > 0, let source = bytes.baseAddress else { return }
@@ -81,14 +81,14 @@ public struct ByteRing: ~Copyable, @unchecked Sendable {
 
     /// Moves up to `destination.count` of the oldest bytes into `destination`; returns how many.
     @discardableResult
-    public mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
+    package mutating func read(into destination: UnsafeMutableRawBufferPointer) -> Int {
         let n = peek(into: destination)
         discard(n)
         return n
     }
 
     /// Removes and returns up to `maxCount` of the oldest bytes.
-    public mutating func read(maxCount: Int) -> [UInt8] {
+    package mutating func read(maxCount: Int) -> [UInt8] {
         let n = min(maxCount, count)
         return [UInt8](unsafeUninitializedCapacity: n) { buffer, initialized in
             initialized = read(into: UnsafeMutableRawBufferPointer(buffer))
@@ -96,7 +96,7 @@ public struct ByteRing: ~Copyable, @unchecked Sendable {
     }
 
     /// Drops the `n` oldest bytes (overwrite mode, and the tail of `read`).
-    public mutating func discard(_ n: Int) {
+    package mutating func discard(_ n: Int) {
         assert(n >= 0 && n <= count, "ByteRing.discard out of range")
         let n = min(max(n, 0), count)
         count -= n
@@ -106,7 +106,7 @@ public struct ByteRing: ~Copyable, @unchecked Sendable {
     /// Frees storage above `keptWhenEmpty` if the ring is empty and was not written since
     /// the previous call; returns the bytes freed.
     @discardableResult
-    public mutating func trim() -> Int {
+    package mutating func trim() -> Int {
         defer { written = false }
         guard count == 0, !written, storage.count > ByteRing.keptWhenEmpty else { return 0 }
         let freed = storage.count
@@ -116,7 +116,7 @@ public struct ByteRing: ~Copyable, @unchecked Sendable {
 
     /// The same for the bytes from `offset` on (0 is the oldest): what a broadcast reader
     /// that has read `offset` of the buffered bytes reads next.
-    public func segments(from offset: Int, upTo n: Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) {
+    package func segments(from offset: Int, upTo n: Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) {
         let offset = min(max(offset, 0), count)
         let n = min(max(n, 0), count - offset)
         guard n > 0, let base = storage.baseAddress else {
@@ -129,7 +129,7 @@ public struct ByteRing: ~Copyable, @unchecked Sendable {
     }
 
     /// Copies up to `destination.count` of the oldest bytes without removing them; returns how many.
-    public func peek(into destination: UnsafeMutableRawBufferPointer) -> Int {
+    package func peek(into destination: UnsafeMutableRawBufferPointer) -> Int {
         let n = min(destination.count, count)
         guard n > 0, let out = destination.baseAddress, let base = storage.baseAddress else { return 0 }
         let first = min(n, storage.count - head)
@@ -173,7 +173,7 @@ public struct ByteRing: ~Copyable, @unchecked Sendable {
     }
 
     /// Checks the invariants above; for tests.
-    public func verifyInvariants() -> Bool {
+    package func verifyInvariants() -> Bool {
         let size = storage.count
         let powerOfTwo = size == 0 || size & (size - 1) == 0
         return powerOfTwo && size <= ByteRing.storageSize(for: limit)

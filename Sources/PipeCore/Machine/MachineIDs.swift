@@ -1,17 +1,17 @@
 /// A mount taking part in a pipe: every open and wait is named by its host and a number
 /// the host gave it, so a machine's state says nothing a host could not send to another.
-public struct HostID: RawRepresentable, Hashable, Sendable {
-    public let rawValue: UInt32
-    public init(rawValue: UInt32) { self.rawValue = rawValue }
+package struct HostID: RawRepresentable, Hashable, Sendable {
+    package let rawValue: UInt32
+    package init(rawValue: UInt32) { self.rawValue = rawValue }
     /// The one host of a mount that shares its pipes with nobody.
-    public static let local = HostID(rawValue: 0)
+    package static let local = HostID(rawValue: 0)
 }
 
 /// One open of a pipe: its host and the handle the host gave it.
-public struct OpenID: Hashable, Sendable {
-    public let host: HostID
-    public let handle: PipeHandle
-    public init(host: HostID = .local, handle: PipeHandle) {
+package struct OpenID: Hashable, Sendable {
+    package let host: HostID
+    package let handle: PipeHandle
+    package init(host: HostID = .local, handle: PipeHandle) {
         self.host = host
         self.handle = handle
     }
@@ -19,10 +19,10 @@ public struct OpenID: Hashable, Sendable {
 
 /// One request that waits in a pipe (an open for its partner, a read for bytes, a write for
 /// room): its host and a number the host gave it.
-public struct WaitID: Hashable, Sendable {
-    public let host: HostID
-    public let number: UInt64
-    public init(host: HostID = .local, number: UInt64) {
+package struct WaitID: Hashable, Sendable {
+    package let host: HostID
+    package let number: UInt64
+    package init(host: HostID = .local, number: UInt64) {
         self.host = host
         self.number = number
     }
@@ -30,10 +30,10 @@ public struct WaitID: Hashable, Sendable {
 
 /// A request offered the chance to wait: its id should it wait, and whether it was
 /// interrupted already (then it fails EINTR instead of waiting, and changes nothing).
-public struct WaitOffer: Sendable {
-    public let id: WaitID
-    public let interrupted: Bool
-    public init(_ id: WaitID, interrupted: Bool) {
+package struct WaitOffer: Sendable {
+    package let id: WaitID
+    package let interrupted: Bool
+    package init(_ id: WaitID, interrupted: Bool) {
         self.id = id
         self.interrupted = interrupted
     }
@@ -41,7 +41,7 @@ public struct WaitOffer: Sendable {
 
 /// Who bytes lent by a transition are for: the read being made (its answer is then
 /// `.answered`), or a read that waited.
-public enum ReadTarget: Sendable, Equatable {
+package enum ReadTarget: Sendable, Equatable {
     case caller
     case wait(WaitID)
 }

@@ -3,7 +3,7 @@
 /// elsewhere (chunks in a database) can be another.
 ///
 /// The machine checks `free` before writing and never discards more than `count`.
-public protocol PipeBuffer: ~Copyable, Sendable {
+package protocol PipeBuffer: ~Copyable, Sendable {
     /// An empty buffer that holds at most `limit` bytes.
     init(limit: Int)
     /// Bytes buffered.
@@ -29,11 +29,11 @@ public protocol PipeBuffer: ~Copyable, Sendable {
 
 extension PipeBuffer where Self: ~Copyable {
     /// Bytes that can still be written.
-    public var free: Int { max(0, limit - count) }
-    public var isEmpty: Bool { count == 0 }
+    package var free: Int { max(0, limit - count) }
+    package var isEmpty: Bool { count == 0 }
 
     /// The oldest `n` bytes, in place (see `segments(from:upTo:)`).
-    public func segments(upTo n: Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) { segments(from: 0, upTo: n) }
+    package func segments(upTo n: Int) -> (UnsafeRawBufferPointer, UnsafeRawBufferPointer) { segments(from: 0, upTo: n) }
 }
 
 extension ByteRing: PipeBuffer {}

@@ -1,7 +1,7 @@
 import SystemPackage
 
 /// What a waiting request is resumed with: the adapter turns it into exactly one FUSE reply.
-public enum PipeReply: Sendable, Equatable {
+package enum PipeReply: Sendable, Equatable {
     /// The open succeeded; later requests carry this handle.
     case opened(PipeHandle)
     /// Bytes read; empty means end of file.
@@ -13,20 +13,20 @@ public enum PipeReply: Sendable, Equatable {
 
 /// What an open answers: its reply now, or that it waits for its partner. Only an open's
 /// answers can be written.
-public enum OpenResult: Sendable, Equatable {
+package enum OpenResult: Sendable, Equatable {
     case done(OpenReply)
     /// The waiter was queued; the pipe will resume it exactly once.
     case queued
 }
 
-public enum OpenReply: Sendable, Equatable {
+package enum OpenReply: Sendable, Equatable {
     /// The open succeeded; later requests carry this handle.
     case opened(PipeHandle)
     case failed(Errno)
 }
 
 /// What a read answers.
-public enum ReadResult: Sendable, Equatable {
+package enum ReadResult: Sendable, Equatable {
     /// End of file (empty data) or an error, now. (Bytes are lent, never returned: see
     /// `answered`; a copying test helper answers them as data.)
     case done(ReadReply)
@@ -39,14 +39,14 @@ public enum ReadResult: Sendable, Equatable {
     case answered
 }
 
-public enum ReadReply: Sendable, Equatable {
+package enum ReadReply: Sendable, Equatable {
     /// Bytes read; empty means end of file.
     case data([UInt8])
     case failed(Errno)
 }
 
 /// What a write answers.
-public enum WriteResult: Sendable, Equatable {
+package enum WriteResult: Sendable, Equatable {
     case done(WriteReply)
     /// It must wait and no waiter was offered: nothing changed; offer it again with one.
     case mustWait
@@ -54,28 +54,28 @@ public enum WriteResult: Sendable, Equatable {
     case queued
 }
 
-public enum WriteReply: Sendable, Equatable {
+package enum WriteReply: Sendable, Equatable {
     /// Bytes taken (a blocking write reports its full length, an interrupted one what was taken).
     case written(Int)
     case failed(Errno)
 }
 
 extension PipeReply {
-    public init(_ reply: OpenReply) {
+    package init(_ reply: OpenReply) {
         switch reply {
         case .opened(let handle): self = .opened(handle)
         case .failed(let error): self = .failed(error)
         }
     }
 
-    public init(_ reply: ReadReply) {
+    package init(_ reply: ReadReply) {
         switch reply {
         case .data(let bytes): self = .data(bytes)
         case .failed(let error): self = .failed(error)
         }
     }
 
-    public init(_ reply: WriteReply) {
+    package init(_ reply: WriteReply) {
         switch reply {
         case .written(let count): self = .written(count)
         case .failed(let error): self = .failed(error)

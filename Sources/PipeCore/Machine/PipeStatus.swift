@@ -1,28 +1,28 @@
 import SystemPackage
 
 /// A pipe's settings and figures at one moment.
-public struct PipeStatus: Sendable, Equatable {
-    public var config: PipeConfig
+package struct PipeStatus: Sendable, Equatable {
+    package var config: PipeConfig
     /// Owner, group and permission bits (chmod and chown change them).
-    public var ownership: Ownership
-    public var buffered: Int
-    public var readers: Int
-    public var writers: Int
+    package var ownership: Ownership
+    package var buffered: Int
+    package var readers: Int
+    package var writers: Int
     /// Bytes writers handed over: the sum of the counts write(2) reported.
-    public var bytesWritten: UInt64
-    public var bytesRead: UInt64
+    package var bytesWritten: UInt64
+    package var bytesRead: UInt64
     /// Bytes discarded by overflow (ring mode): new ones dropped or old ones overwritten.
     /// Always `buffered == bytesWritten - bytesRead - dropped`.
-    public var dropped: UInt64
+    package var dropped: UInt64
     /// Bytes of memory the pipe's buffer (and its message lengths) hold now.
-    public var allocated: Int
-    public var lastRead: Timestamp
-    public var lastWrite: Timestamp
-    public var created: Timestamp
+    package var allocated: Int
+    package var lastRead: Timestamp
+    package var lastWrite: Timestamp
+    package var created: Timestamp
 }
 
 /// One setting of a live pipe.
-public enum PipeSetting: Sendable, Equatable {
+package enum PipeSetting: Sendable, Equatable {
     case capacity(Int)
     case mode(PipeConfig.Mode)
     case overflow(PipeConfig.Overflow)

@@ -3,11 +3,11 @@
 ///
 /// Valid only during the call it is passed to, which runs under the pipe's lock: the
 /// adapter sends the pieces to the kernel in one vectored reply and keeps no pointer.
-public struct ReadData {
+package struct ReadData {
     /// The pieces, oldest first; none is empty.
-    public let pieces: UnsafeBufferPointer<UnsafeRawBufferPointer>
+    package let pieces: UnsafeBufferPointer<UnsafeRawBufferPointer>
     /// Their total length in bytes.
-    public let count: Int
+    package let count: Int
 
     init(pieces: UnsafeBufferPointer<UnsafeRawBufferPointer>, count: Int) {
         self.pieces = pieces
@@ -15,7 +15,7 @@ public struct ReadData {
     }
 
     /// The bytes, copied into an array (for tests and the rare paths that keep them).
-    public func copied() -> [UInt8] {
+    package func copied() -> [UInt8] {
         var bytes: [UInt8] = []
         bytes.reserveCapacity(count)
         for piece in pieces { bytes.append(contentsOf: piece) }
@@ -55,11 +55,11 @@ public struct ReadData {
 /// called with, so that lending them allocates nothing (the adapter's sends them to
 /// /dev/fuse from the pipe's buffer). Called at most once, during the read, under the
 /// pipe's lock. Unchecked Sendable: it never leaves the read's thread.
-public struct ReadSink: @unchecked Sendable {
-    public let context: UnsafeMutableRawPointer?
-    public let send: (UnsafeMutableRawPointer?, ReadData) -> Void
+package struct ReadSink: @unchecked Sendable {
+    package let context: UnsafeMutableRawPointer?
+    package let send: (UnsafeMutableRawPointer?, ReadData) -> Void
 
-    public init(context: UnsafeMutableRawPointer?, send: @escaping (UnsafeMutableRawPointer?, ReadData) -> Void) {
+    package init(context: UnsafeMutableRawPointer?, send: @escaping (UnsafeMutableRawPointer?, ReadData) -> Void) {
         self.context = context
         self.send = send
     }

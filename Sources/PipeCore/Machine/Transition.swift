@@ -5,13 +5,13 @@
 /// Bytes lent to reads are the one effect performed during the step, through the step's
 /// `Lender`: they are the machine's own buffered bytes (or a waiting writer's), valid only
 /// until the machine changes again. A local pipe sends them from there, uncopied.
-public struct Transition: Sendable {
+package struct Transition: Sendable {
     /// The time of the step: what `lastRead` and `lastWrite` become if bytes move.
-    public let now: Timestamp
-    public private(set) var replies: [(wait: WaitID, reply: PipeReply)] = []
-    public private(set) var readinessChanged = false
+    package let now: Timestamp
+    package private(set) var replies: [(wait: WaitID, reply: PipeReply)] = []
+    package private(set) var readinessChanged = false
 
-    public init(at now: Timestamp) { self.now = now }
+    package init(at now: Timestamp) { self.now = now }
 
     mutating func resume(_ wait: WaitID, with reply: PipeReply) { replies.append((wait, reply)) }
 

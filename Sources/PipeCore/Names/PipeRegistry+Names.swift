@@ -3,7 +3,7 @@ import SystemPackage
 /// Names and inodes (`NameTable`): every name the kernel looks up is a pipe; idle names are given back.
 extension PipeRegistry {
     /// FUSE `lookup`: every valid name is a pipe. Counts one kernel reference to the inode.
-    public func lookup(_ name: PipeName) -> InodeNumber {
+    package func lookup(_ name: PipeName) -> InodeNumber {
         let key = name.key(ignoringCase: configuration.ignoreCase)
         return state.withLock { $0.names.lookup(name, key: key) }
     }
@@ -13,7 +13,7 @@ extension PipeRegistry {
     /// more, each in every spelling it was looked up by lately. The adapter asks the
     /// kernel (from another thread), which then sends `forget` for them: the daemon's
     /// tables shrink back once a load of lookups is over.
-    public func namesToForget(idleFor: Double? = nil, now: Double = Timestamp.monotonicSeconds()) -> [PipeName] {
+    package func namesToForget(idleFor: Double? = nil, now: Double = Timestamp.monotonicSeconds()) -> [PipeName] {
         let limit = configuration.limits.maxIdleNames
         return state.withLock { state in
             state.names.namesToForget(idleFor: idleFor, now: now, live: state.usage.pipes, limit: limit)
@@ -21,19 +21,19 @@ extension PipeRegistry {
     }
 
     /// FUSE `forget`: the kernel dropped `count` references; an unused name is forgotten.
-    public func forget(_ inode: InodeNumber, count: UInt64) {
+    package func forget(_ inode: InodeNumber, count: UInt64) {
         state.withLock { $0.names.forget(inode, count: count) }
     }
 
     /// The name and pipe behind an inode, or nil if the kernel never looked it up.
-    public func node(_ inode: InodeNumber) -> (name: PipeName, status: PipeStatus?)? {
+    package func node(_ inode: InodeNumber) -> (name: PipeName, status: PipeStatus?)? {
         let found = state.withLock { state in state.names.nodes[inode].map { ($0.name, $0.pipe) } }
         guard let (name, pipe) = found else { return nil }
         return (name, pipe?.status)
     }
 
     /// The live pipes (with at least one open, complete or waiting), for `readdir`.
-    public func livePipes() -> [(inode: InodeNumber, name: PipeName)] {
+    package func livePipes() -> [(inode: InodeNumber, name: PipeName)] {
         state.withLock { state in
             state.names.nodes.values.filter { $0.pipe != nil }.map { ($0.inode, $0.name) }
         }.sorted { $0.inode.rawValue < $1.inode.rawValue }
@@ -43,7 +43,7 @@ extension PipeRegistry {
 extension Dictionary {
     /// Gives back the storage of a table that grew under a load and is mostly empty now
     /// (a dictionary keeps its capacity when elements are removed).
-    public mutating func shrinkIfSparse() {
+    package mutating func shrinkIfSparse() {
         guard capacity > 1024 && count * 8 < capacity else { return }
         var fresh = Dictionary(minimumCapacity: count)
         for (key, value) in self { fresh[key] = value }

@@ -4,7 +4,7 @@ import SystemPackage
 /// (`LocalPipe`), or a store shared by several hosts. Every call decides under the pipe's
 /// own lock and answers the requests it wakes after releasing it; the registry never calls
 /// one while holding its own lock.
-public protocol PipeEndpoint: AnyObject, Sendable {
+package protocol PipeEndpoint: AnyObject, Sendable {
     /// A new open (`handle`), as `caller` may make it: EACCES if the pipe's bits refuse
     /// `access`, or `protection` refuses an O_CREAT open of this live pipe (pass `.off`
     /// otherwise). It completes now, fails, or waits for its partner as `waiter`.
@@ -48,7 +48,7 @@ public protocol PipeEndpoint: AnyObject, Sendable {
 }
 
 /// What an open decided.
-public enum OpenAnswer: Sendable, Equatable {
+package enum OpenAnswer: Sendable, Equatable {
     /// Its answer, and its POLLHUP mark (see `PipeMachine.open`).
     case result(OpenResult, hangUpVersion: UInt64)
     /// Whether it may open depends on the caller's membership of this group: read its
@@ -58,7 +58,7 @@ public enum OpenAnswer: Sendable, Equatable {
 
 /// Why a waiting request is withdrawn: a signal (EINTR, as pipe(7)), or an open's timeout
 /// (ETIMEDOUT, and the open leaves no trace, not even in the open counters).
-public enum Withdrawal: Sendable { case interrupted, timedOut }
+package enum Withdrawal: Sendable { case interrupted, timedOut }
 
 /// What a withdrawn request was waiting in.
-public enum CancelledWait: Sendable, Equatable { case open(PipeHandle), read, write }
+package enum CancelledWait: Sendable, Equatable { case open(PipeHandle), read, write }

@@ -1,7 +1,7 @@
 /// Where a mount's pipes live: the registry attaches a name when its first open comes and
 /// detaches it after the last open is gone. `LocalPipeStore` keeps them in this process;
 /// the daemon chooses the store (`Daemon.swift`).
-public protocol PipeStore: Sendable {
+package protocol PipeStore: Sendable {
     /// The pipe behind a name (`key`, as names are matched), made with `config` and
     /// `ownership` if none is attached.
     func attach(_ key: [UInt8], config: PipeConfig, ownership: Ownership) -> any PipeEndpoint

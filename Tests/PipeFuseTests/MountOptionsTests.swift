@@ -1,16 +1,42 @@
 import PipeCore
+import PipeFuse
 import Testing
 
 @Suite struct MountOptionsTests {
+    @Test func openTimeoutsAreDecimalSeconds() {
+        #expect(throws: MountOptions.Invalid.self) { try MountOptions.parse(["open_timeout=-1"]) }
+        #expect((try? MountOptions.parse(["open_timeout=1.5"]))?.pipe.openTimeout == 1.5)
+    }
+
+    /// Hostile options: each parses or is refused with its name, never a trap.
+    @Test func optionsTakeHostileInput() {
+        var state: UInt64 = 43
+        func next() -> UInt64 {   // a seeded LCG: the same inputs every run
+            state = state &* 6_364_136_223_846_793_005 &+ 1_442_695_040_888_963_407
+            return state >> 17
+        }
+        let alphabet = Array("0123456789KMGkmgiB.=,/\\-_ \u{0}\ncapacitymodeframingmax_pipesallow_otherpipe_modeopen_timeout".utf8) + [0xFF, 0xC3]
+        for _ in 0..<20_000 {
+            let length = Int(next() % 120)
+            let bytes = (0..<length).map { _ in
+                next() % 3 == 0 ? UInt8(truncatingIfNeeded: next()) : alphabet[Int(next() % UInt64(alphabet.count))]
+            }
+            if let options = try? MountOptions.parse([String(decoding: bytes, as: UTF8.self)]) {
+                #expect(PipeConfig.validCapacities.contains(options.pipe.capacity) && options.pipeMode <= 0o777)
+                #expect(options.limits.maxPipes > 0 && options.limits.maxMemory >= 4096)
+            }
+        }
+    }
+
     @Test func sizes() {
-        #expect(MountOptions.parseSize("65536") == 65_536)
-        #expect(MountOptions.parseSize("64K") == 65_536)
-        #expect(MountOptions.parseSize("64k") == 65_536)
-        #expect(MountOptions.parseSize("1M") == 1 << 20)
-        #expect(MountOptions.parseSize("1MiB") == 1 << 20)
-        #expect(MountOptions.parseSize("2G") == 2 << 30)
+        #expect(PipeConfig.parseSize("65536") == 65_536)
+        #expect(PipeConfig.parseSize("64K") == 65_536)
+        #expect(PipeConfig.parseSize("64k") == 65_536)
+        #expect(PipeConfig.parseSize("1M") == 1 << 20)
+        #expect(PipeConfig.parseSize("1MiB") == 1 << 20)
+        #expect(PipeConfig.parseSize("2G") == 2 << 30)
         for bad in ["", "K", "-1", "1.5M", "12Q", "0x10", "99999999999999999999G"] {
-            #expect(MountOptions.parseSize(bad) == nil, "\(bad)")
+            #expect(PipeConfig.parseSize(bad) == nil, "\(bad)")
         }
     }
 

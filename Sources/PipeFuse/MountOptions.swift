@@ -1,41 +1,42 @@
 import Glibc
+import PipeCore
 
 /// The `-o` options of `npfs mount`: npfs's own, and standard FUSE options passed through.
-public struct MountOptions: Sendable, Equatable {
-    public struct Invalid: Error, CustomStringConvertible, Equatable {
-        public let description: String
+package struct MountOptions: Sendable, Equatable {
+    package struct Invalid: Error, CustomStringConvertible, Equatable {
+        package let description: String
     }
 
     /// Standard FUSE and mount options handed to libfuse as they are.
-    public static let passedThrough: Set<String> = [
+    package static let passedThrough: Set<String> = [
         "allow_other", "allow_root", "auto_unmount", "default_permissions",
         "ro", "rw", "suid", "nosuid", "dev", "nodev", "exec", "noexec",
         "atime", "noatime", "sync", "async", "dirsync",
     ]
     /// Pass-through options that take a value (`name=value`).
-    public static let passedThroughWithValue: Set<String> = ["fsname", "subtype"]
+    package static let passedThroughWithValue: Set<String> = ["fsname", "subtype"]
 
     /// Every pipe's settings when it is created.
-    public var pipe: PipeConfig
+    package var pipe: PipeConfig
     /// Match names with ASCII letters folded (`ignore_case`).
-    public var ignoreCase: Bool
+    package var ignoreCase: Bool
     /// A new pipe's permission bits (`pipe_mode`, octal).
-    public var pipeMode: UInt32
+    package var pipeMode: UInt32
     /// The largest read request the kernel sends (`max_read`), 0 for its default.
-    public var maxRead: UInt32 = 0
+    package var maxRead: UInt32 = 0
     /// Threads serving requests (`threads`), or nil for the daemon's default.
-    public var threads: Int?
+    package var threads: Int?
     /// The most `threads` may be.
-    public static let maximumThreads = 64
+    package static let maximumThreads = 64
     /// Who may open another user's live pipe with O_CREAT (`protected_pipes`, see
     /// `PipeProtection`): 1 by default on a mount other users reach (`allow_other`), else 0.
-    public var protectedPipes: PipeProtection = .off
+    package var protectedPipes: PipeProtection = .off
     /// `max_pipes`, `user_max_pipes`, `max_memory`, `user_max_memory`, `max_capacity`.
-    public var limits = MountLimits.defaults(physicalMemory: MountOptions.physicalMemory)
+    package var limits = MountLimits.defaults(physicalMemory: MountOptions.physicalMemory)
     /// Options for libfuse, npfs's defaults first.
-    public var fuseOptions: [String]
+    package var fuseOptions: [String]
 
-    public init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666, fuseOptions: [String]) {
+    package init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666, fuseOptions: [String]) {
         self.pipe = pipe
         self.ignoreCase = ignoreCase
         self.pipeMode = pipeMode
@@ -43,7 +44,7 @@ public struct MountOptions: Sendable, Equatable {
     }
 
     /// Parses `-o` arguments, each a comma-separated list.
-    public static func parse(_ arguments: [String], physicalMemory: Int = MountOptions.physicalMemory) throws(Invalid) -> MountOptions {
+    package static func parse(_ arguments: [String], physicalMemory: Int = MountOptions.physicalMemory) throws(Invalid) -> MountOptions {
         var pipe = PipeConfig.defaults
         var sizes: [String: Int] = [:]   // the limits given as sizes or counts
         var ignoreCase = false
@@ -60,7 +61,7 @@ public struct MountOptions: Sendable, Equatable {
             named.insert(name)
             switch name {
             case "capacity":
-                guard let value, let bytes = parseSize(value) else {
+                guard let value, let bytes = PipeConfig.parseSize(value) else {
                     throw Invalid(description: "bad capacity '\(value ?? "")': give bytes, optionally with K, M or G (e.g. capacity=64K)")
                 }
                 guard (PipeConfig.minimumCapacity...PipeConfig.maximumCapacity).contains(bytes) else {
@@ -81,7 +82,7 @@ public struct MountOptions: Sendable, Equatable {
             case "delivery":
                 pipe.delivery = try choice(name, value, PipeConfig.Delivery.self)
             case "max_memory", "user_max_memory", "max_capacity":
-                guard let value, let bytes = parseSize(value), bytes >= PipeConfig.minimumCapacity else {
+                guard let value, let bytes = PipeConfig.parseSize(value), bytes >= PipeConfig.minimumCapacity else {
                     throw Invalid(description: "bad \(name) '\(value ?? "")': give bytes, optionally with K, M or G, at least 4K")
                 }
                 sizes[name] = bytes
@@ -171,7 +172,7 @@ public struct MountOptions: Sendable, Equatable {
     }
 
     /// The machine's memory in bytes (for the default limits).
-    public static var physicalMemory: Int {
+    package static var physicalMemory: Int {
         let pages = sysconf(Int32(_SC_PHYS_PAGES)), pageSize = sysconf(Int32(_SC_PAGESIZE))
         guard pages > 0, pageSize > 0 else { return 8 << 30 }
         let (bytes, overflow) = pages.multipliedReportingOverflow(by: pageSize)
@@ -180,7 +181,7 @@ public struct MountOptions: Sendable, Equatable {
 
     /// fstab words that mean nothing to npfs but may reach it through mount.fuse3, and
     /// atime flags libfuse does not take (relatime is the kernel's default anyway).
-    public static let ignoredMountFlags: Set<String> = [
+    package static let ignoredMountFlags: Set<String> = [
         "defaults", "auto", "noauto", "nofail", "user", "users", "nouser", "_netdev",
         "relatime", "norelatime", "strictatime", "lazytime", "nolazytime", "diratime", "nodiratime",
     ]
@@ -194,20 +195,4 @@ public struct MountOptions: Sendable, Equatable {
         return choice
     }
 
-    /// "65536", "64K", "64k", "64KiB", "1M", "1G": bytes, with binary multiples.
-    public static func parseSize(_ text: String) -> Int? {
-        var digits = Substring(text)
-        var multiplier = 1
-        for (suffixes, factor) in [(["KiB", "KB", "K", "k"], 1 << 10), (["MiB", "MB", "M", "m"], 1 << 20), (["GiB", "GB", "G", "g"], 1 << 30)] {
-            if let suffix = suffixes.first(where: { digits.hasSuffix($0) }) {
-                digits = digits.dropLast(suffix.count)
-                multiplier = factor
-                break
-            }
-        }
-        guard !digits.isEmpty, digits.allSatisfy(\.isASCII), digits.allSatisfy(\.isNumber),
-              let number = Int(digits) else { return nil }
-        let (bytes, overflow) = number.multipliedReportingOverflow(by: multiplier)
-        return overflow ? nil : bytes
-    }
 }

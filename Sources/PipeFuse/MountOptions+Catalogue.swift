@@ -1,22 +1,24 @@
+import PipeCore
+
 /// Every `-o` option, described once for `npfs mount --help`, the man page and the shell
 /// completions (the parser is `MountOptions.parse`; a test checks the two agree).
 extension MountOptions {
-    public struct Documented: Sendable {
+    package struct Documented: Sendable {
         /// The option's name, as typed before any `=`.
-        public let name: String
+        package let name: String
         /// What follows `=` (e.g. `SIZE`), or nil for an option without a value.
-        public let value: String?
+        package let value: String?
         /// What it does, one sentence or two, plain text.
-        public let summary: String
+        package let summary: String
         /// The values to offer when completing, if they can be listed.
-        public let choices: [String]
+        package let choices: [String]
 
         init(_ name: String, _ value: String? = nil, _ summary: String, choices: [String] = []) {
             (self.name, self.value, self.summary, self.choices) = (name, value, summary, choices)
         }
 
         /// As typed: `name`, or `name=VALUE`.
-        public var synopsis: String { value.map { "\(name)=\($0)" } ?? name }
+        package var synopsis: String { value.map { "\(name)=\($0)" } ?? name }
     }
 
     private static func cases<T: CaseIterable & RawRepresentable>(_: T.Type) -> [String] where T.RawValue == String {
@@ -24,7 +26,7 @@ extension MountOptions {
     }
 
     /// npfs's own options, then the standard FUSE and mount options passed to libfuse.
-    public static let catalogue: [Documented] = [
+    package static let catalogue: [Documented] = [
         Documented("capacity", "SIZE", "Bytes each pipe buffers: a number with an optional K, M or G (binary), from 4K to 1G; default 64K, as Linux.",
                    choices: ["4K", "64K", "1M", "16M"]),
         Documented("mode", cases(PipeConfig.Mode.self).joined(separator: "|"),
