@@ -6,9 +6,9 @@ import SystemPackage
 
 /// The adapter between FUSE requests and the pipe core.
 ///
-/// Each handler translates one low-level operation into a core call and the core's answer
+/// Each handler translates one low-level operation into a registry call and its answer
 /// into one reply. Nothing here decides pipe semantics, and no handler ever blocks: a
-/// request that must wait becomes a `FuseWaiter` the core resumes later.
+/// request that must wait becomes a `FuseWaiter` its pipe resumes later.
 package final class FuseFilesystem: Sendable {
     package let registry: PipeRegistry
     /// How long the kernel may cache a name's entry: every valid name exists and keeps its
@@ -264,7 +264,7 @@ package final class FuseFilesystem: Sendable {
         if !stale.isEmpty { invalidator.forget(stale) }
     }
 
-    /// Shutdown: answers every waiting request (and EIO to any the core no longer knew);
+    /// Shutdown: answers every waiting request (and EIO to any no pipe knew any more);
     /// from now on nothing waits.
     package func shutDown() {
         registry.close()

@@ -1,11 +1,11 @@
 import PipeCore
 import Synchronization
 
-/// A FUSE request waiting in the core: the deferred reply of an open, read or write.
+/// A FUSE request waiting in a pipe: the deferred reply of an open, read or write.
 ///
-/// The core resumes it exactly once, from whichever thread made the pipe ready; an
-/// interrupt marks it and asks the core to withdraw it (see `FuseWaiters.interrupted`).
-/// Only the core's queue keeps it alive (see `WaiterTable`): one dropped unresumed
+/// The pipe resumes it exactly once, from whichever thread made it ready; an interrupt
+/// marks it and asks the pipe to withdraw it (see `FuseWaiters.interrupted`). Only the
+/// pipe keeps it alive (see `WaiterTable`): one dropped unresumed
 /// answers its request EIO as it goes (a debug build stops there).
 final class FuseWaiter: PipeWaiter {
     let id: UInt64

@@ -4,7 +4,7 @@ import Synchronization
 
 /// Every request that waits, in one place: turning a request into a waiter interrupts can
 /// reach, the interrupt callback, an open's timer, and the answer (EIO) to any waiter left
-/// at shutdown. Only the core's queues keep a waiter alive (see `WaiterTable`).
+/// at shutdown. Only the pipes keep a waiter alive (see `WaiterTable`).
 final class FuseWaiters: Sendable {
     let registry: PipeRegistry
     /// Waiters that registered for interrupts, by the key libfuse hands back to the callback.

@@ -2,7 +2,7 @@ import Synchronization
 
 /// Waiting requests by the id libfuse hands back to the interrupt callback, held weakly.
 ///
-/// What keeps a waiting request alive is the core's queue, not this table: a waiter the
+/// What keeps a waiting request alive is its pipe (`WaiterSlots`), not this table: a waiter the
 /// core lets go of without resuming it is freed, and its request answered EIO on the way
 /// (`FuseRequest.deinit`), instead of being kept here and its caller hanging for ever.
 final class WaiterTable<Waiter: AnyObject & Sendable>: Sendable {

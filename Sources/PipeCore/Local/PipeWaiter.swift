@@ -5,7 +5,7 @@
 /// `resume(reading:)`). The adapter's implementation holds the FUSE request; tests record
 /// the reply.
 package protocol PipeWaiter: AnyObject, Sendable {
-    /// True once the request was interrupted. Set from any thread; the core reads it
+    /// True once the request was interrupted. Set from any thread; the pipe reads it
     /// under the pipe's lock before queueing, so an interrupt that comes before the
     /// waiter is queued is not lost.
     var isInterrupted: Bool { get }
@@ -22,7 +22,7 @@ extension PipeWaiter {
 
 /// A poll that asked to be told when an open's readiness may have changed.
 ///
-/// The core keeps at most one per open, drops it when replaced, and calls `notify`
+/// A pipe keeps at most one per open, drops it when replaced, and calls `notify`
 /// at most once, after releasing its locks; the kernel then polls again.
 package protocol PollNotifier: AnyObject, Sendable {
     func notify()
