@@ -2,6 +2,6 @@
 /// poll and release of that open. It stands in for the seed driver's FsContext.
 package struct PipeHandle: RawRepresentable, Hashable, Sendable, CustomStringConvertible {
     package let rawValue: UInt64
-    package init(rawValue: UInt64) { self.rawValue = rawValue }
+    @inlinable package init(rawValue: UInt64) { self.rawValue = rawValue }
     package var description: String { "fh\(rawValue)" }
 }

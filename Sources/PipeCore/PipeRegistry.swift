@@ -223,7 +223,8 @@ package final class PipeRegistry: Sendable {
     package func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?,
                      sink: ReadSink?) -> ReadResult {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
-        return open.pipe.read(handle, size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, sink: sink)
+        let pipe = open.pipe
+        return pipe.read(handle, size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, sink: sink)
     }
 
     /// The same, with bytes read now answered as `.done(.data(bytes))`, copied (for tests).
@@ -232,7 +233,7 @@ package final class PipeRegistry: Sendable {
         let attempt = withUnsafeMutablePointer(to: &bytes) { bytes in
             read(handle, size: size, offset: offset, flags: flags, waiter: waiter,
                  sink: ReadSink(context: UnsafeMutableRawPointer(bytes)) { context, data in
-                     context?.assumingMemoryBound(to: [UInt8].self).pointee = data.copied()
+                     context?.assumingMemoryBound(to: [UInt8].self).pointee = ReadSink.data(data).copied()
                  })
         }
         return attempt == .answered ? .done(.data(bytes)) : attempt
@@ -242,8 +243,9 @@ package final class PipeRegistry: Sendable {
     package func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32,
                       waiter: (any PipeWaiter)?) -> WriteResult {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
-        return open.pipe.write(handle, bytes: bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter,
-                               uid: open.uid)
+        let uid = open.uid
+        let pipe = open.pipe
+        return pipe.write(handle, bytes: bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, uid: uid)
     }
 
     /// FUSE `poll`: the open's readiness; a notifier, if given, is told of the next change.

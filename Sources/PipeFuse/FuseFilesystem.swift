@@ -205,7 +205,7 @@ package final class FuseFilesystem: Sendable {
         request.read({ sink in registry.read(handle, size: size, offset: offset, flags: flags, waiter: nil, sink: sink) }) { request, result in
             switch result {
             case .done(let reply):
-                request.send(PipeReply(reply))
+                request.send(reply)
             case .mustWait, .queued, .answered:
                 // Bytes lent now go to the waiter (`resume(reading:)`); .queued and .answered: the
                 // pipe holds or answered it; .mustWait cannot come with a waiter.
@@ -224,7 +224,7 @@ package final class FuseFilesystem: Sendable {
         // First without a waiter: the common case answers at once and costs no interrupt registration.
         switch registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: nil) {
         case .done(let reply):
-            request.send(PipeReply(reply))
+            request.send(reply)
         case .mustWait, .queued:
             let waiter = waiters.make(request, inode: inode)
             if case .done(let reply) = registry.write(handle, bytes: bytes, offset: offset, flags: flags, waiter: waiter) {

@@ -103,9 +103,9 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
     /// answered so (`.answered`), `otherwise` gets the request back with the read's result.
     consuming func read(_ attempt: (ReadSink) -> ReadResult, otherwise: (consuming FuseRequest, ReadResult) -> Void) {
         let result = attempt(ReadSink(context: UnsafeMutableRawPointer(raw)) { raw, data in
-            if let raw { FuseRequest.send(fuse_req_t(raw), data) }
+            if let raw { FuseRequest.send(fuse_req_t(raw), ReadSink.data(data)) }
         })
-        guard result != .answered else {
+        if case .answered = result {
             discard self
             return
         }
@@ -174,6 +174,22 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         }
         buffer.withUnsafeBufferPointer { _ = fuse_reply_buf(raw, $0.baseAddress, used) }
         discard self
+    }
+
+    /// Answers a read now: end of file (no bytes), bytes copied, or an error.
+    consuming func send(_ reply: ReadReply) {
+        switch reply {
+        case .data(let bytes): data(bytes)
+        case .failed(let errno): fail(errno)
+        }
+    }
+
+    /// Answers a write now: the count taken, or an error.
+    consuming func send(_ reply: WriteReply) {
+        switch reply {
+        case .written(let count): written(count)
+        case .failed(let errno): fail(errno)
+        }
     }
 
     /// Sends a core reply to a read or write (an open's goes through `opened`, whose

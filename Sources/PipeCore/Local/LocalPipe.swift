@@ -96,7 +96,7 @@ package final class LocalPipe: PipeEndpoint {
             let offer = WaitOffer(waiters.insert(waiter), interrupted: waiter.isInterrupted)
             let (attempt, hangUpVersion) = state.machine.open(OpenID(handle: handle), access: access, nonblocking: nonblocking,
                                                               wait: offer, &step)
-            if attempt != .queued { waiters.remove(offer.id) }
+            if !attempt.isQueued { waiters.remove(offer.id) }
             state.perform(step, waiters: waiters, into: &deliveries)
             return .result(attempt, hangUpVersion: hangUpVersion)
         }
@@ -137,7 +137,7 @@ package final class LocalPipe: PipeEndpoint {
             let lend = LocalLender(waiters: waiters, sink: sink, waiter: sink == nil ? waiter : nil)
             let attempt = state.machine.read(OpenID(handle: handle), size: size, offset: offset, nonblocking: nonblocking,
                                              wait: offer, &step, lend: lend)
-            if let offer, attempt != .queued { waiters.remove(offer.id) }
+            if let offer, !attempt.isQueued { waiters.remove(offer.id) }
             state.perform(step, waiters: waiters, into: &deliveries)
             return attempt
         }
@@ -168,7 +168,7 @@ package final class LocalPipe: PipeEndpoint {
                 let kept = WaitingBytes(copying: UnsafeRawBufferPointer(rebasing: borrowed.bytes[taken...]), budget: budget, uid: uid)
                 attempt = state.machine.queueWrite(offer.id, open: open, kept: kept, taken: taken, atomic: atomic, &step, lend: lend)
             }
-            if let offer, attempt != .queued { waiters.remove(offer.id) }
+            if let offer, !attempt.isQueued { waiters.remove(offer.id) }
             state.perform(step, waiters: waiters, into: &deliveries)
             return attempt
         }
@@ -249,7 +249,7 @@ struct LocalLender: Lender {
     func lend(_ data: ReadData, to target: ReadTarget) {
         switch target {
         case .caller:
-            if let sink { sink.send(sink.context, data) } else { waiter?.resume(reading: data) }
+            if let sink { sink(data) } else { waiter?.resume(reading: data) }
         case .wait(let id):
             guard let waiter = waiters.remove(id) else { return assertionFailure("bytes lent to an unknown wait") }
             waiter.resume(reading: data)

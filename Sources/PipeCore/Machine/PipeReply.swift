@@ -82,3 +82,16 @@ extension PipeReply {
         }
     }
 }
+
+extension OpenResult {
+    /// The waiter was queued (a pattern match: cheaper than comparing whole results).
+    var isQueued: Bool { if case .queued = self { true } else { false } }
+}
+
+extension ReadResult {
+    var isQueued: Bool { if case .queued = self { true } else { false } }
+}
+
+extension WriteResult {
+    var isQueued: Bool { if case .queued = self { true } else { false } }
+}

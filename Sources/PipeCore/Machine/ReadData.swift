@@ -51,16 +51,23 @@ package struct ReadData {
     }
 }
 
-/// Where a read's bytes go when they are there at once: a function and the context it is
-/// called with, so that lending them allocates nothing (the adapter's sends them to
-/// /dev/fuse from the pipe's buffer). Called at most once, during the read, under the
-/// pipe's lock. Unchecked Sendable: it never leaves the read's thread.
+/// Where a read's bytes go when they are there at once: a C function and the context it
+/// is called with, so that lending them copies no reference and allocates nothing (the
+/// adapter sends them to /dev/fuse from the pipe's buffer). `send` gets the context and the
+/// address of the `ReadData` (read it with `ReadSink.data`), valid only during the call,
+/// which is made at most once, during the read, under the pipe's lock.
+/// Unchecked Sendable: it never leaves the read's thread.
 package struct ReadSink: @unchecked Sendable {
     package let context: UnsafeMutableRawPointer?
-    package let send: (UnsafeMutableRawPointer?, ReadData) -> Void
+    package let send: @convention(c) (UnsafeMutableRawPointer?, UnsafeRawPointer) -> Void
 
-    package init(context: UnsafeMutableRawPointer?, send: @escaping (UnsafeMutableRawPointer?, ReadData) -> Void) {
+    package init(context: UnsafeMutableRawPointer?, send: @convention(c) (UnsafeMutableRawPointer?, UnsafeRawPointer) -> Void) {
         self.context = context
         self.send = send
     }
+
+    func callAsFunction(_ data: ReadData) { withUnsafePointer(to: data) { send(context, UnsafeRawPointer($0)) } }
+
+    /// The bytes `send` was given.
+    package static func data(_ address: UnsafeRawPointer) -> ReadData { address.assumingMemoryBound(to: ReadData.self).pointee }
 }
