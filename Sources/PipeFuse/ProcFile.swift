@@ -15,7 +15,7 @@ enum ProcFile {
     static func contents(of fd: Int32) -> String? {
         guard lseek(fd, 0, SEEK_SET) == 0 else { return nil }
         var text: [UInt8] = []
-        var chunk = [UInt8](repeating: 0, count: 65_536)
+        var chunk = [UInt8](repeating: 0, count: 4096)   // most are smaller: zeroing more costs more than a second read
         while text.count < 1 << 20 {
             let count = read(fd, &chunk, chunk.count)
             if count < 0 && errno == EINTR { continue }

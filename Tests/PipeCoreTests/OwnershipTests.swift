@@ -49,6 +49,13 @@ import Testing
         #expect(ProcStatus.field("Name", in: status) == "bash")
         #expect(ProcStatus.field("Uid", in: status) == "1002\t1002\t1002\t1002")
         #expect(ProcStatus.field("Tgid", in: status) == nil)
+        // Only whole keys at a line's start; the last line needs no newline; values may be any UTF-8.
+        let odd = "XName:\tno\nName:\t  caf\u{E9} \u{1F600}\t\nTgid:\t42"
+        #expect(ProcStatus.field("Name", in: odd) == "caf\u{E9} \u{1F600}")
+        #expect(ProcStatus.field("Tgid", in: odd) == "42")
+        #expect(ProcStatus.field("Tg", in: odd) == nil)
+        #expect(ProcStatus.field("Name", in: "") == nil)
+        #expect(ProcStatus.field("Name", in: "Name:") == "")
     }
 
     /// Issue 12, item 14: reading groups costs a read of /proc, which must never happen with
