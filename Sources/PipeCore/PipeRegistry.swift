@@ -88,12 +88,10 @@ package final class PipeRegistry: Sendable {
         guard let access = AccessMode(openFlags: flags) else { return .done(.failed(.invalidArgument)) }
         var caller = caller
         for _ in 0..<2 {   // groups read once make every later decision answerable
-            let admitted = state.withLock { state in
-                admit(inode, access: access, caller: caller, client: client, creating: withCreate, &state)
-            }
-            guard case .success(let admission) = admitted else {
-                if case .failure(let error) = admitted { return .done(.failed(error)) }
-                break
+            let admission: Admission
+            switch state.withLock({ admit(inode, access: access, caller: caller, client: client, creating: withCreate, &$0) }) {
+            case .failure(let error): return .done(.failed(error))
+            case .success(let admitted): admission = admitted
             }
             let answer = admission.pipe.open(admission.handle, access: access, nonblocking: flags & O_NONBLOCK != 0, caller: caller,
                                              protection: admission.protection, mountOwner: configuration.mountOwner, waiter: waiter)
@@ -223,8 +221,7 @@ package final class PipeRegistry: Sendable {
     package func read(_ handle: PipeHandle, size: Int, offset: Int64, flags: Int32, waiter: (any PipeWaiter)?,
                      sink: ReadSink?) -> ReadResult {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
-        let pipe = open.pipe
-        return pipe.read(handle, size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, sink: sink)
+        return open.pipe.read(handle, size: size, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, sink: sink)
     }
 
     /// The same, with bytes read now answered as `.done(.data(bytes))`, copied (for tests).
@@ -243,9 +240,8 @@ package final class PipeRegistry: Sendable {
     package func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, flags: Int32,
                       waiter: (any PipeWaiter)?) -> WriteResult {
         guard let open = openFile(handle) else { return .done(.failed(.badFileDescriptor)) }
-        let uid = open.uid
-        let pipe = open.pipe
-        return pipe.write(handle, bytes: bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter, uid: uid)
+        return open.pipe.write(handle, bytes: bytes, offset: offset, nonblocking: flags & O_NONBLOCK != 0, waiter: waiter,
+                               uid: open.uid)
     }
 
     /// FUSE `poll`: the open's readiness; a notifier, if given, is told of the next change.

@@ -217,9 +217,6 @@ struct ReadMarks {
             head = 0
         }
     }
-
-    /// Delivery switched to broadcast with an empty buffer at `position`.
-    init(at position: UInt64 = 0) { highest = position }
 }
 
 /// The messages buffered in a broadcast pipe with message framing: where each starts in

@@ -8,7 +8,7 @@ import SystemPackage
 /// time is an input, and each transition records its effects in a `Transition` (replies
 /// for waits, readiness changed) for its executor to perform after unlocking; only bytes
 /// are lent during the step (`Lender`). Its bytes sit in a `PipeBuffer`. An executor (the
-/// local `Pipe`) keeps it behind a lock with the waiting requests and pollers it names.
+/// local `LocalPipe`) keeps it behind a lock with the waiting requests and pollers it names.
 struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
     struct OpenWait: Sendable { let wait: WaitID; let open: OpenID; let access: AccessMode }
     struct ReadWait: Sendable { let wait: WaitID; let open: OpenID; let size: Int }
@@ -16,7 +16,7 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
         let wait: WaitID
         /// The open the write came through (for `npfs status --clients`).
         let open: OpenID
-        /// The request's bytes not taken before it was queued, held by the executor's `Hold`.
+        /// The request's bytes not taken before it was queued, kept by the executor (see `queueWrite`).
         let data: WaitingBytes
         /// How many of `data` the pipe has taken.
         var taken: Int
