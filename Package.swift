@@ -18,6 +18,13 @@ let package = Package(
             pkgConfig: "fuse3",
             providers: [.apt(["libfuse3-dev"])]
         ),
+        // libpq (Debian: libpq-dev), PostgreSQL's client library: its calls are in
+        // PipeCluster/Postgres/Connection.swift only.
+        .systemLibrary(
+            name: "CLibPQ",
+            pkgConfig: "libpq",
+            providers: [.apt(["libpq-dev"])]
+        ),
         // Pipes, bytes and errno: no FUSE, no C.
         .target(
             name: "PipeCore",
@@ -32,6 +39,12 @@ let package = Package(
             name: "PipeFuse",
             dependencies: ["CFuse3", "CLinux", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
+        // The cluster executor: the same pipe machine, run in PostgreSQL transactions, so
+        // that mounts on several hosts share pipes (-o cluster=).
+        .target(
+            name: "PipeCluster",
+            dependencies: ["CLibPQ", "PipeCore"]
+        ),
         // What the command line and the tests share: attribute access, spawning; its
         // system calls in one file.
         .target(
@@ -44,7 +57,7 @@ let package = Package(
         .executableTarget(
             name: "npfs",
             dependencies: [
-                "CLinux", "PipeCore", "PipeFuse", "NpfsClient",
+                "CLinux", "PipeCore", "PipeFuse", "PipeCluster", "NpfsClient",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "SystemPackage", package: "swift-system"),
             ]
@@ -62,9 +75,19 @@ let package = Package(
             name: "npfs-bench",
             dependencies: ["NpfsClient", .product(name: "ArgumentParser", package: "swift-argument-parser")]
         ),
+        // What the test targets share: child processes, and a PostgreSQL server of their own.
+        .target(
+            name: "NpfsTestSupport",
+            dependencies: ["NpfsClient"],
+            path: "Tests/Support"
+        ),
         .testTarget(
             name: "PipeCoreTests",
             dependencies: ["PipeCore", .product(name: "SystemPackage", package: "swift-system")]
+        ),
+        .testTarget(
+            name: "PipeClusterTests",
+            dependencies: ["PipeCluster", "PipeCore", "NpfsTestSupport"]
         ),
         .testTarget(
             name: "PipeFuseTests",
@@ -72,7 +95,7 @@ let package = Package(
         ),
         .testTarget(
             name: "IntegrationTests",
-            dependencies: ["CLinux", "NpfsClient"]
+            dependencies: ["CLinux", "NpfsClient", "NpfsTestSupport"]
         ),
     ],
     swiftLanguageModes: [.v6]

@@ -69,6 +69,8 @@ mountpoint=${mountpoint:-/mnt/example}
 missing=()
 command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
+# libpq, PostgreSQL's client library, for mounts whose pipes live in a cluster (-o cluster=).
+pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "npfs: installing ${missing[*]}"

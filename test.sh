@@ -7,11 +7,14 @@ cd "$(dirname "$0")"
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
 ./mount.sh --build-only
 # The tests also drive getfattr/setfattr (Debian's attr package), as users would, check
-# that zsh parses the zsh completion, and that groff renders the man page without warnings.
+# that zsh parses the zsh completion, that groff renders the man page without warnings, and
+# start PostgreSQL servers of their own.
 missing=()
 command -v setfattr >/dev/null 2>&1 || missing+=(attr)
 command -v zsh >/dev/null 2>&1 || missing+=(zsh)
 command -v groff >/dev/null 2>&1 || missing+=(groff-base)
+# The cluster tests start PostgreSQL servers of their own (Debian's server, not a system one).
+compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 if [[ ${#missing[@]} -gt 0 ]]; then
     apt_get=(env DEBIAN_FRONTEND=noninteractive apt-get); [[ $(id -u) -eq 0 ]] || apt_get=(sudo "${apt_get[@]}")
     "${apt_get[@]}" install -y -qq "${missing[@]}" >/dev/null \

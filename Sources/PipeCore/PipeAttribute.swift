@@ -129,7 +129,7 @@ package enum PipeAttribute: String, CaseIterable, Sendable {
 }
 
 extension String {
-    func trimmingWhitespace() -> String {
+    package func trimmingWhitespace() -> String {
         let isSpace: (Character) -> Bool = { $0 == " " || $0 == "\n" || $0 == "\t" || $0 == "\r" }
         return String(self.drop(while: isSpace).reversed().drop(while: isSpace).reversed())
     }

@@ -88,12 +88,6 @@ final class TestMount: @unchecked Sendable {
     }
 }
 
-func makeTemporaryDirectory() throws -> String {
-    var template = Array((NSTemporaryDirectory() + "npfs-test-XXXXXX").utf8CString)
-    guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
-    return String(cString: made)
-}
-
 /// Whether `path` is a mount point now (per /proc/self/mountinfo).
 func isMounted(_ path: String) -> Bool {
     guard let table = try? String(contentsOfFile: "/proc/self/mountinfo", encoding: .utf8) else { return false }

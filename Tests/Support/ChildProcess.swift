@@ -7,15 +7,15 @@ import NpfsClient
 /// Started through the client library's `Spawn`, with an empty signal mask and default
 /// dispositions: the test runner's threads block most signals, and a child would
 /// otherwise inherit that (a `cat` that ignores Ctrl-C, a daemon deaf to SIGTERM).
-final class ChildProcess: @unchecked Sendable {
-    let pid: pid_t
-    let arguments: [String]
+package final class ChildProcess: @unchecked Sendable {
+    package let pid: pid_t
+    package let arguments: [String]
     private let outputPath: String
     private var status: Int32?
 
     /// Starts `arguments` (searched in PATH); stdout and stderr go to one temp file.
     /// `stdin` is a path opened read-only (default /dev/null); `keep` are descriptors the child inherits.
-    init(_ arguments: [String], stdin: String = "/dev/null", environment: [String: String] = [:],
+    package init(_ arguments: [String], stdin: String = "/dev/null", environment: [String: String] = [:],
          keep: [Int32] = []) throws {
         self.arguments = arguments
         outputPath = NSTemporaryDirectory() + "npfs-child-\(UUID().uuidString).out"
@@ -35,7 +35,7 @@ final class ChildProcess: @unchecked Sendable {
 
     /// Exit code, or 128 + signal; nil if still running after `timeout` seconds.
     @discardableResult
-    func wait(timeout: Double) -> Int32? {
+    package func wait(timeout: Double) -> Int32? {
         if let status { return status }
         let deadline = Date().addingTimeInterval(timeout)
         repeat {
@@ -48,23 +48,23 @@ final class ChildProcess: @unchecked Sendable {
         return nil
     }
 
-    var isRunning: Bool { status == nil && wait(timeout: 0) == nil }
+    package var isRunning: Bool { status == nil && wait(timeout: 0) == nil }
 
     @discardableResult
-    func signal(_ signal: Int32) -> Bool { status == nil && kill(pid, signal) == 0 }
+    package func signal(_ signal: Int32) -> Bool { status == nil && kill(pid, signal) == 0 }
 
     /// Everything the child wrote to stdout and stderr so far.
-    var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
+    package var output: String { (try? String(contentsOfFile: outputPath, encoding: .utf8)) ?? "" }
 
     /// The kernel's view of the process: its state letter (R, S, D, ...).
-    var state: String? {
+    package var state: String? {
         guard let stat = try? String(contentsOfFile: "/proc/\(pid)/stat", encoding: .utf8),
               let close = stat.lastIndex(of: ")") else { return nil }
         return stat[stat.index(close, offsetBy: 2)...].split(separator: " ").first.map(String.init)
     }
 
     /// Runs to completion (or is killed after `timeout` seconds).
-    static func run(_ arguments: [String], timeout: Double = 30, stdin: String = "/dev/null",
+    package static func run(_ arguments: [String], timeout: Double = 30, stdin: String = "/dev/null",
                     environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         let child = try ChildProcess(arguments, stdin: stdin, environment: environment)
         guard let status = child.wait(timeout: timeout) else {
@@ -76,22 +76,29 @@ final class ChildProcess: @unchecked Sendable {
     }
 
     /// `sh -c SCRIPT`.
-    static func shell(_ script: String, timeout: Double = 30, environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
+    package static func shell(_ script: String, timeout: Double = 30, environment: [String: String] = [:]) throws -> (status: Int32, output: String) {
         try run(["/bin/sh", "-c", script], timeout: timeout, environment: environment)
     }
 }
 
-struct TestFailure: Error, CustomStringConvertible {
-    let description: String
-    init(_ description: String) { self.description = description }
+package struct TestFailure: Error, CustomStringConvertible {
+    package let description: String
+    package init(_ description: String) { self.description = description }
 }
 
 /// Polls `condition` every few milliseconds until it holds or `timeout` seconds pass.
-func eventually(timeout: Double = 5, _ condition: () -> Bool) -> Bool {
+package func eventually(timeout: Double = 5, _ condition: () -> Bool) -> Bool {
     let deadline = Date().addingTimeInterval(timeout)
     repeat {
         if condition() { return true }
         usleep(5000)
     } while Date() < deadline
     return condition()
+}
+
+/// A new empty directory under the temp directory, for one test.
+package func makeTemporaryDirectory() throws -> String {
+    var template = Array((NSTemporaryDirectory() + "npfs-test-XXXXXX").utf8CString)
+    guard let made = mkdtemp(&template) else { throw TestFailure("mkdtemp failed") }
+    return String(cString: made)
 }

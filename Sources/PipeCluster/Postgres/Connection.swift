@@ -1,0 +1,236 @@
+import CLibPQ
+import PipeCore
+import Glibc
+
+/// One connection to PostgreSQL through libpq, the reference client: URLs, service files,
+/// `PGPASSFILE`/`~/.pgpass`, `sslmode` and multi-host failover behave as every PostgreSQL
+/// user knows them. Every libpq call npfs makes is in this file.
+///
+/// Used by one thread at a time (its owner serializes), never by a FUSE thread.
+package final class Connection: @unchecked Sendable {
+    private let connection: OpaquePointer
+    /// A password the user wrote, to blank out of any message that might echo it.
+    private let secret: String?
+
+    /// Connects to `target`, giving up after `timeout` seconds (libpq's `connect_timeout`,
+    /// which counts whole seconds, at least 2, per host tried).
+    package init(_ target: ClusterTarget, timeout: Double, applicationName: String = "npfs") throws(ClusterError) {
+        var keywords = ["dbname", "connect_timeout", "fallback_application_name"]
+        var values = [target.conninfo, String(max(2, Int(timeout.rounded(.up)))), applicationName]
+        if let passfile = target.passfile {
+            keywords.append("passfile")
+            values.append(passfile)
+        }
+        let made = Connection.withCStrings(keywords) { keys in
+            Connection.withCStrings(values) { vals in PQconnectdbParams(keys, vals, 1) }
+        }
+        guard let made else { throw ClusterError("cannot reach PostgreSQL: out of memory") }
+        secret = target.password
+        guard PQstatus(made) == CONNECTION_OK else {
+            let message = Connection.message(PQerrorMessage(made), hiding: target.password)
+            PQfinish(made)
+            throw ClusterError(message.isEmpty ? "cannot connect to \(target.redacted)" : message)
+        }
+        connection = made
+    }
+
+    deinit { PQfinish(connection) }
+
+    /// The server's host and port, and the database, as connected (for status lines).
+    package var server: String {
+        let host = PQhost(connection).map { String(cString: $0) } ?? "?"
+        let port = PQport(connection).map { String(cString: $0) } ?? "?"
+        let database = PQdb(connection).map { String(cString: $0) } ?? "?"
+        return "\(host.hasPrefix("/") ? "socket \(host)" : host):\(port)/\(database)"
+    }
+
+    /// The connection still works as far as libpq knows.
+    package var isOK: Bool { PQstatus(connection) == CONNECTION_OK }
+
+    /// The descriptor to poll for notifications.
+    package var socket: Int32 { PQsocket(connection) }
+
+    /// Runs `sql` with `parameters` ($1, $2, ...), sent and answered in binary; the rows.
+    @discardableResult
+    package func execute(_ sql: String, _ parameters: [SQLValue?] = []) throws(ClusterError) -> Rows {
+        let result = Connection.withParameters(parameters) { types, values, lengths, formats in
+            PQexecParams(connection, sql, Int32(parameters.count), types, values, lengths, formats, 1)
+        }
+        guard let result else { throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret)) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
+            let message = Connection.message(PQresultErrorMessage(result), hiding: secret)
+            let state = PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) }
+            PQclear(result)
+            throw ClusterError(message.isEmpty ? "PostgreSQL: query failed" : message, sqlState: state)
+        }
+        return Rows(result)
+    }
+
+    /// Runs several statements given as text (no parameters), such as a schema.
+    package func executeScript(_ sql: String) throws(ClusterError) {
+        guard let result = PQexec(connection, sql) else {
+            throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
+        }
+        defer { PQclear(result) }
+        let status = PQresultStatus(result)
+        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
+            throw ClusterError(Connection.message(PQresultErrorMessage(result), hiding: secret),
+                               sqlState: PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) })
+        }
+    }
+
+    /// Notifications (`NOTIFY channel, payload`) received so far, reading what the socket
+    /// holds without waiting.
+    package func notifications() throws(ClusterError) -> [(channel: String, payload: String)] {
+        guard PQconsumeInput(connection) == 1 else {
+            throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
+        }
+        var received: [(String, String)] = []
+        while let notice = PQnotifies(connection) {
+            received.append((String(cString: notice.pointee.relname), String(cString: notice.pointee.extra)))
+            PQfreemem(notice)
+        }
+        return received
+    }
+
+    /// Waits up to `timeout` seconds for the socket to have something to read; false on timeout.
+    package func waitReadable(timeout: Double) -> Bool {
+        var entry = pollfd(fd: socket, events: Int16(POLLIN), revents: 0)
+        let ready = poll(&entry, 1, Int32(max(0, min(timeout, 3600)) * 1000))
+        return ready > 0
+    }
+
+    /// libpq's message, on one line, with a password the user wrote replaced by `***`.
+    private static func message(_ raw: UnsafePointer<CChar>?, hiding secret: String?) -> String {
+        guard let raw else { return "" }
+        let text = String(cString: raw)
+            .split(whereSeparator: \.isNewline)
+            .map { String($0).trimmingWhitespace() }
+            .filter { !$0.isEmpty }
+            .joined(separator: "; ")
+        guard let secret, !secret.isEmpty else { return text }
+        return text.split(separator: secret, omittingEmptySubsequences: false).joined(separator: "***")
+    }
+
+    /// `strings` as a NULL-terminated array of C strings, as libpq's keyword lists are.
+    private static func withCStrings<T>(_ strings: [String], _ body: (UnsafePointer<UnsafePointer<CChar>?>?) -> T) -> T {
+        let copies = strings.map { strdup($0) }
+        defer { copies.forEach { free($0) } }
+        let pointers: [UnsafePointer<CChar>?] = copies.map { $0.map { UnsafePointer($0) } } + [nil]
+        return pointers.withUnsafeBufferPointer { body($0.baseAddress) }
+    }
+
+    /// libpq's reading of a connection string (URL or `key=value` words): its keywords
+    /// and values, or its complaint.
+    package static func parse(_ conninfo: String) -> Result<[String: String], ClusterError> {
+        var complaint: UnsafeMutablePointer<CChar>?
+        guard let options = PQconninfoParse(conninfo, &complaint) else {
+            let message = complaint.map { String(cString: $0) } ?? "out of memory"
+            if let complaint { PQfreemem(complaint) }
+            return .failure(ClusterError(message.split(whereSeparator: \.isNewline).first.map(String.init) ?? message))
+        }
+        defer { PQconninfoFree(options) }
+        var parsed: [String: String] = [:]
+        var entry = options
+        while let keyword = entry.pointee.keyword {
+            if let value = entry.pointee.val { parsed[String(cString: keyword)] = String(cString: value) }
+            entry += 1
+        }
+        return .success(parsed)
+    }
+
+    /// Parameters in libpq's binary form: type OIDs, values, lengths and formats.
+    private static func withParameters<T>(_ parameters: [SQLValue?],
+                                          _ body: (UnsafePointer<Oid>?, UnsafePointer<UnsafePointer<CChar>?>?,
+                                                   UnsafePointer<Int32>?, UnsafePointer<Int32>?) -> T) -> T {
+        let encoded = parameters.map { $0?.binary }
+        let types = parameters.map { $0?.typeOID ?? 0 }
+        let lengths = encoded.map { Int32($0?.count ?? 0) }
+        let formats = [Int32](repeating: 1, count: parameters.count)
+        let buffers: [UnsafeMutableRawPointer?] = encoded.map { bytes in
+            guard let bytes else { return nil }
+            let buffer = UnsafeMutableRawPointer.allocate(byteCount: max(bytes.count, 1), alignment: 1)
+            bytes.withUnsafeBytes { buffer.copyMemory(from: $0.baseAddress ?? UnsafeRawPointer(buffer), byteCount: $0.count) }
+            return buffer
+        }
+        defer { buffers.forEach { $0?.deallocate() } }
+        let values: [UnsafePointer<CChar>?] = buffers.map { $0.map { UnsafePointer($0.assumingMemoryBound(to: CChar.self)) } }
+        return types.withUnsafeBufferPointer { t in
+            values.withUnsafeBufferPointer { v in
+                lengths.withUnsafeBufferPointer { l in
+                    formats.withUnsafeBufferPointer { f in body(t.baseAddress, v.baseAddress, l.baseAddress, f.baseAddress) }
+                }
+            }
+        }
+    }
+}
+
+/// The rows a statement returned, in binary form; freed with the value.
+package final class Rows: @unchecked Sendable {
+    private let result: OpaquePointer
+
+    fileprivate init(_ result: OpaquePointer) { self.result = result }
+    deinit { PQclear(result) }
+
+    package var count: Int { Int(PQntuples(result)) }
+    /// Rows a command touched (`UPDATE`, `DELETE`, `INSERT`).
+    package var affected: Int { Int(String(cString: PQcmdTuples(result))) ?? 0 }
+
+    package func isNull(_ row: Int, _ column: Int) -> Bool {
+        guard row < count, column < Int(PQnfields(result)) else { return true }
+        return PQgetisnull(result, Int32(row), Int32(column)) == 1
+    }
+
+    /// A column's bytes (bytea, or text's UTF-8); nil for NULL.
+    package func bytes(_ row: Int, _ column: Int) -> [UInt8]? {
+        guard !isNull(row, column), let value = PQgetvalue(result, Int32(row), Int32(column)) else { return nil }
+        let length = Int(PQgetlength(result, Int32(row), Int32(column)))
+        return [UInt8](UnsafeRawBufferPointer(start: value, count: length))
+    }
+
+    package func text(_ row: Int, _ column: Int) -> String? {
+        bytes(row, column).map { String(decoding: $0, as: UTF8.self) }
+    }
+
+    /// An integer column (int2, int4 or int8, by its length).
+    package func integer(_ row: Int, _ column: Int) -> Int64? {
+        guard let bytes = bytes(row, column), [2, 4, 8].contains(bytes.count) else { return nil }
+        var value: Int64 = bytes[0] & 0x80 != 0 ? -1 : 0
+        for byte in bytes { value = (value << 8) | Int64(byte) }
+        return value
+    }
+
+    package func bool(_ row: Int, _ column: Int) -> Bool? {
+        bytes(row, column).flatMap { $0.count == 1 ? $0[0] != 0 : nil }
+    }
+}
+
+/// A statement parameter, sent in PostgreSQL's binary form.
+package enum SQLValue: Sendable {
+    case int64(Int64)
+    case int32(Int32)
+    case text(String)
+    case bytes([UInt8])
+    case bool(Bool)
+
+    var typeOID: Oid {
+        switch self {
+        case .int64: 20
+        case .int32: 23
+        case .text: 25
+        case .bytes: 17
+        case .bool: 16
+        }
+    }
+
+    var binary: [UInt8] {
+        switch self {
+        case .int64(let value): withUnsafeBytes(of: value.bigEndian, Array.init)
+        case .int32(let value): withUnsafeBytes(of: value.bigEndian, Array.init)
+        case .text(let value): Array(value.utf8)
+        case .bytes(let value): value
+        case .bool(let value): [value ? 1 : 0]
+        }
+    }
+}

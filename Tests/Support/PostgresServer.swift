@@ -1,0 +1,146 @@
+import Foundation
+import Glibc
+
+/// A PostgreSQL server of the test's own: Debian's `postgresql` binaries, a cluster made
+/// by initdb in a temp directory, run by an unprivileged user made for it (PostgreSQL
+/// refuses root), on a free port of 127.0.0.1, with password (scram-sha-256) logins only.
+/// It holds a role and a database, both named `npfs`, the role with a password. `stop()`
+/// (also on failure: use `with`) stops the server by its PID and removes the directory
+/// and the user.
+package final class PostgresServer: @unchecked Sendable {
+    package let port: Int
+    package let role = "npfs"
+    package let database = "npfs"
+    package let password: String
+    /// The superuser's name and password (initdb's), for the tests' own queries.
+    private let adminPassword: String
+    private let directory: String
+    private let user: String
+    private let binaries: String
+    private var dataDirectory: String { directory + "/data" }
+
+    /// `postgresql://npfs:PASSWORD@127.0.0.1:PORT/npfs`, and any `query` after a `?`.
+    package func url(password: Bool = true, query: String? = nil) -> String {
+        "postgresql://\(role)\(password ? ":" + self.password : "")@127.0.0.1:\(port)/\(database)" + (query.map { "?" + $0 } ?? "")
+    }
+
+    /// Runs `body` with a new server, always stopping it and removing what it made.
+    package static func with<T>(_ body: (PostgresServer) throws -> T) throws -> T {
+        let server = try PostgresServer()
+        defer { server.remove() }
+        return try body(server)
+    }
+
+    private init() throws {
+        guard let binaries = PostgresServer.findBinaries() else {
+            throw TestFailure("PostgreSQL's server is not installed (Debian's postgresql package; ./test.sh installs it)")
+        }
+        self.binaries = binaries
+        password = PostgresServer.randomSecret()
+        adminPassword = PostgresServer.randomSecret()
+        user = "npfspg\(getpid() % 100_000)\(Int.random(in: 100...999))"
+        port = try PostgresServer.freePort()
+        directory = try makeTemporaryDirectory()
+        var made = false
+        do {
+            try PostgresServer.must(["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", user])
+            made = true
+            chmod(directory, 0o755)
+            try "\(adminPassword)\n".write(toFile: directory + "/admin.pw", atomically: false, encoding: .utf8)
+            try PostgresServer.must(["chown", "-R", "\(user):\(user)", directory])
+            chmod(directory + "/admin.pw", 0o600)
+            try asUser([binaries + "/initdb", "-D", dataDirectory, "-U", "postgres", "--pwfile=" + directory + "/admin.pw",
+                        "--auth=scram-sha-256", "-E", "UTF8", "--locale=C", "--no-sync"], timeout: 120)
+            try start()
+            try admin("CREATE ROLE \(role) LOGIN PASSWORD '\(password)'")
+            try admin("CREATE DATABASE \(database) OWNER \(role)")
+        } catch {
+            if made { remove() } else { try? FileManager.default.removeItem(atPath: directory) }
+            throw error
+        }
+    }
+
+    /// Starts the server (again), waiting until it accepts connections.
+    package func start() throws {
+        let options = "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c max_connections=200"
+        try asUser([binaries + "/pg_ctl", "-D", dataDirectory, "-l", directory + "/server.log", "-w", "-t", "60",
+                    "-o", options, "start"], timeout: 90)
+    }
+
+    /// Stops the server: `fast` (sessions ended, a clean shutdown) or `immediate` (as a crash).
+    package func stopServer(mode: String = "fast") {
+        _ = try? asUser([binaries + "/pg_ctl", "-D", dataDirectory, "-m", mode, "-w", "-t", "60", "stop"], timeout: 90)
+        if let pid = postmasterPID, kill(pid, 0) == 0 {
+            kill(pid, SIGKILL)
+            _ = eventually(timeout: 10) { kill(pid, 0) != 0 }
+        }
+    }
+
+    /// The server's own process, from its postmaster.pid.
+    private var postmasterPID: pid_t? {
+        guard let text = try? String(contentsOfFile: dataDirectory + "/postmaster.pid", encoding: .utf8),
+              let line = text.split(separator: "\n").first else { return nil }
+        return pid_t(line)
+    }
+
+    /// Runs `sql` as the superuser on `database`; what psql printed (unaligned, tuples only).
+    @discardableResult
+    package func admin(_ sql: String, database: String = "postgres") throws -> String {
+        let result = try ChildProcess.run([binaries + "/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
+                                           "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", database, "-c", sql],
+                                          timeout: 60, environment: ["PGPASSWORD": adminPassword])
+        guard result.status == 0 else { throw TestFailure("psql \(sql): \(result.output)") }
+        return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
+    }
+
+    /// The server's log so far (for failure messages).
+    package var log: String { (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? "" }
+
+    private func remove() {
+        stopServer(mode: "immediate")
+        try? FileManager.default.removeItem(atPath: directory)
+        _ = try? ChildProcess.run(["userdel", user], timeout: 30)
+    }
+
+    private func asUser(_ arguments: [String], timeout: Double) throws {
+        let result = try ChildProcess.run(["setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + arguments,
+                                          timeout: timeout)
+        guard result.status == 0 else {
+            throw TestFailure("\(arguments.first ?? "") failed (\(result.status)): \(result.output)")
+        }
+    }
+
+    private static func must(_ arguments: [String]) throws {
+        let result = try ChildProcess.run(arguments, timeout: 30)
+        guard result.status == 0 else { throw TestFailure("\(arguments.joined(separator: " ")): \(result.output)") }
+    }
+
+    /// The newest installed version's bin directory (/usr/lib/postgresql/N/bin).
+    private static func findBinaries() -> String? {
+        let versions = (try? FileManager.default.contentsOfDirectory(atPath: "/usr/lib/postgresql")) ?? []
+        return versions.compactMap(Int.init).sorted().reversed()
+            .map { "/usr/lib/postgresql/\($0)/bin" }
+            .first { FileManager.default.isExecutableFile(atPath: $0 + "/initdb") }
+    }
+
+    /// A port of 127.0.0.1 nobody listens on now (the kernel's choice).
+    private static func freePort() throws -> Int {
+        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        guard fd >= 0 else { throw TestFailure("socket: \(errno)") }
+        defer { close(fd) }
+        var address = sockaddr_in()
+        address.sin_family = sa_family_t(AF_INET)
+        address.sin_addr.s_addr = inet_addr("127.0.0.1")
+        address.sin_port = 0
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        let bound = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) == 0 && getsockname(fd, $0, &length) == 0 }
+        }
+        guard bound else { throw TestFailure("bind: \(errno)") }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
+    private static func randomSecret() -> String {
+        String((0..<20).map { _ in "abcdefghijkmnpqrstuvwxyzABCDEFGHJKLMNPQRSTUVWXYZ23456789".randomElement() ?? "x" })
+    }
+}
