@@ -139,3 +139,31 @@ struct MinimumHeap {
         }
     }
 }
+
+extension BroadcastCursors {
+    /// Each reader's cursor and the losses shared by all (see `StateWriter`).
+    func encode(into writer: inout StateWriter) {
+        writer.put(lostByAll)
+        writer.put(cursors.count)
+        for (open, cursor) in cursors.sorted(by: { OpenID.precedes($0.key, $1.key) }) {
+            open.encode(into: &writer)
+            writer.put(cursor.position)
+            writer.put(cursor.read)
+            writer.put(cursor.lost)
+            writer.put(cursor.lostByAllAtOpen)
+        }
+    }
+
+    init(decoding reader: inout StateReader) throws(StateDecodingError) {
+        self.init()
+        lostByAll = try reader.uint64()
+        for _ in 0..<(try reader.count(atMost: 1 << 24)) {
+            let open = try OpenID(decoding: &reader)
+            let cursor = Cursor(position: try reader.uint64(), read: try reader.uint64(), lost: try reader.uint64(),
+                                lostByAllAtOpen: try reader.uint64())
+            guard cursor.lostByAllAtOpen <= lostByAll else { throw StateDecodingError("bad broadcast cursor") }
+            cursors[open] = cursor
+            heap.push(cursor.position, open)
+        }
+    }
+}

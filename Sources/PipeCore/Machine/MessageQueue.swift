@@ -91,3 +91,31 @@ struct MessageQueue: ~Copyable {
         return total - consumedOfOldest
     }
 }
+
+extension MessageQueue {
+    /// The lengths, oldest first, and how much of the oldest was read (see `StateWriter`).
+    func encode(into writer: inout StateWriter) {
+        var bytes = [UInt8](repeating: 0, count: lengths.count)
+        _ = bytes.withUnsafeMutableBytes { lengths.peek(into: $0) }
+        writer.put(count)
+        writer.put(consumedOfOldest)
+        var length = 0, shift = 0
+        for byte in bytes {
+            length |= Int(byte & 0x7F) << shift
+            shift += 7
+            if byte & 0x80 == 0 {
+                writer.put(length)
+                (length, shift) = (0, 0)
+            }
+        }
+    }
+
+    init(decoding reader: inout StateReader) throws(StateDecodingError) {
+        self.init()
+        let count = try reader.count(atMost: PipeConfig.maximumCapacity)
+        let consumed = try reader.count(atMost: PipeConfig.maximumCapacity)
+        for _ in 0..<count { append(try reader.count(atMost: PipeConfig.maximumCapacity)) }
+        guard consumed == 0 || consumed < (oldestRemaining ?? 0) else { throw StateDecodingError("bad message queue") }
+        consumedOfOldest = consumed
+    }
+}

@@ -268,3 +268,44 @@ struct BroadcastMessages {
         return total
     }
 }
+
+extension ReadMarks {
+    func encode(into writer: inout StateWriter) {
+        writer.put(highest)
+        writer.put(gaps.count - head)
+        for gap in gaps[head...] {
+            writer.put(gap.lowerBound)
+            writer.put(gap.upperBound)
+        }
+    }
+
+    init(decoding reader: inout StateReader) throws(StateDecodingError) {
+        self.init()
+        highest = try reader.uint64()
+        for _ in 0..<(try reader.count(atMost: 1 << 24)) {
+            let (low, high) = (try reader.uint64(), try reader.uint64())
+            guard low < high, gaps.last.map({ $0.upperBound <= low }) ?? true else { throw StateDecodingError("bad read marks") }
+            gaps.append(low..<high)
+        }
+    }
+}
+
+extension BroadcastMessages {
+    func encode(into writer: inout StateWriter) {
+        writer.put(starts.count - head)
+        for index in head..<starts.count {
+            writer.put(starts[index])
+            writer.put(lengths[index])
+        }
+    }
+
+    init(decoding reader: inout StateReader) throws(StateDecodingError) {
+        self.init()
+        for _ in 0..<(try reader.count(atMost: PipeConfig.maximumCapacity)) {
+            let start = try reader.uint64()
+            let length = try reader.count(atMost: PipeConfig.maximumCapacity)
+            guard length > 0, starts.last.map({ $0 < start }) ?? true else { throw StateDecodingError("bad broadcast messages") }
+            append(start: start, length: length)
+        }
+    }
+}
