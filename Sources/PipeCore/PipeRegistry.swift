@@ -57,6 +57,7 @@ package final class PipeRegistry: Sendable {
     package init(configuration: Configuration, store: (any PipeStore)? = nil) {
         self.configuration = configuration
         self.store = store ?? LocalPipeStore(limits: configuration.limits)
+        self.store.report(to: self)
     }
 
     /// What the mount uses now against `configuration.limits`.
@@ -284,6 +285,16 @@ package final class PipeRegistry: Sendable {
     @inline(__always)
     private func openFile(_ handle: PipeHandle) -> OpenTable.Route? {
         state.withLock { $0.opens.route(handle) }
+    }
+}
+
+extension PipeRegistry: OpenOutcomes {
+    package func openCompleted(_ handle: PipeHandle, hangUpVersion: UInt64) {
+        if hangUpVersion != 0 { state.withLock { $0.opens.setHangUpVersion(hangUpVersion, of: handle) } }
+    }
+
+    package func openFailed(_ handle: PipeHandle) {
+        state.withLock { $0.undo(handle, store: store) }
     }
 }
 

@@ -30,6 +30,10 @@ package struct SharedMachine: ~Copyable, Sendable {
     package var waitingOpens: [OpenID: PipeClient.Waiting] { machine.waitingOpens }
     /// Broadcast: what each reader lost.
     package var losses: [OpenID: UInt64] { machine.delivery.inspectBroadcast { $0.cursors.losses(base: $0.base) } ?? [:] }
+    /// The reading opens of `host` (waiting ones too).
+    package func readerOpens(of host: HostID) -> Set<OpenID> { machine.readerOpens.filter { $0.host == host } }
+    /// No open and no wait is left: the pipe can go (unless persisted).
+    package var isUnused: Bool { machine.readers == 0 && machine.writers == 0 && machine.waitIDs.isEmpty }
     /// Internally consistent (for tests).
     package var isConsistent: Bool { machine.isConsistent }
 
@@ -108,10 +112,14 @@ package struct SharedMachine: ~Copyable, Sendable {
     /// dead process's descriptors. Replies meant for the host itself are left out.
     package mutating func leave(_ host: HostID, opens: [(OpenID, AccessMode)], at now: Timestamp) -> SharedEffects {
         var effects = SharedEffects()
+        var withdrawn: Set<OpenID> = []
         for wait in machine.waitIDs where wait.host == host {
-            effects.merge(cancel(wait, because: .interrupted, at: now).1)
+            let (cancelled, cancelEffects) = cancel(wait, because: .interrupted, at: now)
+            if case .open(let open) = cancelled { withdrawn.insert(open) }
+            effects.merge(cancelEffects)
         }
-        for (open, access) in opens where open.host == host {
+        // A waiting open was undone by its withdrawal: only completed opens are closed.
+        for (open, access) in opens where open.host == host && !withdrawn.contains(open) {
             effects.merge(close(open, access: access, at: now))
         }
         effects.replies.removeAll { $0.wait.host == host }

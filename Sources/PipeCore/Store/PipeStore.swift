@@ -11,4 +11,20 @@ package protocol PipeStore: Sendable {
     func list() -> [any PipeEndpoint]
     /// Bytes of waiting writes held now, in all and by `uid`'s writes.
     func waitingBytes(of uid: UInt32) -> (total: Int, user: Int)
+    /// Where to report how opens answered later ended (see `OpenOutcomes`).
+    func report(to outcomes: any OpenOutcomes)
+}
+
+extension PipeStore {
+    package func report(to outcomes: any OpenOutcomes) {}
+}
+
+/// Told by a store whose waiting opens end on threads of its own (the cluster's, after a
+/// transaction) how each ended, so that the registry keeps its counts: an open that failed
+/// is undone, as if never made. A local pipe answers through the registry's own calls.
+package protocol OpenOutcomes: AnyObject, Sendable {
+    /// The open completed; `hangUpVersion` is its POLLHUP mark (see `PipeMachine.open`).
+    func openCompleted(_ handle: PipeHandle, hangUpVersion: UInt64)
+    /// The open failed or was withdrawn.
+    func openFailed(_ handle: PipeHandle)
 }

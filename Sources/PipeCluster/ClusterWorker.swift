@@ -1,0 +1,57 @@
+import Dispatch
+import PipeCore
+
+/// One connection and the serial queue that uses it: the cluster's transactions run here,
+/// never on a FUSE thread. Work for one pipe always goes to the same worker, so a host's
+/// requests to a pipe commit in the order they came.
+final class ClusterWorker: @unchecked Sendable {
+    private let queue: DispatchQueue
+    private let settings: ClusterSettings
+    /// Used on `queue` only.
+    private var connection: Connection?
+
+    init(index: Int, settings: ClusterSettings, connection: Connection? = nil) {
+        queue = DispatchQueue(label: "npfs.cluster.\(index)")
+        self.settings = settings
+        self.connection = connection
+    }
+
+    func async(_ work: @escaping @Sendable (ClusterWorker) -> Void) {
+        queue.async { work(self) }
+    }
+
+    /// The connection, made again if it was lost (failing after the cluster timeout).
+    func connected() throws(ClusterError) -> Connection {
+        if let connection, connection.isOK { return connection }
+        connection = nil
+        let deadline = Timestamp.monotonicSeconds() + settings.timeout
+        var pause = 0.05
+        while true {
+            do {
+                let made = try Connection(settings.target, timeout: max(2, deadline - Timestamp.monotonicSeconds()))
+                connection = made
+                return made
+            } catch {
+                if Timestamp.monotonicSeconds() + pause > deadline { throw error }
+                usleep(UInt32(pause * 1_000_000))
+                pause = min(pause * 2, 1)
+            }
+        }
+    }
+
+    /// Runs `body` in a transaction: committed if it returns, rolled back if it throws.
+    func transaction<T>(_ body: (Connection) throws(ClusterError) -> T) throws(ClusterError) -> T {
+        let connection = try connected()
+        try connection.execute("BEGIN")
+        do {
+            let result = try body(connection)
+            try connection.execute("COMMIT")
+            return result
+        } catch {
+            _ = try? connection.execute("ROLLBACK")
+            throw error
+        }
+    }
+}
+
+import Glibc

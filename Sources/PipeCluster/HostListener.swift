@@ -1,0 +1,111 @@
+import Dispatch
+import Glibc
+import PipeCore
+import Synchronization
+
+/// This host's own connection: it holds the host's lease (a session advisory lock, which
+/// PostgreSQL lets go the moment the connection does, so a dead daemon's lease ends at
+/// once), listens on the host's channel, fetches the replies other hosts left in its
+/// mailbox, refreshes pipes other hosts changed, and once a second beats its heart and
+/// looks for hosts whose lease ended, to close their opens and withdraw their waits.
+final class HostListener: @unchecked Sendable {
+    private unowned let store: PostgresPipeStore
+    private let connection: Connection
+    private let queue = DispatchQueue(label: "npfs.cluster.listener")
+    private let stopping = Atomic<Bool>(false)
+    private let stopped = DispatchSemaphore(value: 0)
+    /// The advisory lock space of this schema's leases.
+    private let leaseKey: String
+
+    init(store: PostgresPipeStore, connection: Connection) throws(ClusterError) {
+        self.store = store
+        self.connection = connection
+        leaseKey = "npfs lease \(store.schema.name)"
+        try connection.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(leaseKey), .int32(Int32(bitPattern: store.host))])
+        try connection.execute("LISTEN \(store.schema.channel(of: store.host))")
+    }
+
+    func start() {
+        queue.async { self.loop() }
+    }
+
+    /// Stops the loop and leaves the cluster (the host's row goes, and its lease).
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        _ = stopped.wait(timeout: .now() + 5)
+        _ = try? connection.execute("DELETE FROM \(store.schema.table("hosts")) WHERE id = $1", [.int32(Int32(bitPattern: store.host))])
+        _ = try? connection.execute("SELECT pg_advisory_unlock_all()")
+    }
+
+    private func loop() {
+        var nextBeat = 0.0
+        while !stopping.load(ordering: .relaxed) {
+            if connection.waitReadable(timeout: 0.2) {
+                handleNotifications()
+            }
+            let now = Timestamp.monotonicSeconds()
+            if now >= nextBeat {
+                nextBeat = now + 1
+                heartbeat()
+            }
+        }
+        stopped.signal()
+    }
+
+    private func handleNotifications() {
+        guard let received = try? connection.notifications() else { return }
+        var mail = false
+        var changed: Set<[UInt8]> = []
+        for (_, payload) in received {
+            if payload == "m" { mail = true }
+            if payload.hasPrefix("c"), let name = HostListener.hexBytes(payload.dropFirst()) { changed.insert(name) }
+        }
+        if mail { fetchMail() }
+        for name in changed { refresh(name) }
+    }
+
+    /// Takes the replies other hosts left for this one and answers their requests.
+    private func fetchMail() {
+        guard let rows = try? connection.execute("DELETE FROM \(store.schema.table("mailbox")) WHERE host = $1 RETURNING wait, reply",
+                                                 [.int32(Int32(bitPattern: store.host))]) else { return }
+        var replies: [(wait: WaitID, reply: PipeReply)] = []
+        for row in 0..<rows.count {
+            guard let wait = rows.integer(row, 0), let bytes = rows.bytes(row, 1), let reply = try? PipeReply(decoding: bytes) else { continue }
+            replies.append((WaitID(host: store.hostID, number: UInt64(bitPattern: wait)), reply))
+        }
+        store.deliver(replies)
+    }
+
+    /// Reads a pipe another host changed, for this host's pollers and figures.
+    private func refresh(_ name: [UInt8]) {
+        guard let pipe = store.pipe(name),
+              let rows = try? connection.execute("SELECT state FROM \(store.schema.table("pipes")) WHERE space = $1 AND name = $2",
+                                                 [.text(store.settings.space), .bytes(name)]),
+              let state = rows.bytes(0, 0) else { return }
+        pipe.refresh(state, readinessChanged: true)
+    }
+
+    private func heartbeat() {
+        _ = try? connection.execute("UPDATE \(store.schema.table("hosts")) SET heartbeat = now() WHERE id = $1",
+                                    [.int32(Int32(bitPattern: store.host))])
+    }
+
+    static func hexBytes(_ text: Substring) -> [UInt8]? {
+        let digits = Array(text.utf8)
+        guard digits.count % 2 == 0 else { return nil }
+        var bytes: [UInt8] = []
+        for index in stride(from: 0, to: digits.count, by: 2) {
+            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
+            bytes.append(high << 4 | low)
+        }
+        return bytes
+    }
+
+    private static func hexValue(_ digit: UInt8) -> UInt8? {
+        switch digit {
+        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
+        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
+        default: nil
+        }
+    }
+}

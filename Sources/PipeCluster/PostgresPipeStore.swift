@@ -1,0 +1,139 @@
+import Glibc
+import PipeCore
+import Synchronization
+
+/// The pipes of a cluster mount: shared by every mount of the same PostgreSQL database,
+/// schema and space. Each pipe's machine lives in a row of `pipes` and every operation is
+/// one transaction that locks it, runs the same `PipeMachine` (`SharedMachine`), writes it
+/// back and leaves replies for other hosts' waiting requests in `mailbox`, notifying them;
+/// this host's waiting requests are answered once the transaction commits.
+///
+/// This host takes part as a row of `hosts`, with a lease (a session advisory lock held by
+/// its listening connection, see `HostListener`). No FUSE thread waits for PostgreSQL: every
+/// request that needs it is answered later, from the cluster's own threads (`ClusterWorker`).
+package final class PostgresPipeStore: PipeStore {
+    package let settings: ClusterSettings
+    let schema: Schema
+    /// This mount's number in `hosts`: the host of its opens and waits.
+    package let host: HostNumber
+    var hostID: HostID { HostID(rawValue: host) }
+    /// The server as connected ("host:port/database").
+    package let server: String
+    private let workers: [ClusterWorker]
+    private let listener = Mutex<HostListener?>(nil)
+    /// The bytes of waiting writes while a machine is decoded (bounded by the pipes' rows).
+    let budget = ByteBudget(limit: Int(Int32.max))
+    private let attached = Mutex<[[UInt8]: SharedPipe]>([:])
+    /// This host's requests waiting in some pipe, by their wait numbers.
+    let waits = WaitTable()
+    private let outcomes = Mutex<(any OpenOutcomes)?>(nil)
+
+    /// Connects, makes or checks the schema, and joins the cluster as a new host; one line
+    /// naming the problem otherwise.
+    package init(settings: ClusterSettings, workerCount: Int = 4) throws(ClusterError) {
+        self.settings = settings
+        schema = try Schema(settings.schema)
+        let connection = try Connection(settings.target, timeout: settings.timeout)
+        try schema.prepare(on: connection)
+        let rows = try connection.execute("""
+            INSERT INTO \(schema.table("hosts")) (id, space, name, pid) VALUES (nextval('\(schema.table("host_ids"))'), $1, $2, $3)
+            RETURNING id
+            """, [.text(settings.space), .text(settings.hostName), .int32(getpid())])
+        guard let number = rows.integer(0, 0), let host = HostNumber(exactly: number) else {
+            throw ClusterError("PostgreSQL gave this host no id")
+        }
+        self.host = host
+        server = connection.server
+        workers = (0..<max(1, workerCount)).map { ClusterWorker(index: $0, settings: settings) }
+        let listening = try HostListener(store: self, connection: connection)
+        listener.withLock { $0 = listening }
+        listening.start()
+    }
+
+    /// Leaves the cluster: this host's row and its lease go (its opens are closed by then).
+    package func leave() {
+        listener.withLock { $0 }?.stop()
+    }
+
+    // MARK: PipeStore
+
+    package func attach(_ key: [UInt8], config: PipeConfig, ownership: Ownership) -> any PipeEndpoint {
+        attached.withLock { attached in
+            if let pipe = attached[key] { return pipe }
+            let pipe = SharedPipe(key: key, store: self, config: config, ownership: ownership)
+            attached[key] = pipe
+            return pipe
+        }
+    }
+
+    package func detach(_ key: [UInt8]) {
+        attached.withLock { _ = $0.removeValue(forKey: key) }
+    }
+
+    package func list() -> [any PipeEndpoint] { attached.withLock { Array($0.values) } }
+
+    package func waitingBytes(of uid: UInt32) -> (total: Int, user: Int) { (0, 0) }
+
+    package func report(to outcomes: any OpenOutcomes) { self.outcomes.withLock { $0 = outcomes } }
+
+    // MARK: For the pipes and the listener
+
+    /// The worker that runs `key`'s transactions.
+    func worker(for key: [UInt8]) -> ClusterWorker {
+        var hash: UInt64 = 14_695_981_039_346_656_037
+        for byte in key { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
+        return workers[Int(hash % UInt64(workers.count))]
+    }
+
+    func pipe(_ key: [UInt8]) -> SharedPipe? { attached.withLock { $0[key] } }
+
+    /// Answers this host's waiting requests (their pipe's transaction committed); an open
+    /// that failed is undone in the registry.
+    func deliver(_ replies: [(wait: WaitID, reply: PipeReply)]) {
+        for (wait, reply) in replies where wait.host == hostID {
+            guard let entry = waits.take(wait.number) else { continue }
+            if let handle = entry.open {
+                switch reply {
+                case .opened: outcomes.withLock { $0 }?.openCompleted(handle, hangUpVersion: 0)
+                case .failed: outcomes.withLock { $0 }?.openFailed(handle)
+                case .data, .written: break
+                }
+            }
+            entry.waiter.resume(reply)
+        }
+    }
+
+    func openCompleted(_ handle: PipeHandle, hangUpVersion: UInt64) {
+        outcomes.withLock { $0 }?.openCompleted(handle, hangUpVersion: hangUpVersion)
+    }
+
+    func openFailed(_ handle: PipeHandle) { outcomes.withLock { $0 }?.openFailed(handle) }
+}
+
+/// This host's requests that wait in some pipe, by number: the `WaitID`s its machines hold.
+final class WaitTable: Sendable {
+    struct Entry {
+        let waiter: any PipeWaiter
+        /// The handle of a waiting open (its end is undone if it fails).
+        let open: PipeHandle?
+    }
+
+    private let state = Mutex<(next: UInt64, entries: [UInt64: Entry])>((1, [:]))
+
+    func add(_ waiter: any PipeWaiter, open: PipeHandle? = nil) -> UInt64 {
+        state.withLock { state in
+            let number = state.next
+            state.next += 1
+            state.entries[number] = Entry(waiter: waiter, open: open)
+            return number
+        }
+    }
+
+    func take(_ number: UInt64) -> Entry? { state.withLock { $0.entries.removeValue(forKey: number) } }
+
+    func number(of waiter: any PipeWaiter) -> UInt64? {
+        state.withLock { $0.entries.first { $0.value.waiter === waiter }?.key }
+    }
+
+    func contains(_ number: UInt64) -> Bool { state.withLock { $0.entries[number] != nil } }
+}

@@ -1,0 +1,67 @@
+/// npfs's tables in PostgreSQL, in one schema (`cluster_schema`, default `npfs`), made on
+/// the first mount that finds them missing and carrying a version: a daemon refuses a
+/// newer one than it knows.
+///
+/// - `meta`: the version.
+/// - `hosts`: every mount taking part, by space; its id names its opens and waits.
+/// - `pipes`: each live (or persisted) pipe's machine, encoded (`SharedMachine`).
+/// - `opens`: each open of a pipe, by host and handle (to close a dead host's opens).
+/// - `mailbox`: replies to waiting requests of other hosts, fetched by the host after a
+///   notification on its channel.
+package struct Schema: Sendable {
+    package static let version = 1
+    /// The schema's name, checked to be a plain identifier.
+    package let name: String
+
+    package init(_ name: String) throws(ClusterError) {
+        guard let first = name.unicodeScalars.first, first.properties.isAlphabetic || first == "_", name.utf8.count <= 48,
+              name.unicodeScalars.allSatisfy({ ($0.isASCII && ($0.properties.isAlphabetic || $0.properties.numericType != nil)) || $0 == "_" })
+        else {
+            throw ClusterError("bad cluster_schema '\(name)': give letters, digits and _ (at most 48), starting with a letter")
+        }
+        self.name = name.lowercased()
+    }
+
+    /// A table's qualified name.
+    package func table(_ table: String) -> String { "\(name).\(table)" }
+
+    /// Makes the schema if it is missing (one daemon at a time, under an advisory lock), then
+    /// checks its version.
+    package func prepare(on connection: Connection) throws(ClusterError) {
+        try connection.executeScript("""
+            BEGIN;
+            SELECT pg_advisory_xact_lock(hashtext('npfs schema \(name)'));
+            CREATE SCHEMA IF NOT EXISTS \(name);
+            CREATE TABLE IF NOT EXISTS \(name).meta (key text PRIMARY KEY, value text NOT NULL);
+            INSERT INTO \(name).meta VALUES ('version', '\(Schema.version)') ON CONFLICT (key) DO NOTHING;
+            CREATE SEQUENCE IF NOT EXISTS \(name).host_ids MINVALUE 1 MAXVALUE 2147483647 CYCLE;
+            CREATE TABLE IF NOT EXISTS \(name).hosts (
+                id integer PRIMARY KEY, space text NOT NULL, name text NOT NULL, pid integer NOT NULL,
+                started timestamptz NOT NULL DEFAULT now(), heartbeat timestamptz NOT NULL DEFAULT now());
+            CREATE TABLE IF NOT EXISTS \(name).pipes (
+                space text NOT NULL, name bytea NOT NULL, state bytea NOT NULL, persist boolean NOT NULL DEFAULT false,
+                changed timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (space, name));
+            CREATE TABLE IF NOT EXISTS \(name).opens (
+                space text NOT NULL, name bytea NOT NULL, host integer NOT NULL, handle bigint NOT NULL, access smallint NOT NULL,
+                PRIMARY KEY (space, name, host, handle));
+            CREATE INDEX IF NOT EXISTS opens_by_host ON \(name).opens (host);
+            CREATE TABLE IF NOT EXISTS \(name).mailbox (
+                id bigserial PRIMARY KEY, host integer NOT NULL, wait bigint NOT NULL, reply bytea NOT NULL);
+            CREATE INDEX IF NOT EXISTS mailbox_by_host ON \(name).mailbox (host);
+            COMMIT;
+            """)
+        let rows = try connection.execute("SELECT value FROM \(name).meta WHERE key = 'version'")
+        guard let text = rows.text(0, 0), let found = Int(text) else {
+            throw ClusterError("the cluster schema \(name) has no version: is it npfs's?")
+        }
+        guard found <= Schema.version else {
+            throw ClusterError("the cluster schema \(name) is version \(found), newer than this npfs knows (\(Schema.version)): upgrade npfs")
+        }
+    }
+
+    /// The channel a host listens on for replies and changes meant for it.
+    package func channel(of host: HostNumber) -> String { "\(name)_host_\(host)" }
+}
+
+/// A host's id in the cluster, as the `hosts` table gave it.
+package typealias HostNumber = UInt32

@@ -1,0 +1,351 @@
+import PipeCore
+import Synchronization
+import SystemPackage
+
+/// One pipe of a cluster mount, as this host sees it: every operation is a transaction on
+/// the pipe's row, run by its worker, and answered after the commit. Polls, figures and
+/// settings read the state as this host last saw it (after its own transactions and the
+/// other hosts' change notifications).
+final class SharedPipe: PipeEndpoint {
+    let key: [UInt8]
+    unowned let store: PostgresPipeStore
+    /// The settings and owner the pipe is made with if no host has it yet.
+    private let config: PipeConfig
+    private let creator: Ownership
+
+    struct Seen: ~Copyable {
+        var machine: SharedMachine?
+        var pollers: [PipeHandle: any PollNotifier] = [:]
+    }
+
+    private let seen = Mutex(Seen())
+
+    init(key: [UInt8], store: PostgresPipeStore, config: PipeConfig, ownership: Ownership) {
+        self.key = key
+        self.store = store
+        self.config = config
+        creator = ownership
+    }
+
+    private var me: HostID { store.hostID }
+
+    // MARK: Opening and closing
+
+    func open(_ handle: PipeHandle, access: AccessMode, nonblocking: Bool, caller: Caller, protection: PipeProtection,
+              mountOwner: UInt32, waiter: any PipeWaiter) -> OpenAnswer {
+        let number = store.waits.add(waiter, open: handle)
+        let open = OpenID(host: me, handle: handle)
+        run { connection, machine, now throws(ClusterError) in
+            let offer = WaitOffer(WaitID(host: self.me, number: number), interrupted: waiter.isInterrupted)
+            var (answer, effects) = machine.open(open, access: access, nonblocking: nonblocking, caller: caller, protection: protection,
+                                                 mountOwner: mountOwner, wait: offer, at: now)
+            if case .needsGroups(let group) = answer {
+                // The caller's groups decide: read them (this is no FUSE thread) and decide again.
+                (answer, effects) = machine.open(open, access: access, nonblocking: nonblocking, caller: caller.readingGroups(for: group),
+                                                 protection: protection, mountOwner: mountOwner, wait: offer, at: now)
+            }
+            switch answer {
+            case .result(.done(.opened), _), .result(.queued, _):
+                try connection.execute("""
+                    INSERT INTO \(self.store.schema.table("opens")) (space, name, host, handle, access) VALUES ($1, $2, $3, $4, $5)
+                    """, [.text(self.store.settings.space), .bytes(self.key), .int32(Int32(bitPattern: self.me.rawValue)),
+                          .int64(Int64(bitPattern: handle.rawValue)), .int32(access.code)])
+            default:
+                break
+            }
+            return (effects, {
+                switch answer {
+                case .result(.done(let reply), let hangUpVersion):
+                    _ = self.store.waits.take(number)
+                    if case .opened = reply { self.store.openCompleted(handle, hangUpVersion: hangUpVersion) } else { self.store.openFailed(handle) }
+                    waiter.resume(PipeReply(reply))
+                case .result(.queued, _), .needsGroups:   // needsGroups: never after the groups were read
+                    break
+                }
+            })
+        } failed: {
+            if self.store.waits.take(number) != nil {
+                self.store.openFailed(handle)
+                waiter.resume(.failed(.ioError))
+            }
+        }
+        return .result(.queued, hangUpVersion: 0)
+    }
+
+    func close(_ handle: PipeHandle, access: AccessMode) {
+        seen.withLock { _ = $0.pollers.removeValue(forKey: handle) }
+        run { connection, machine, now throws(ClusterError) in
+            let effects = machine.close(OpenID(host: self.me, handle: handle), access: access, at: now)
+            try self.forgetOpen(handle, on: connection)
+            return (effects, {})
+        } failed: {}
+    }
+
+    func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
+        guard let number = store.waits.number(of: waiter) else { return nil }
+        run { connection, machine, now throws(ClusterError) in
+            let (cancelled, effects) = machine.cancel(WaitID(host: self.me, number: number), because: reason, at: now)
+            if case .open(let open) = cancelled { try self.forgetOpen(open.handle, on: connection) }
+            return (effects, {})
+        } failed: {}
+        // Answered (EINTR, ETIMEDOUT) once the withdrawal commits, unless a reply came first.
+        return nil
+    }
+
+    func stop(waitingOnly: Bool) -> [PipeHandle] { [] }
+
+    // MARK: Data
+
+    func read(_ handle: PipeHandle, size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
+              sink: ReadSink?) -> ReadResult {
+        guard let waiter else { return .mustWait }
+        let number = store.waits.add(waiter)
+        run { _, machine, now throws(ClusterError) in
+            let offer = WaitOffer(WaitID(host: self.me, number: number), interrupted: waiter.isInterrupted)
+            let (reply, _, effects) = machine.read(OpenID(host: self.me, handle: handle), size: size, offset: offset,
+                                                  nonblocking: nonblocking, wait: offer, at: now)
+            return (effects, {
+                guard let reply, self.store.waits.take(number) != nil else { return }
+                waiter.resume(PipeReply(reply))
+            })
+        } failed: {
+            if self.store.waits.take(number) != nil { waiter.resume(.failed(.ioError)) }
+        }
+        return .queued
+    }
+
+    func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
+               waiter: (any PipeWaiter)?, uid: UInt32) -> WriteResult {
+        guard let waiter else { return .mustWait }
+        let number = store.waits.add(waiter)
+        let copy = [UInt8](bytes)
+        run { _, machine, now throws(ClusterError) in
+            let offer = WaitOffer(WaitID(host: self.me, number: number), interrupted: waiter.isInterrupted)
+            let (attempt, effects) = machine.write(OpenID(host: self.me, handle: handle), copy, offset: offset,
+                                                   nonblocking: nonblocking, wait: offer, at: now)
+            return (effects, {
+                guard case .done(let reply) = attempt, self.store.waits.take(number) != nil else { return }
+                waiter.resume(PipeReply(reply))
+            })
+        } failed: {
+            if self.store.waits.take(number) != nil { waiter.resume(.failed(.ioError)) }
+        }
+        return .queued
+    }
+
+    func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
+        seen.withLock { seen in
+            if let notifier { seen.pollers[handle] = notifier }
+            switch seen.machine {
+            case .some(let machine): return machine.readiness(OpenID(host: me, handle: handle), access: access, hangUpVersion: hangUpVersion)
+            case .none: return []
+            }
+        }
+    }
+
+    // MARK: Settings and figures (as last seen)
+
+    func apply(_ setting: PipeSetting) throws(Errno) {
+        switch runAndWait({ _, machine, now throws(ClusterError) in machine.apply(setting, at: now) }) {
+        case .none: throw .ioError
+        case .some(.some(let error)): throw error
+        case .some(.none): return
+        }
+    }
+
+    var ownership: Ownership { seen.withLock { $0.machine?.ownership } ?? creator }
+
+    func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
+        let result: Result<Ownership, Errno> = runAndWait { _, machine, _ throws(ClusterError) in
+            do throws(Errno) {
+                return (.success(try machine.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)), SharedEffects())
+            } catch {
+                return (.failure(error), SharedEffects())
+            }
+        } ?? .failure(.ioError)
+        return try result.get()
+    }
+
+    var status: PipeStatus {
+        seen.withLock { seen in
+            switch seen.machine {
+            case .some(let machine): return machine.status
+            case .none:
+                return SharedMachine(config: config, ownership: creator, at: .now(), budget: store.budget).status
+            }
+        }
+    }
+
+    func peek(_ max: Int, reader: PipeHandle?) -> [UInt8] {
+        seen.withLock { seen in
+            switch seen.machine {
+            case .some(let machine): return machine.peek(max, reader: reader.map { OpenID(host: me, handle: $0) })
+            case .none: return []
+            }
+        }
+    }
+
+    var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
+        seen.withLock { seen in
+            switch seen.machine {
+            case .some(let machine):
+                let me = self.me
+                let waiting = machine.waitingOpens.filter { $0.key.host == me }
+                let lost = machine.losses.filter { $0.key.host == me }
+                return (Dictionary(uniqueKeysWithValues: waiting.map { ($0.key.handle, $0.value) }),
+                        Dictionary(uniqueKeysWithValues: lost.map { ($0.key.handle, $0.value) }))
+            case .none:
+                return ([:], [:])
+            }
+        }
+    }
+
+    func trimBuffers() {}
+
+    func holdsExactly(readers: Set<PipeHandle>, writers: Int) -> Bool {
+        seen.withLock { seen in
+            switch seen.machine {
+            case .some(let machine): return machine.readerOpens(of: me) == Set(readers.map { OpenID(host: me, handle: $0) })
+            case .none: return readers.isEmpty
+            }
+        }
+    }
+
+    // MARK: Transactions
+
+    /// What a transaction's body gives back: the machine's effects, and what to do for this
+    /// host's own request once it has committed.
+    typealias Step = (SharedEffects, () -> Void)
+
+    /// Runs `body` on the pipe's machine in a transaction on the pipe's worker: the row is
+    /// locked (made if missing), the machine decoded, stepped, written back (or the row
+    /// removed once nobody uses the pipe), replies for other hosts left in their mailboxes
+    /// and the hosts notified. After the commit, this host's replies are delivered, its
+    /// view of the pipe refreshed and its pollers told. `failed` runs if PostgreSQL could
+    /// not be reached or refused.
+    func run(_ body: @escaping @Sendable (Connection, inout SharedMachine, Timestamp) throws(ClusterError) -> Step,
+             failed: @escaping @Sendable () -> Void) {
+        store.worker(for: key).async { worker in
+            do {
+                let (state, effects, after) = try worker.transaction { connection throws(ClusterError) in
+                    var machine = try self.load(on: connection)
+                    let (effects, after) = try body(connection, &machine, .now())
+                    let state = machine.encoded
+                    try self.save(state, unused: machine.isUnused, on: connection)
+                    try self.tellOthers(effects, on: connection)
+                    return (state, effects, after)
+                }
+                self.store.deliver(effects.replies)
+                after()
+                self.refresh(state, readinessChanged: effects.readinessChanged)
+            } catch {
+                failed()
+            }
+        }
+    }
+
+    /// The same, waited for (settings and ownership, which FUSE answers at once): nil if
+    /// PostgreSQL could not be reached within the cluster's timeout.
+    private func runAndWait<T: Sendable>(_ body: @escaping @Sendable (Connection, inout SharedMachine, Timestamp) throws(ClusterError) -> (T, SharedEffects)) -> T? {
+        let result = Mutex<T?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        run { connection, machine, now throws(ClusterError) in
+            let (value, effects) = try body(connection, &machine, now)
+            result.withLock { $0 = value }
+            return (effects, {})
+        } failed: {}
+        store.worker(for: key).async { _ in done.signal() }
+        _ = done.wait(timeout: .now() + store.settings.timeout * 2 + 1)
+        return result.withLock { $0 }
+    }
+
+    private func load(on connection: Connection) throws(ClusterError) -> SharedMachine {
+        let pipes = store.schema.table("pipes")
+        let select = "SELECT state FROM \(pipes) WHERE space = $1 AND name = $2 FOR UPDATE"
+        let where_: [SQLValue?] = [.text(store.settings.space), .bytes(key)]
+        var rows = try connection.execute(select, where_)
+        if rows.count == 0 {
+            let fresh = SharedMachine(config: config, ownership: creator, at: .now(), budget: store.budget)
+            try connection.execute("INSERT INTO \(pipes) (space, name, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
+                                   where_ + [.bytes(fresh.encoded)])
+            rows = try connection.execute(select, where_)
+        }
+        guard let bytes = rows.bytes(0, 0) else { throw ClusterError("pipe row missing") }
+        do {
+            return try SharedMachine(decoding: bytes, budget: store.budget)
+        } catch {
+            throw ClusterError("a pipe's state in PostgreSQL is damaged: \(error.description)")
+        }
+    }
+
+    private func save(_ state: [UInt8], unused: Bool, on connection: Connection) throws(ClusterError) {
+        let pipes = store.schema.table("pipes")
+        let where_: [SQLValue?] = [.text(store.settings.space), .bytes(key)]
+        if unused {
+            try connection.execute("DELETE FROM \(pipes) WHERE space = $1 AND name = $2 AND NOT persist", where_)
+        }
+        try connection.execute("UPDATE \(pipes) SET state = $3, changed = now() WHERE space = $1 AND name = $2", where_ + [.bytes(state)])
+    }
+
+    /// Replies for other hosts' waits go to their mailboxes; they, and the hosts with opens
+    /// of the pipe if its readiness changed, are notified (delivered at commit).
+    private func tellOthers(_ effects: SharedEffects, on connection: Connection) throws(ClusterError) {
+        let mailbox = store.schema.table("mailbox")
+        var told: Set<UInt32> = []
+        for (wait, reply) in effects.replies where wait.host != me {
+            try connection.execute("INSERT INTO \(mailbox) (host, wait, reply) VALUES ($1, $2, $3)",
+                                   [.int32(Int32(bitPattern: wait.host.rawValue)), .int64(Int64(bitPattern: wait.number)), .bytes(reply.encoded)])
+            told.insert(wait.host.rawValue)
+        }
+        for host in told {
+            try connection.execute("SELECT pg_notify($1, 'm')", [.text(store.schema.channel(of: host))])
+        }
+        if effects.readinessChanged {
+            try connection.execute("""
+                SELECT pg_notify($4 || host::text, 'c' || encode($2, 'hex'))
+                FROM (SELECT DISTINCT host FROM \(store.schema.table("opens")) WHERE space = $1 AND name = $2 AND host <> $3) AS others
+                """, [.text(store.settings.space), .bytes(key), .int32(Int32(bitPattern: me.rawValue)),
+                      .text(String(store.schema.channel(of: 0).dropLast()))])
+        }
+    }
+
+    private func forgetOpen(_ handle: PipeHandle, on connection: Connection) throws(ClusterError) {
+        try connection.execute("""
+            DELETE FROM \(store.schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3 AND handle = $4
+            """, [.text(store.settings.space), .bytes(key), .int32(Int32(bitPattern: me.rawValue)), .int64(Int64(bitPattern: handle.rawValue))])
+    }
+
+    /// This host's view of the pipe is now `state`; pollers are told if readiness may have changed.
+    func refresh(_ state: [UInt8], readinessChanged: Bool) {
+        let budget = store.budget
+        let pollers = seen.withLock { seen -> [any PollNotifier] in
+            seen.machine = try? SharedMachine(decoding: state, budget: budget)
+            guard readinessChanged else { return [] }
+            defer { seen.pollers.removeAll() }
+            return Array(seen.pollers.values)
+        }
+        for poller in pollers { poller.notify() }
+    }
+}
+
+extension AccessMode {
+    /// As the `opens` table keeps it.
+    var code: Int32 {
+        switch self {
+        case .read: 0
+        case .write: 1
+        case .readWrite: 2
+        }
+    }
+
+    init?(code: Int64) {
+        switch code {
+        case 0: self = .read
+        case 1: self = .write
+        case 2: self = .readWrite
+        default: return nil
+        }
+    }
+}
+
+import Dispatch
