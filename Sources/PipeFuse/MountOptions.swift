@@ -35,6 +35,21 @@ package struct MountOptions: Sendable, Equatable {
     package var limits = MountLimits.defaults(physicalMemory: MountOptions.physicalMemory)
     /// Options for libfuse, npfs's defaults first.
     package var fuseOptions: [String]
+    /// Pipes shared by mounts on several hosts through PostgreSQL (`cluster=` and its
+    /// options), or nil for pipes of this mount alone.
+    package var cluster: ClusterOptions?
+
+    /// The `cluster_*` options, as given (the daemon's side checks the connection string).
+    package struct ClusterOptions: Sendable, Equatable {
+        /// libpq's connection string: a postgres:// or postgresql:// URL, or key=value words.
+        package var connection: String
+        package var space = "default"
+        /// This mount's name in the cluster (`host=`); nil for the machine's hostname.
+        package var host: String?
+        package var schema = "npfs"
+        package var timeout = 5.0
+        package var passfile: String?
+    }
 
     package init(pipe: PipeConfig, ignoreCase: Bool = false, pipeMode: UInt32 = 0o666, fuseOptions: [String]) {
         self.pipe = pipe
@@ -54,7 +69,8 @@ package struct MountOptions: Sendable, Equatable {
         var protection: PipeProtection?
         var fuse: [String] = []
         var named: Set<String> = []
-        for option in arguments.flatMap({ $0.split(separator: ",", omittingEmptySubsequences: true) }) {
+        var cluster: [String: String] = [:]
+        for option in arguments.flatMap(splitOptions) {
             let parts = option.split(separator: "=", maxSplits: 1, omittingEmptySubsequences: false)
             let name = String(parts[0])
             let value = parts.count == 2 ? String(parts[1]) : nil
@@ -106,6 +122,9 @@ package struct MountOptions: Sendable, Equatable {
                     throw Invalid(description: "bad pipe_mode '\(value ?? "")': give octal permission bits (e.g. pipe_mode=0600)")
                 }
                 pipeMode = bits
+            case "cluster", "cluster_space", "host", "cluster_schema", "cluster_timeout", "cluster_passfile":
+                guard let value, !value.isEmpty else { throw Invalid(description: "\(name) needs a value (\(name)=...)") }
+                cluster[name] = value
             case "ignore_case" where value == nil:
                 ignoreCase = true
             case _ where ignoredMountFlags.contains(name) && value == nil:
@@ -133,6 +152,62 @@ package struct MountOptions: Sendable, Equatable {
         options.threads = threads
         options.protectedPipes = protection ?? (named.contains("allow_other") ? .group : .off)
         options.limits = try limits(sizes, capacity: pipe.capacity, physicalMemory: physicalMemory)
+        options.cluster = try clusterOptions(cluster)
+        return options
+    }
+
+    /// The cluster's options, checked as far as they can be without libpq.
+    private static func clusterOptions(_ given: [String: String]) throws(Invalid) -> ClusterOptions? {
+        guard let connection = given["cluster"] else {
+            if let stray = given.keys.sorted().first { throw Invalid(description: "\(stray) needs cluster=postgres://... (a cluster to share pipes through)") }
+            return nil
+        }
+        var options = ClusterOptions(connection: connection)
+        for (name, value) in given {
+            switch name {
+            case "cluster_space", "host":
+                guard value.utf8.count <= 63, value.unicodeScalars.allSatisfy({ $0.isASCII && $0.value > 32 && $0.value < 127 }) else {
+                    throw Invalid(description: "bad \(name) '\(value)': give at most 63 printable ASCII characters, no spaces")
+                }
+                if name == "host" { options.host = value } else { options.space = value }
+            case "cluster_schema":
+                options.schema = value
+            case "cluster_timeout":
+                guard let seconds = Double(value), seconds.isFinite, (0.5...3600).contains(seconds) else {
+                    throw Invalid(description: "bad cluster_timeout '\(value)': give seconds from 0.5 to 3600 (e.g. cluster_timeout=5)")
+                }
+                options.timeout = seconds
+            case "cluster_passfile":
+                options.passfile = value
+            default:
+                break
+            }
+        }
+        return options
+    }
+
+    /// One `-o` argument's options: split at commas, where `\,` is a comma inside a value
+    /// (as in a libpq URL with several hosts) and `\\` a backslash.
+    package static func splitOptions(_ argument: String) -> [Substring] {
+        guard argument.contains("\\") else { return argument.split(separator: ",", omittingEmptySubsequences: true) }
+        var options: [Substring] = []
+        var current = ""
+        var escaped = false
+        for character in argument {
+            if escaped {
+                current.append(character)
+                escaped = false
+            } else if character == "\\" {
+                escaped = true
+            } else if character == "," {
+                if !current.isEmpty { options.append(Substring(current)) }
+                current = ""
+            } else {
+                current.append(character)
+            }
+        }
+        if escaped { current.append("\\") }
+        if !current.isEmpty { options.append(Substring(current)) }
         return options
     }
 

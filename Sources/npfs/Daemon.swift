@@ -1,6 +1,7 @@
 import CLinux
 import Dispatch
 import Glibc
+import PipeCluster
 import PipeCore
 import PipeFuse
 
@@ -22,8 +23,21 @@ struct Daemon {
             _ = write(comm, "npfs", 4)
             close(comm)
         }
-        // The one place that chooses where pipes live: in this process.
-        let store = LocalPipeStore(limits: options.limits)
+        // The one place that chooses where pipes live: in this process, or in a cluster.
+        let store: any PipeStore
+        var cluster: PostgresPipeStore?
+        if let clusterOptions = options.cluster {
+            let shared: PostgresPipeStore
+            do {
+                shared = try PostgresPipeStore(settings: try clusterOptions.settings())
+            } catch let error as ClusterError {
+                throw CommandError(error.description)
+            }
+            (cluster, store) = (shared, shared)
+        } else {
+            store = LocalPipeStore(limits: options.limits)
+        }
+        defer { cluster?.leave() }
         let registry = PipeRegistry(configuration: .init(pipe: options.pipe, ignoreCase: options.ignoreCase,
                                                          pipeMode: options.pipeMode, limits: options.limits,
                                                          protection: options.protectedPipes, mountOwner: getuid()),

@@ -47,11 +47,13 @@ struct MountCommand: ParsableCommand {
             // `npfs unmout DIR` would otherwise mount DIR with "unmout" as the fstab source.
             throw CommandError("unknown command '\(paths[0])' (did you mean 'npfs \(command)'?)")
         }
-        _ = try parsedOptions()
+        let parsed = try parsedOptions()
+        _ = try parsed.cluster?.settings()
         try checkMountpoint(absolutePath(mountpoint))
     }
 
     func run() throws {
+        ClusterSecret.hideInCommandLine()
         let parsed = try parsedOptions()
         let path = absolutePath(mountpoint)
         if foreground || debug {
@@ -70,9 +72,13 @@ struct MountCommand: ParsableCommand {
     /// (or with its failure). A fresh process, not fork(), since threads may exist.
     private func startInBackground() throws {
         var arguments = ["mount", "-f"]
-        for option in options { arguments += ["-o", option] }
+        // A password in the cluster's connection string reaches the daemon through its
+        // environment, never its command line.
+        let secret = ClusterSecret.redacting(options)
+        for option in secret?.options ?? options { arguments += ["-o", option] }
         if let watchdogFD { arguments += ["--watchdog-fd", String(watchdogFD)] }
-        let status = try Spawn.daemon(arguments: arguments, mountpoint: mountpoint)
+        let status = try Spawn.daemon(arguments: arguments, mountpoint: mountpoint,
+                                      environment: secret.map { [MountOptions.ClusterOptions.environmentKey: $0.connection] } ?? [:])
         if status != 0 { throw ExitCode(status) }
     }
 }

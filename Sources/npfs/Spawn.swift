@@ -4,7 +4,7 @@ import NpfsClient
 extension Spawn {
     /// Starts `npfs ARGUMENTS --ready-fd N MOUNTPOINT` in a new session and waits until it
     /// reports the mount ready (returns 0) or exits (returns its status).
-    static func daemon(arguments: [String], mountpoint: String) throws -> Int32 {
+    static func daemon(arguments: [String], mountpoint: String, environment extra: [String: String] = [:]) throws -> Int32 {
         var fds: [Int32] = [0, 0]
         guard pipe(&fds) == 0 else { throw CommandError("pipe: \(String(cString: strerror(errno)))") }
         let (readEnd, writeEnd) = (fds[0], fds[1])
@@ -17,7 +17,8 @@ extension Spawn {
             // `ps`, `top` and the OOM killer should say npfs, not exe.
             pid = try start(Request(["npfs"] + arguments + ["--ready-fd", String(writeEnd), mountpoint],
                                     executable: executablePath ?? "/proc/self/exe", stdin: "/dev/null",
-                                    keep: [writeEnd], newSession: true))
+                                    keep: [writeEnd], environment: extra.isEmpty ? nil : environment.merging(extra) { $1 },
+                                    newSession: true))
         } catch {
             close(writeEnd)
             throw CommandError("cannot start the npfs daemon: \(error)")

@@ -109,6 +109,35 @@ import Testing
     }
 }
 
+/// Issue 14: the cluster's options, and commas inside a value written `\,`.
+@Suite struct ClusterOptionsTests {
+    @Test func aCommaInsideAValueIsWrittenBackslashComma() throws {
+        let options = try MountOptions.parse(["cluster=postgresql://db1\\,db2/npfs?target_session_attrs=read-write,cluster_space=s1,host=h1"])
+        #expect(options.cluster?.connection == "postgresql://db1,db2/npfs?target_session_attrs=read-write")
+        #expect(options.cluster?.space == "s1")
+        #expect(options.cluster?.host == "h1")
+        #expect(MountOptions.splitOptions("a=b\\\\,c") == ["a=b\\", "c"])
+        #expect(MountOptions.splitOptions("a,,b") == ["a", "b"])
+        #expect(try MountOptions.parse(["capacity=4K"]).cluster == nil)
+        let defaults = try #require(try MountOptions.parse(["cluster=service=npfs"]).cluster)
+        #expect(defaults.space == "default" && defaults.schema == "npfs" && defaults.timeout == 5 && defaults.host == nil)
+    }
+
+    @Test func badClusterOptionsAreRefusedByName() {
+        for (arguments, fragment) in [(["cluster_space=x"], "cluster_space needs cluster="), (["host=h"], "host needs cluster="),
+                                      (["cluster="], "cluster needs a value"), (["cluster=u,cluster_timeout=0"], "bad cluster_timeout"),
+                                      (["cluster=u,cluster_timeout=nan"], "bad cluster_timeout"),
+                                      (["cluster=u,cluster_space=a b"], "bad cluster_space"), (["cluster=u,host=\(String(repeating: "h", count: 64))"], "bad host")] {
+            do {
+                _ = try MountOptions.parse(arguments)
+                Issue.record("\(arguments) accepted")
+            } catch {
+                #expect(error.description.contains(fragment), "\(error.description)")
+            }
+        }
+    }
+}
+
 /// Issue 12, item 19: the catalogue that the help, the man page and the completions show
 /// lists what the parser takes, each with values it accepts.
 @Suite struct MountOptionsCatalogueTests {
@@ -117,8 +146,10 @@ import Testing
             let samples = option.value == nil ? [option.name]
                 : option.choices.isEmpty ? ["\(option.name)=npfs"]   // a value that cannot be listed: a name
                 : option.choices.map { "\(option.name)=\($0)" }
+            // The cluster's options come with the cluster they belong to.
+            let alongside = option.name.hasPrefix("cluster_") || option.name == "host" ? ["cluster=postgresql://h/db"] : []
             for sample in samples {
-                #expect(throws: Never.self, "\(sample)") { try MountOptions.parse([sample], physicalMemory: 16 << 30) }
+                #expect(throws: Never.self, "\(sample)") { try MountOptions.parse(alongside + [sample], physicalMemory: 16 << 30) }
             }
         }
     }

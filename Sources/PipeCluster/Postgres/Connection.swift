@@ -31,6 +31,8 @@ package final class Connection: @unchecked Sendable {
             PQfinish(made)
             throw ClusterError(message.isEmpty ? "cannot connect to \(target.redacted)" : message)
         }
+        // The server's notices (such as "already exists, skipping") are not the user's business.
+        PQsetNoticeProcessor(made, { _, _ in }, nil)
         connection = made
     }
 

@@ -1,0 +1,103 @@
+import Foundation
+import Glibc
+import Testing
+
+/// Mounts that share pipes through PostgreSQL (`-o cluster=`), as hosts would: several
+/// daemons on this machine against a server of the test's own.
+@Suite(.serialized) struct ClusterMountTests {
+    @Test func mountsOfOneSpaceShareAPipeAndAnotherSpaceIsApart() throws {
+        try PostgresServer.with { server in
+            let url = server.url()
+            try TestMount.with(options: ["cluster=\(url),host=a"]) { a in
+                try TestMount.with(options: ["cluster=\(url),host=b"]) { b in
+                    try TestMount.with(options: ["cluster=\(url),cluster_space=other,host=c"]) { c in
+                        // A daemon started in the foreground hides the password in its own command line.
+                        let commandLine = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(a.daemon.pid)/cmdline"))) ?? Data()
+                        #expect(String(decoding: commandLine, as: UTF8.self).contains("npfs:" + String(repeating: "*", count: server.password.count) + "@"))
+                        #expect(!String(decoding: commandLine, as: UTF8.self).contains(server.password))
+
+                        // A reader on B meets a writer on A, reads its lines and then end of file.
+                        let reader = try ChildProcess(["cat", b.path("P")])
+                        let written = try ChildProcess.shell("printf 'one\\ntwo\\n' > \(a.path("P"))", timeout: 20)
+                        #expect(written.status == 0, "\(written.output)")
+                        #expect(reader.wait(timeout: 20) == 0)
+                        #expect(reader.output == "one\ntwo\n")
+
+                        // A reader waits on A: a non-blocking writer finds it from B, not from the other space.
+                        let waiting = try ChildProcess(["cat", a.path("Q")])
+                        defer { waiting.signal(SIGKILL) }
+                        #expect(eventually(timeout: 10) {
+                            (try? server.admin("SELECT count(*) FROM npfs.opens WHERE space = 'default'", database: "npfs")) == "1"
+                        })
+                        let otherSpace = try ChildProcess.run(["python3", "-c", Self.nonblockingOpen, c.path("Q")], timeout: 20)
+                        #expect(otherSpace.output.contains("ENXIO"), "\(otherSpace.output)")
+                        let sameSpace = try ChildProcess.run(["python3", "-c", Self.nonblockingOpen, b.path("Q")], timeout: 20)
+                        #expect(sameSpace.output.contains("opened"), "\(sameSpace.output)")
+                        #expect(waiting.wait(timeout: 20) == 0)
+                        #expect(waiting.output == "x")
+                    }
+                }
+            }
+        }
+    }
+
+    /// Opens argv[1] for writing without blocking; prints "opened" (after writing "x") or the errno's name.
+    static let nonblockingOpen = """
+        import errno, os, sys
+        try:
+            fd = os.open(sys.argv[1], os.O_WRONLY | os.O_NONBLOCK)
+            os.write(fd, b"x"); os.close(fd); print("opened")
+        except OSError as e:
+            print(errno.errorcode[e.errno])
+        """
+
+    @Test func aBadClusterIsOneLineAndMountsNothing() throws {
+        try PostgresServer.with { server in
+            let directory = try makeTemporaryDirectory()
+            defer { rmdir(directory) }
+            let wrongPassword = server.url(password: false).replacingOccurrences(of: "npfs@", with: "npfs:NotTheSecret42@")
+            let cases: [(String, String)] = [
+                ("cluster=\(wrongPassword)", "password authentication failed"),
+                ("cluster=" + String(server.url().dropLast("npfs".count)) + "nosuchdb", "\"nosuchdb\" does not exist"),
+                ("cluster=postgresql://npfs:pw@127.0.0.1:1/npfs,cluster_timeout=2", "Connection refused"),
+                ("cluster=db.example", "give a postgres:// or postgresql:// URL"),
+                ("cluster_space=x", "needs cluster="),
+                ("cluster=\(server.url()),cluster_schema=1bad", "bad cluster_schema"),
+            ]
+            for (option, expected) in cases {
+                let started = Date()
+                let result = try ChildProcess.run([TestMount.binary, "mount", "-o", option, directory], timeout: 30)
+                #expect(result.status != 0, "\(option)")
+                let lines = result.output.split(separator: "\n")
+                #expect(lines.count == 1 && result.output.contains(expected), "\(option): \(result.output)")
+                #expect(!result.output.contains("NotTheSecret42"))
+                #expect(!isMounted(directory))
+                #expect(Date().timeIntervalSince(started) < 10)
+            }
+        }
+    }
+
+    @Test func aPasswordInTheURLNeverShowsInTheDaemonsCommandLine() throws {
+        try PostgresServer.with { server in
+            let directory = try makeTemporaryDirectory()
+            defer { rmdir(directory) }
+            let mounted = try ChildProcess.run([TestMount.binary, "mount", "-o", "cluster=\(server.url()),host=bg", directory], timeout: 30)
+            #expect(mounted.status == 0, "\(mounted.output)")
+            defer { _ = try? ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 30) }
+            let pids = try ChildProcess.run(["pgrep", "-f", "npfs mount -f .*\(directory)"], timeout: 10).output
+                .split(separator: "\n").compactMap { pid_t($0) }
+            #expect(pids.count == 1)
+            for pid in pids {
+                let commandLine = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(pid)/cmdline"))) ?? Data()
+                let text = String(decoding: commandLine, as: UTF8.self)
+                #expect(text.contains("cluster=postgresql://npfs:***@"), "\(text)")
+                #expect(!text.contains(server.password))
+            }
+            // And it works: the password reached libpq.
+            let reader = try ChildProcess(["cat", directory + "/P"])
+            #expect(try ChildProcess.shell("echo hi > \(directory)/P", timeout: 20).status == 0)
+            #expect(reader.wait(timeout: 20) == 0)
+            #expect(reader.output == "hi\n")
+        }
+    }
+}
