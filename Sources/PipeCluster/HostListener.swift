@@ -15,7 +15,7 @@ final class HostListener: @unchecked Sendable {
     private let stopping = Atomic<Bool>(false)
     private let stopped = DispatchSemaphore(value: 0)
     /// The advisory lock space of this schema's leases.
-    private let leaseKey: String
+    let leaseKey: String
 
     init(store: PostgresPipeStore, connection: Connection) throws(ClusterError) {
         self.store = store
@@ -33,7 +33,8 @@ final class HostListener: @unchecked Sendable {
     func stop() {
         stopping.store(true, ordering: .relaxed)
         _ = stopped.wait(timeout: .now() + 5)
-        _ = try? connection.execute("DELETE FROM \(store.schema.table("hosts")) WHERE id = $1", [.int32(Int32(bitPattern: store.host))])
+        // Whatever this host still has open is closed, as if it had died.
+        store.removeHost(store.host, on: connection, leaseKey: leaseKey)
         _ = try? connection.execute("SELECT pg_advisory_unlock_all()")
     }
 
@@ -85,9 +86,18 @@ final class HostListener: @unchecked Sendable {
         pipe.refresh(state, readinessChanged: true)
     }
 
+    /// Once a second, one query: this host's heartbeat, and the hosts of its space whose
+    /// lease is free (their daemon died and the watcher missed it), whose lease it takes.
     private func heartbeat() {
-        _ = try? connection.execute("UPDATE \(store.schema.table("hosts")) SET heartbeat = now() WHERE id = $1",
-                                    [.int32(Int32(bitPattern: store.host))])
+        let hosts = store.schema.table("hosts")
+        guard let dead = try? connection.execute("""
+            WITH beat AS (UPDATE \(hosts) SET heartbeat = now() WHERE id = $2)
+            SELECT id FROM \(hosts) WHERE space = $1 AND id <> $2 AND pg_try_advisory_lock(hashtext($3), id)
+            """, [.text(store.settings.space), .int32(Int32(bitPattern: store.host)), .text(leaseKey)]) else { return }
+        for index in 0..<dead.count {
+            guard let id = dead.integer(index, 0), let host = HostNumber(exactly: id) else { continue }
+            store.removeHost(host, on: connection, leaseKey: leaseKey)
+        }
     }
 
     static func hexBytes(_ text: Substring) -> [UInt8]? {

@@ -21,6 +21,7 @@ package final class PostgresPipeStore: PipeStore {
     package let server: String
     private let workers: [ClusterWorker]
     private let listener = Mutex<HostListener?>(nil)
+    private let watcher = Mutex<LeaseWatcher?>(nil)
     /// The bytes of waiting writes while a machine is decoded (bounded by the pipes' rows).
     let budget = ByteBudget(limit: Int(Int32.max))
     private let attached = Mutex<[[UInt8]: SharedPipe]>([:])
@@ -48,10 +49,14 @@ package final class PostgresPipeStore: PipeStore {
         let listening = try HostListener(store: self, connection: connection)
         listener.withLock { $0 = listening }
         listening.start()
+        let watching = LeaseWatcher(store: self, leaseKey: listening.leaseKey)
+        watcher.withLock { $0 = watching }
+        watching.start()
     }
 
     /// Leaves the cluster: this host's row and its lease go (its opens are closed by then).
     package func leave() {
+        watcher.withLock { $0 }?.stop()
         listener.withLock { $0 }?.stop()
     }
 
@@ -101,6 +106,36 @@ package final class PostgresPipeStore: PipeStore {
             }
             entry.waiter.resume(reply)
         }
+    }
+
+    /// A host whose lease this host now holds (it died, or left) is removed: its waits
+    /// withdrawn and its opens closed in every pipe, its mailbox and row deleted, in one
+    /// transaction; then the lease is let go. Replies for this host's requests are delivered.
+    func removeHost(_ dead: HostNumber, on connection: Connection, leaseKey: String) {
+        var delivered: [(wait: WaitID, reply: PipeReply)] = []
+        var states: [([UInt8], [UInt8], Bool)] = []
+        do {
+            try connection.execute("BEGIN")
+            let pipes = try connection.execute("SELECT DISTINCT space, name FROM \(schema.table("opens")) WHERE host = $1",
+                                               [.int32(Int32(bitPattern: dead))])
+            for index in 0..<pipes.count {
+                guard let space = pipes.text(index, 0), let name = pipes.bytes(index, 1),
+                      let (effects, state) = try PipeRow(store: self, space: space, key: name).removeHost(HostID(rawValue: dead), on: connection)
+                else { continue }
+                delivered += effects.replies
+                if space == settings.space { states.append((name, state, effects.readinessChanged)) }
+            }
+            try connection.execute("DELETE FROM \(schema.table("mailbox")) WHERE host = $1", [.int32(Int32(bitPattern: dead))])
+            try connection.execute("DELETE FROM \(schema.table("hosts")) WHERE id = $1", [.int32(Int32(bitPattern: dead))])
+            try connection.execute("COMMIT")
+        } catch {
+            _ = try? connection.execute("ROLLBACK")
+            delivered = []
+            states = []
+        }
+        _ = try? connection.execute("SELECT pg_advisory_unlock(hashtext($1), $2)", [.text(leaseKey), .int32(Int32(bitPattern: dead))])
+        deliver(delivered)
+        for (name, state, changed) in states { pipe(name)?.refresh(state, readinessChanged: changed) }
     }
 
     func openCompleted(_ handle: PipeHandle, hangUpVersion: UInt64) {

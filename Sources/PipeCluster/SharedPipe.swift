@@ -28,6 +28,7 @@ final class SharedPipe: PipeEndpoint {
     }
 
     private var me: HostID { store.hostID }
+    private var row: PipeRow { PipeRow(store: store, space: store.settings.space, key: key) }
 
     // MARK: Opening and closing
 
@@ -46,10 +47,7 @@ final class SharedPipe: PipeEndpoint {
             }
             switch answer {
             case .result(.done(.opened), _), .result(.queued, _):
-                try connection.execute("""
-                    INSERT INTO \(self.store.schema.table("opens")) (space, name, host, handle, access) VALUES ($1, $2, $3, $4, $5)
-                    """, [.text(self.store.settings.space), .bytes(self.key), .int32(Int32(bitPattern: self.me.rawValue)),
-                          .int64(Int64(bitPattern: handle.rawValue)), .int32(access.code)])
+                try self.row.recordOpen(of: self.me, handle, access: access, on: connection)
             default:
                 break
             }
@@ -75,9 +73,9 @@ final class SharedPipe: PipeEndpoint {
     func close(_ handle: PipeHandle, access: AccessMode) {
         seen.withLock { _ = $0.pollers.removeValue(forKey: handle) }
         run { connection, machine, now throws(ClusterError) in
-            let effects = machine.close(OpenID(host: self.me, handle: handle), access: access, at: now)
-            try self.forgetOpen(handle, on: connection)
-            return (effects, {})
+            // Closed once: an open this host's removal closed already is not closed again.
+            guard try self.row.forgetOpen(of: self.me, handle, on: connection) else { return (SharedEffects(), {}) }
+            return (machine.close(OpenID(host: self.me, handle: handle), access: access, at: now), {})
         } failed: {}
     }
 
@@ -85,7 +83,7 @@ final class SharedPipe: PipeEndpoint {
         guard let number = store.waits.number(of: waiter) else { return nil }
         run { connection, machine, now throws(ClusterError) in
             let (cancelled, effects) = machine.cancel(WaitID(host: self.me, number: number), because: reason, at: now)
-            if case .open(let open) = cancelled { try self.forgetOpen(open.handle, on: connection) }
+            if case .open(let open) = cancelled { try self.row.forgetOpen(of: self.me, open.handle, on: connection) }
             return (effects, {})
         } failed: {}
         // Answered (EINTR, ETIMEDOUT) once the withdrawal commits, unless a reply came first.
@@ -228,11 +226,12 @@ final class SharedPipe: PipeEndpoint {
         store.worker(for: key).async { worker in
             do {
                 let (state, effects, after) = try worker.transaction { connection throws(ClusterError) in
-                    var machine = try self.load(on: connection)
+                    let row = self.row
+                    var machine = try row.lock(on: connection, creating: (self.config, self.creator))
                     let (effects, after) = try body(connection, &machine, .now())
                     let state = machine.encoded
-                    try self.save(state, unused: machine.isUnused, on: connection)
-                    try self.tellOthers(effects, on: connection)
+                    try row.save(state, unused: machine.isUnused, on: connection)
+                    try row.tellOthers(effects, on: connection)
                     return (state, effects, after)
                 }
                 self.store.deliver(effects.replies)
@@ -257,62 +256,6 @@ final class SharedPipe: PipeEndpoint {
         store.worker(for: key).async { _ in done.signal() }
         _ = done.wait(timeout: .now() + store.settings.timeout * 2 + 1)
         return result.withLock { $0 }
-    }
-
-    private func load(on connection: Connection) throws(ClusterError) -> SharedMachine {
-        let pipes = store.schema.table("pipes")
-        let select = "SELECT state FROM \(pipes) WHERE space = $1 AND name = $2 FOR UPDATE"
-        let where_: [SQLValue?] = [.text(store.settings.space), .bytes(key)]
-        var rows = try connection.execute(select, where_)
-        if rows.count == 0 {
-            let fresh = SharedMachine(config: config, ownership: creator, at: .now(), budget: store.budget)
-            try connection.execute("INSERT INTO \(pipes) (space, name, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                                   where_ + [.bytes(fresh.encoded)])
-            rows = try connection.execute(select, where_)
-        }
-        guard let bytes = rows.bytes(0, 0) else { throw ClusterError("pipe row missing") }
-        do {
-            return try SharedMachine(decoding: bytes, budget: store.budget)
-        } catch {
-            throw ClusterError("a pipe's state in PostgreSQL is damaged: \(error.description)")
-        }
-    }
-
-    private func save(_ state: [UInt8], unused: Bool, on connection: Connection) throws(ClusterError) {
-        let pipes = store.schema.table("pipes")
-        let where_: [SQLValue?] = [.text(store.settings.space), .bytes(key)]
-        if unused {
-            try connection.execute("DELETE FROM \(pipes) WHERE space = $1 AND name = $2 AND NOT persist", where_)
-        }
-        try connection.execute("UPDATE \(pipes) SET state = $3, changed = now() WHERE space = $1 AND name = $2", where_ + [.bytes(state)])
-    }
-
-    /// Replies for other hosts' waits go to their mailboxes; they, and the hosts with opens
-    /// of the pipe if its readiness changed, are notified (delivered at commit).
-    private func tellOthers(_ effects: SharedEffects, on connection: Connection) throws(ClusterError) {
-        let mailbox = store.schema.table("mailbox")
-        var told: Set<UInt32> = []
-        for (wait, reply) in effects.replies where wait.host != me {
-            try connection.execute("INSERT INTO \(mailbox) (host, wait, reply) VALUES ($1, $2, $3)",
-                                   [.int32(Int32(bitPattern: wait.host.rawValue)), .int64(Int64(bitPattern: wait.number)), .bytes(reply.encoded)])
-            told.insert(wait.host.rawValue)
-        }
-        for host in told {
-            try connection.execute("SELECT pg_notify($1, 'm')", [.text(store.schema.channel(of: host))])
-        }
-        if effects.readinessChanged {
-            try connection.execute("""
-                SELECT pg_notify($4 || host::text, 'c' || encode($2, 'hex'))
-                FROM (SELECT DISTINCT host FROM \(store.schema.table("opens")) WHERE space = $1 AND name = $2 AND host <> $3) AS others
-                """, [.text(store.settings.space), .bytes(key), .int32(Int32(bitPattern: me.rawValue)),
-                      .text(String(store.schema.channel(of: 0).dropLast()))])
-        }
-    }
-
-    private func forgetOpen(_ handle: PipeHandle, on connection: Connection) throws(ClusterError) {
-        try connection.execute("""
-            DELETE FROM \(store.schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3 AND handle = $4
-            """, [.text(store.settings.space), .bytes(key), .int32(Int32(bitPattern: me.rawValue)), .int64(Int64(bitPattern: handle.rawValue))])
     }
 
     /// This host's view of the pipe is now `state`; pollers are told if readiness may have changed.

@@ -41,6 +41,33 @@ import Testing
         }
     }
 
+    @Test func aDaemonKilledLosesItsOpensOnTheOtherHostsAtOnce() throws {
+        try PostgresServer.with { server in
+            let url = server.url()
+            try TestMount.with(options: ["cluster=\(url),host=a"]) { a in
+                try TestMount.with(options: ["cluster=\(url),host=b"]) { b in
+                    // A writer on A holds the pipe open; a reader on B has read its line and waits for more.
+                    let writer = try ChildProcess(["/bin/sh", "-c", "exec 3>\(a.path("P")); echo line >&3; exec sleep 60"])
+                    defer { writer.signal(SIGKILL) }
+                    let reader = try ChildProcess(["cat", b.path("P")])
+                    defer { reader.signal(SIGKILL) }
+                    #expect(eventually(timeout: 20) { reader.output == "line\n" })
+                    usleep(300_000)
+                    #expect(reader.isRunning)
+                    // A's daemon dies: B's reader sees end of file, its writer being gone.
+                    let killed = Date()
+                    a.daemon.signal(SIGKILL)
+                    #expect(reader.wait(timeout: 10) == 0)
+                    let seconds = Date().timeIntervalSince(killed)
+                    print("npfs-measure: reader on another host saw end of file \(Int(seconds * 1000)) ms after its writer's daemon was killed")
+                    #expect(seconds < 1)
+                    #expect(eventually(timeout: 5) { (try? server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs")) == "1" })
+                    #expect(try server.admin("SELECT count(*) FROM npfs.opens", database: "npfs") == "0")
+                }
+            }
+        }
+    }
+
     /// Opens argv[1] for writing without blocking; prints "opened" (after writing "x") or the errno's name.
     static let nonblockingOpen = """
         import errno, os, sys

@@ -49,6 +49,15 @@ package final class Connection: @unchecked Sendable {
     /// The connection still works as far as libpq knows.
     package var isOK: Bool { PQstatus(connection) == CONNECTION_OK }
 
+    /// Asks the server to cancel the statement running on this connection now (from any
+    /// thread); that statement then fails with SQLSTATE 57014.
+    package func cancelRunningStatement() {
+        guard let cancel = PQgetCancel(connection) else { return }
+        var message = [CChar](repeating: 0, count: 256)
+        _ = PQcancel(cancel, &message, Int32(message.count))
+        PQfreeCancel(cancel)
+    }
+
     /// The descriptor to poll for notifications.
     package var socket: Int32 { PQsocket(connection) }
 

@@ -1,0 +1,74 @@
+import Dispatch
+import PipeCore
+import Synchronization
+
+/// Notices at once when a host of this space dies: on a connection of its own it waits for
+/// the lease of the next host (by id, round the ring), which PostgreSQL grants the moment
+/// that host's connection is gone; it then closes the dead host's opens (`removeHost`) and
+/// watches the next one. Every host is watched by the one before it; the listener's
+/// once-a-second look catches whatever this misses (a host that joined in between, or two
+/// that died together).
+final class LeaseWatcher: @unchecked Sendable {
+    private unowned let store: PostgresPipeStore
+    private let leaseKey: String
+    private let queue = DispatchQueue(label: "npfs.cluster.watcher")
+    private let stopping = Atomic<Bool>(false)
+    private let stopped = DispatchSemaphore(value: 0)
+    /// The watcher's connection, to cancel a wait when stopping.
+    private let current = Mutex<Connection?>(nil)
+    /// How long one wait for a lease lasts before the watcher looks again (for new hosts, and to stop).
+    private let patience = 5
+
+    init(store: PostgresPipeStore, leaseKey: String) {
+        self.store = store
+        self.leaseKey = leaseKey
+    }
+
+    func start() { queue.async { self.loop() } }
+
+    func stop() {
+        stopping.store(true, ordering: .relaxed)
+        current.withLock { $0 }?.cancelRunningStatement()
+        _ = stopped.wait(timeout: .now() + .seconds(patience + 2))
+    }
+
+    private func loop() {
+        defer { stopped.signal() }
+        var connection: Connection?
+        while !stopping.load(ordering: .relaxed) {
+            do {
+                let live: Connection
+                if let connection, connection.isOK { live = connection } else {
+                    live = try Connection(store.settings.target, timeout: store.settings.timeout)
+                    try live.execute("SET lock_timeout = '\(patience)s'")
+                    connection = live
+                    current.withLock { $0 = live }
+                }
+                guard let next = try nextHost(on: live) else {
+                    usleep(500_000)
+                    continue
+                }
+                do {
+                    try live.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(leaseKey), .int32(Int32(bitPattern: next))])
+                } catch where error.sqlState == "55P03" || error.sqlState == "57014" {
+                    continue   // still alive (or stopping): look again
+                }
+                store.removeHost(next, on: live, leaseKey: leaseKey)
+            } catch {
+                connection = nil
+                usleep(500_000)
+            }
+        }
+    }
+
+    /// The host after this one in the space, by id, round the ring.
+    private func nextHost(on connection: Connection) throws(ClusterError) -> HostNumber? {
+        let rows = try connection.execute("""
+            SELECT id FROM \(store.schema.table("hosts")) WHERE space = $1 AND id <> $2
+            ORDER BY id <= $2, id LIMIT 1
+            """, [.text(store.settings.space), .int32(Int32(bitPattern: store.host))])
+        return rows.integer(0, 0).flatMap(HostNumber.init(exactly:))
+    }
+}
+
+import Glibc
