@@ -56,13 +56,19 @@ final class HostListener: @unchecked Sendable {
     private func handleNotifications() {
         guard let received = try? connection.notifications() else { return }
         var mail = false
-        var changed: Set<[UInt8]> = []
+        var changed: [[UInt8]: [UInt8]?] = [:]
         for (_, payload) in received {
             if payload == "m" { mail = true }
-            if payload.hasPrefix("c"), let name = HostListener.hexBytes(payload.dropFirst()) { changed.insert(name) }
+            // "c" NAME ":" STATE, in hex; the state is left out when it would not fit.
+            guard payload.hasPrefix("c") else { continue }
+            let parts = payload.dropFirst().split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
+            guard let name = parts.first.flatMap({ HostListener.hexBytes($0) }) else { continue }
+            changed[name] = parts.count == 2 && !parts[1].isEmpty ? HostListener.hexBytes(parts[1]) : .some(nil)
         }
         if mail { fetchMail() }
-        for name in changed { refresh(name) }
+        for (name, state) in changed {
+            if let state, let pipe = store.pipe(name) { pipe.refresh(state, readinessChanged: true) } else { refresh(name) }
+        }
     }
 
     /// Takes the replies other hosts left for this one and answers their requests.

@@ -1,7 +1,13 @@
 import PipeCore
 
+/// The cluster's machine: bytes in pages of the `pages` table.
+typealias ClusterMachine = SharedMachine<PagedBuffer>
+
 /// One pipe's rows in PostgreSQL, within a transaction: its machine in `pipes` (locked for
-/// the transaction), its opens in `opens`, and what its steps tell other hosts.
+/// the transaction), its bytes in `pages`, its opens in `opens`, and what its steps tell
+/// other hosts. A step costs two round trips: the row locked and read with this host's
+/// opens of it and the pages a read will want (`begin`), then everything it changes sent
+/// with the commit (`saving`). A page it did not fetch ahead is read when needed.
 struct PipeRow {
     let store: PostgresPipeStore
     let space: String
@@ -11,92 +17,174 @@ struct PipeRow {
     private var me: HostID { store.hostID }
     private var pipeKey: [SQLValue?] { [.text(space), .bytes(key)] }
 
-    /// The machine, its row locked; made with `creating` (settings and owner) if missing, or
-    /// nil if missing and nothing is to be made.
-    func lock(on connection: Connection, creating: (PipeConfig, Ownership)?) throws(ClusterError) -> SharedMachine? {
+    /// The pipe as locked: its machine, and the handles `host` has recorded opens of.
+    struct Locked: ~Copyable {
+        var machine: ClusterMachine
+        let opens: Set<PipeHandle>
+    }
+
+    /// Begins the transaction and locks the row: the machine, `host`'s opens, and `prefetch`
+    /// bytes from the oldest buffered one; made with `creating` (settings and owner) if
+    /// missing, or nil if missing and nothing is to be made.
+    func begin(on connection: Connection, opensOf host: HostID, prefetch: Int = 0,
+               creating: (PipeConfig, Ownership)?) throws(ClusterError) -> Locked? {
         let pipes = schema.table("pipes")
-        let select = "SELECT state FROM \(pipes) WHERE space = $1 AND name = $2 FOR UPDATE"
-        var rows = try connection.execute(select, pipeKey)
-        if rows.count == 0 {
+        let select = Statement("SELECT state FROM \(pipes) WHERE space = $1 AND name = $2 FOR UPDATE", pipeKey)
+        let opens = Statement("SELECT handle FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
+                              pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
+        let pages = Statement("""
+            SELECT page, data FROM \(schema.table("pages")) WHERE space = $1 AND name = $2
+            AND page BETWEEN (SELECT head FROM \(pipes) WHERE space = $1 AND name = $2) / \(PagedBuffer.pageSize)
+                AND ((SELECT head FROM \(pipes) WHERE space = $1 AND name = $2) + $3) / \(PagedBuffer.pageSize)
+            """, pipeKey + [.int64(Int64(max(0, prefetch)))])
+        var results = try connection.pipeline([Statement("BEGIN"), select, opens] + (prefetch > 0 ? [pages] : []))
+        if results.count >= 3, results[1].count == 0 {
             guard let (config, ownership) = creating else { return nil }
-            let fresh = SharedMachine(config: config, ownership: ownership, at: .now(), budget: store.budget)
-            try connection.execute("INSERT INTO \(pipes) (space, name, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING",
-                                   pipeKey + [.bytes(fresh.encoded)])
-            rows = try connection.execute(select, pipeKey)
+            let fresh = ClusterMachine(config: config, ownership: ownership, at: .now(), budget: store.budget)
+            let made = try connection.pipeline([
+                Statement("INSERT INTO \(pipes) (space, name, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", pipeKey + [.bytes(fresh.encoded)]),
+                select, opens,
+            ])
+            results = [results[0]] + made.dropFirst()
         }
-        guard let bytes = rows.bytes(0, 0) else { throw ClusterError("a pipe's row went missing") }
+        guard results.count >= 3, let bytes = results[1].bytes(0, 0) else { throw ClusterError("a pipe's row went missing") }
+        let handles = Set((0..<results[2].count).compactMap { results[2].integer($0, 0) }.map { PipeHandle(rawValue: UInt64(bitPattern: $0)) })
+        let machine: ClusterMachine
         do {
-            return try SharedMachine(decoding: bytes, budget: store.budget)
+            machine = try ClusterMachine(decoding: bytes, budget: store.budget, source: PageReader(row: self, connection: connection))
         } catch {
             throw ClusterError("a pipe's state in PostgreSQL is damaged: \(error.description)")
         }
+        if results.count == 4 { machine.preload(PipeRow.pages(in: results[3])) }
+        return Locked(machine: machine, opens: handles)
     }
 
-    /// The same, made if missing.
-    func lock(on connection: Connection, creating: (PipeConfig, Ownership)) throws(ClusterError) -> SharedMachine {
-        guard let machine = try lock(on: connection, creating: .some(creating)) else { throw ClusterError("a pipe's row went missing") }
-        return machine
-    }
-
-    /// Writes the machine back, or removes the row once nobody uses the pipe (unless persisted).
-    func save(_ state: [UInt8], unused: Bool, on connection: Connection) throws(ClusterError) {
-        let pipes = schema.table("pipes")
-        if unused {
-            try connection.execute("DELETE FROM \(pipes) WHERE space = $1 AND name = $2 AND NOT persist", pipeKey)
+    static func pages(in rows: Rows) -> [Int64: [UInt8]] {
+        var pages: [Int64: [UInt8]] = [:]
+        for index in 0..<rows.count {
+            if let page = rows.integer(index, 0), let data = rows.bytes(index, 1) { pages[page] = data }
         }
-        try connection.execute("UPDATE \(pipes) SET state = $3, changed = now() WHERE space = $1 AND name = $2", pipeKey + [.bytes(state)])
+        return pages
     }
 
-    /// Replies for other hosts' waits go to their mailboxes; they, and the hosts with opens
-    /// of the pipe if its readiness changed, are notified (delivered at commit).
-    func tellOthers(_ effects: SharedEffects, on connection: Connection) throws(ClusterError) {
-        let mailbox = schema.table("mailbox")
-        var told: Set<UInt32> = []
-        for (wait, reply) in effects.replies where wait.host != me {
-            try connection.execute("INSERT INTO \(mailbox) (host, wait, reply) VALUES ($1, $2, $3)",
-                                   [.int32(Int32(bitPattern: wait.host.rawValue)), .int64(Int64(bitPattern: wait.number)), .bytes(reply.encoded)])
-            told.insert(wait.host.rawValue)
+    /// The machine written back with the pages it appended to and the ones it emptied
+    /// dropped (or the row and its pages removed once nobody uses the pipe, unless
+    /// persisted), replies for other hosts' waits left in their mailboxes, they and (if the
+    /// pipe's readiness changed) the other hosts with opens of it notified.
+    func saving(_ machine: borrowing ClusterMachine, effects: SharedEffects) -> [Statement] {
+        let pipes = schema.table("pipes"), pageTable = schema.table("pages")
+        var statements: [Statement] = []
+        let (start, appended, firstLivePage) = machine.pageChanges
+        if !appended.isEmpty {
+            // Each page's share of the appended bytes, added to what the page holds.
+            var numbers: [Int64] = [], pieces: [[UInt8]] = []
+            var position = start, offset = 0
+            while offset < appended.count {
+                let room = PagedBuffer.pageSize - Int(position % UInt64(PagedBuffer.pageSize))
+                let piece = Array(appended[offset..<min(appended.count, offset + room)])
+                numbers.append(PagedBuffer.page(of: position))
+                pieces.append(piece)
+                offset += piece.count
+                position += UInt64(piece.count)
+            }
+            statements.append(Statement("""
+                INSERT INTO \(pageTable) (space, name, page, data) SELECT $1, $2, page, data FROM unnest($3::bigint[], $4::bytea[]) AS t(page, data)
+                ON CONFLICT (space, name, page) DO UPDATE SET data = \(pageTable).data || EXCLUDED.data
+                """, pipeKey + [.int64Array(numbers), .bytesArray(pieces)]))
         }
-        for host in told {
-            try connection.execute("SELECT pg_notify($1, 'm')", [.text(schema.channel(of: host))])
+        statements.append(Statement("DELETE FROM \(pageTable) WHERE space = $1 AND name = $2 AND page < $3", pipeKey + [.int64(firstLivePage)]))
+        if machine.isUnused {
+            statements.append(Statement("""
+                WITH gone AS (DELETE FROM \(pipes) WHERE space = $1 AND name = $2 AND NOT persist RETURNING name)
+                DELETE FROM \(pageTable) WHERE space = $1 AND name IN (SELECT name FROM gone)
+                """, pipeKey))
+        }
+        statements.append(Statement("UPDATE \(pipes) SET state = $3, head = $4, changed = now() WHERE space = $1 AND name = $2",
+                                    pipeKey + [.bytes(machine.encoded), .int64(Int64(bitPattern: machine.positions.head))]))
+        let remote = effects.replies.filter { $0.wait.host != me }
+        if !remote.isEmpty {
+            // Every reply in one statement, and one notification per host.
+            statements.append(Statement("""
+                WITH mail AS (INSERT INTO \(schema.table("mailbox")) (host, wait, reply)
+                    SELECT * FROM unnest($1::int[], $2::bigint[], $3::bytea[]) RETURNING host)
+                SELECT pg_notify($4 || host::text, 'm') FROM (SELECT DISTINCT host FROM mail) AS told
+                """, [.int32Array(remote.map { Int32(bitPattern: $0.wait.host.rawValue) }),
+                      .int64Array(remote.map { Int64(bitPattern: $0.wait.number) }),
+                      .bytesArray(remote.map { $0.reply.encoded }), .text(schema.channelPrefix)]))
         }
         if effects.readinessChanged {
-            try connection.execute("""
-                SELECT pg_notify($4 || host::text, 'c' || encode($2, 'hex'))
+            // The new state rides along when it fits a notification (8000 bytes), saving
+            // each host a query to read it.
+            let state = machine.encoded
+            let carried = state.count * 2 + key.count * 2 < 7000 ? PipeRow.hex(state) : ""
+            statements.append(Statement("""
+                SELECT pg_notify($4 || host::text, 'c' || encode($2, 'hex') || ':' || $5)
                 FROM (SELECT DISTINCT host FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host <> $3) AS others
-                """, pipeKey + [.int32(Int32(bitPattern: me.rawValue)), .text(String(schema.channel(of: 0).dropLast()))])
+                """, pipeKey + [.int32(Int32(bitPattern: me.rawValue)), .text(schema.channelPrefix), .text(carried)]))
         }
+        return statements
     }
 
-    func recordOpen(of host: HostID, _ handle: PipeHandle, access: AccessMode, on connection: Connection) throws(ClusterError) {
-        try connection.execute("INSERT INTO \(schema.table("opens")) (space, name, host, handle, access) VALUES ($1, $2, $3, $4, $5)",
-                               pipeKey + [.int32(Int32(bitPattern: host.rawValue)), .int64(Int64(bitPattern: handle.rawValue)), .int32(access.code)])
+    static func hex(_ bytes: [UInt8]) -> String {
+        let digits = Array("0123456789abcdef".utf8)
+        var text: [UInt8] = []
+        text.reserveCapacity(bytes.count * 2)
+        for byte in bytes {
+            text.append(digits[Int(byte >> 4)])
+            text.append(digits[Int(byte & 15)])
+        }
+        return String(decoding: text, as: UTF8.self)
     }
 
-    /// Forgets an open; false if it was not recorded (its host's removal closed it already).
-    @discardableResult
-    func forgetOpen(of host: HostID, _ handle: PipeHandle, on connection: Connection) throws(ClusterError) -> Bool {
-        try connection.execute("DELETE FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3 AND handle = $4",
-                               pipeKey + [.int32(Int32(bitPattern: host.rawValue)), .int64(Int64(bitPattern: handle.rawValue))]).affected > 0
+    func recordingOpen(of host: HostID, _ handle: PipeHandle, access: AccessMode) -> Statement {
+        Statement("INSERT INTO \(schema.table("opens")) (space, name, host, handle, access) VALUES ($1, $2, $3, $4, $5)",
+                  pipeKey + [.int32(Int32(bitPattern: host.rawValue)), .int64(Int64(bitPattern: handle.rawValue)), .int32(access.code)])
+    }
+
+    func forgettingOpen(of host: HostID, _ handle: PipeHandle) -> Statement {
+        Statement("DELETE FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3 AND handle = $4",
+                  pipeKey + [.int32(Int32(bitPattern: host.rawValue)), .int64(Int64(bitPattern: handle.rawValue))])
     }
 
     /// A host is gone: its waits withdrawn and its opens closed through the machine, as the
-    /// kernel closes a dead process's descriptors. The effects for this host, and the state after.
+    /// kernel closes a dead process's descriptors (within the caller's transaction). The
+    /// effects for this host, and the state after.
     func removeHost(_ host: HostID, on connection: Connection) throws(ClusterError) -> (SharedEffects, [UInt8])? {
-        guard var machine = try lock(on: connection, creating: nil) else { return nil }
-        let rows = try connection.execute("SELECT handle, access FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
-                                          pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
-        var opens: [(OpenID, AccessMode)] = []
+        let select = Statement("SELECT state FROM \(schema.table("pipes")) WHERE space = $1 AND name = $2 FOR UPDATE", pipeKey)
+        let opens = Statement("SELECT handle, access FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
+                              pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
+        let results = try connection.pipeline([select, opens])
+        guard results.count == 2, let bytes = results[0].bytes(0, 0),
+              var machine = try? ClusterMachine(decoding: bytes, budget: store.budget, source: PageReader(row: self, connection: connection))
+        else { return nil }
+        let rows = results[1]
+        var recorded: [(OpenID, AccessMode)] = []
         for index in 0..<rows.count {
             guard let handle = rows.integer(index, 0), let access = rows.integer(index, 1).flatMap(AccessMode.init(code:)) else { continue }
-            opens.append((OpenID(host: host, handle: PipeHandle(rawValue: UInt64(bitPattern: handle))), access))
+            recorded.append((OpenID(host: host, handle: PipeHandle(rawValue: UInt64(bitPattern: handle))), access))
         }
-        let effects = machine.leave(host, opens: opens, at: .now())
-        let state = machine.encoded
-        try save(state, unused: machine.isUnused, on: connection)
-        try connection.execute("DELETE FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
+        let effects = machine.leave(host, opens: recorded, at: .now())
+        let forget = Statement("DELETE FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
                                pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
-        try tellOthers(effects, on: connection)
-        return (effects, state)
+        _ = try connection.pipeline([forget] + saving(machine, effects: effects))
+        return (effects, machine.encoded)
+    }
+}
+
+/// Reads a pipe's pages a step needs and did not fetch ahead, on the step's connection.
+final class PageReader: PageSource, @unchecked Sendable {
+    private let row: PipeRow
+    private let connection: Connection
+
+    init(row: PipeRow, connection: Connection) {
+        self.row = row
+        self.connection = connection
+    }
+
+    func pages(_ first: Int64, _ last: Int64) -> [Int64: [UInt8]] {
+        guard let rows = try? connection.execute("""
+            SELECT page, data FROM \(row.store.schema.table("pages")) WHERE space = $1 AND name = $2 AND page BETWEEN $3 AND $4
+            """, [.text(row.space), .bytes(row.key), .int64(first), .int64(last)]) else { return [:] }
+        return PipeRow.pages(in: rows)
     }
 }

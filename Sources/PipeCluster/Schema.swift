@@ -4,7 +4,10 @@
 ///
 /// - `meta`: the version.
 /// - `hosts`: every mount taking part, by space; its id names its opens and waits.
-/// - `pipes`: each live (or persisted) pipe's machine, encoded (`SharedMachine`).
+/// - `pipes`: each live (or persisted) pipe's machine, encoded (`SharedMachine`), and the
+///   stream position of its oldest buffered byte.
+/// - `pages`: its buffered bytes, as 8 KiB pages of its stream (`PagedBuffer`), stored
+///   uncompressed.
 /// - `opens`: each open of a pipe, by host and handle (to close a dead host's opens).
 /// - `mailbox`: replies to waiting requests of other hosts, fetched by the host after a
 ///   notification on its channel.
@@ -40,7 +43,11 @@ package struct Schema: Sendable {
                 started timestamptz NOT NULL DEFAULT now(), heartbeat timestamptz NOT NULL DEFAULT now());
             CREATE TABLE IF NOT EXISTS \(name).pipes (
                 space text NOT NULL, name bytea NOT NULL, state bytea NOT NULL, persist boolean NOT NULL DEFAULT false,
-                changed timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (space, name));
+                head bigint NOT NULL DEFAULT 0, changed timestamptz NOT NULL DEFAULT now(), PRIMARY KEY (space, name));
+            CREATE TABLE IF NOT EXISTS \(name).pages (
+                space text NOT NULL, name bytea NOT NULL, page bigint NOT NULL, data bytea NOT NULL,
+                PRIMARY KEY (space, name, page));
+            ALTER TABLE \(name).pages ALTER COLUMN data SET STORAGE EXTERNAL;
             CREATE TABLE IF NOT EXISTS \(name).opens (
                 space text NOT NULL, name bytea NOT NULL, host integer NOT NULL, handle bigint NOT NULL, access smallint NOT NULL,
                 PRIMARY KEY (space, name, host, handle));
@@ -60,7 +67,9 @@ package struct Schema: Sendable {
     }
 
     /// The channel a host listens on for replies and changes meant for it.
-    package func channel(of host: HostNumber) -> String { "\(name)_host_\(host)" }
+    package func channel(of host: HostNumber) -> String { channelPrefix + String(host) }
+    /// What every host's channel starts with (its number follows).
+    package var channelPrefix: String { "\(name)_host_" }
 }
 
 /// A host's id in the cluster, as the `hosts` table gave it.

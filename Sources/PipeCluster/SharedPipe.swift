@@ -14,7 +14,7 @@ final class SharedPipe: PipeEndpoint {
     private let creator: Ownership
 
     struct Seen: ~Copyable {
-        var machine: SharedMachine?
+        var machine: ClusterMachine?
         var pollers: [PipeHandle: any PollNotifier] = [:]
     }
 
@@ -36,18 +36,18 @@ final class SharedPipe: PipeEndpoint {
               mountOwner: UInt32, waiter: any PipeWaiter) -> OpenAnswer {
         let number = store.waits.add(waiter, open: handle)
         let open = OpenID(host: me, handle: handle)
-        run { connection, machine, now throws(ClusterError) in
+        run { pipe, now, statements in
             let offer = WaitOffer(WaitID(host: self.me, number: number), interrupted: waiter.isInterrupted)
-            var (answer, effects) = machine.open(open, access: access, nonblocking: nonblocking, caller: caller, protection: protection,
+            var (answer, effects) = pipe.machine.open(open, access: access, nonblocking: nonblocking, caller: caller, protection: protection,
                                                  mountOwner: mountOwner, wait: offer, at: now)
             if case .needsGroups(let group) = answer {
                 // The caller's groups decide: read them (this is no FUSE thread) and decide again.
-                (answer, effects) = machine.open(open, access: access, nonblocking: nonblocking, caller: caller.readingGroups(for: group),
+                (answer, effects) = pipe.machine.open(open, access: access, nonblocking: nonblocking, caller: caller.readingGroups(for: group),
                                                  protection: protection, mountOwner: mountOwner, wait: offer, at: now)
             }
             switch answer {
             case .result(.done(.opened), _), .result(.queued, _):
-                try self.row.recordOpen(of: self.me, handle, access: access, on: connection)
+                statements.append(self.row.recordingOpen(of: self.me, handle, access: access))
             default:
                 break
             }
@@ -72,18 +72,19 @@ final class SharedPipe: PipeEndpoint {
 
     func close(_ handle: PipeHandle, access: AccessMode) {
         seen.withLock { _ = $0.pollers.removeValue(forKey: handle) }
-        run { connection, machine, now throws(ClusterError) in
+        run { pipe, now, statements in
             // Closed once: an open this host's removal closed already is not closed again.
-            guard try self.row.forgetOpen(of: self.me, handle, on: connection) else { return (SharedEffects(), {}) }
-            return (machine.close(OpenID(host: self.me, handle: handle), access: access, at: now), {})
+            guard pipe.opens.contains(handle) else { return (SharedEffects(), {}) }
+            statements.append(self.row.forgettingOpen(of: self.me, handle))
+            return (pipe.machine.close(OpenID(host: self.me, handle: handle), access: access, at: now), {})
         } failed: {}
     }
 
     func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
         guard let number = store.waits.number(of: waiter) else { return nil }
-        run { connection, machine, now throws(ClusterError) in
-            let (cancelled, effects) = machine.cancel(WaitID(host: self.me, number: number), because: reason, at: now)
-            if case .open(let open) = cancelled { try self.row.forgetOpen(of: self.me, open.handle, on: connection) }
+        run { pipe, now, statements in
+            let (cancelled, effects) = pipe.machine.cancel(WaitID(host: self.me, number: number), because: reason, at: now)
+            if case .open(let open) = cancelled { statements.append(self.row.forgettingOpen(of: self.me, open.handle)) }
             return (effects, {})
         } failed: {}
         // Answered (EINTR, ETIMEDOUT) once the withdrawal commits, unless a reply came first.
@@ -98,9 +99,9 @@ final class SharedPipe: PipeEndpoint {
               sink: ReadSink?) -> ReadResult {
         guard let waiter else { return .mustWait }
         let number = store.waits.add(waiter)
-        run { _, machine, now throws(ClusterError) in
+        run(prefetch: size) { pipe, now, _ in
             let offer = WaitOffer(WaitID(host: self.me, number: number), interrupted: waiter.isInterrupted)
-            let (reply, _, effects) = machine.read(OpenID(host: self.me, handle: handle), size: size, offset: offset,
+            let (reply, _, effects) = pipe.machine.read(OpenID(host: self.me, handle: handle), size: size, offset: offset,
                                                   nonblocking: nonblocking, wait: offer, at: now)
             return (effects, {
                 guard let reply, self.store.waits.take(number) != nil else { return }
@@ -117,9 +118,9 @@ final class SharedPipe: PipeEndpoint {
         guard let waiter else { return .mustWait }
         let number = store.waits.add(waiter)
         let copy = [UInt8](bytes)
-        run { _, machine, now throws(ClusterError) in
+        run { pipe, now, _ in
             let offer = WaitOffer(WaitID(host: self.me, number: number), interrupted: waiter.isInterrupted)
-            let (attempt, effects) = machine.write(OpenID(host: self.me, handle: handle), copy, offset: offset,
+            let (attempt, effects) = pipe.machine.write(OpenID(host: self.me, handle: handle), copy, offset: offset,
                                                    nonblocking: nonblocking, wait: offer, at: now)
             return (effects, {
                 guard case .done(let reply) = attempt, self.store.waits.take(number) != nil else { return }
@@ -144,7 +145,7 @@ final class SharedPipe: PipeEndpoint {
     // MARK: Settings and figures (as last seen)
 
     func apply(_ setting: PipeSetting) throws(Errno) {
-        switch runAndWait({ _, machine, now throws(ClusterError) in machine.apply(setting, at: now) }) {
+        switch runAndWait({ pipe, now in pipe.machine.apply(setting, at: now) }) {
         case .none: throw .ioError
         case .some(.some(let error)): throw error
         case .some(.none): return
@@ -154,9 +155,9 @@ final class SharedPipe: PipeEndpoint {
     var ownership: Ownership { seen.withLock { $0.machine?.ownership } ?? creator }
 
     func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
-        let result: Result<Ownership, Errno> = runAndWait { _, machine, _ throws(ClusterError) in
+        let result: Result<Ownership, Errno> = runAndWait { pipe, _ in
             do throws(Errno) {
-                return (.success(try machine.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)), SharedEffects())
+                return (.success(try pipe.machine.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)), SharedEffects())
             } catch {
                 return (.failure(error), SharedEffects())
             }
@@ -169,18 +170,15 @@ final class SharedPipe: PipeEndpoint {
             switch seen.machine {
             case .some(let machine): return machine.status
             case .none:
-                return SharedMachine(config: config, ownership: creator, at: .now(), budget: store.budget).status
+                return ClusterMachine(config: config, ownership: creator, at: .now(), budget: store.budget).status
             }
         }
     }
 
+    /// Reads the pipe's pages, in a transaction of its own (waited for, as settings are).
     func peek(_ max: Int, reader: PipeHandle?) -> [UInt8] {
-        seen.withLock { seen in
-            switch seen.machine {
-            case .some(let machine): return machine.peek(max, reader: reader.map { OpenID(host: me, handle: $0) })
-            case .none: return []
-            }
-        }
+        let me = self.me
+        return runAndWait { pipe, _ in (pipe.machine.peek(max, reader: reader.map { OpenID(host: me, handle: $0) }), SharedEffects()) } ?? []
     }
 
     var openFigures: (waiting: [PipeHandle: PipeClient.Waiting], lost: [PipeHandle: UInt64]) {
@@ -215,23 +213,26 @@ final class SharedPipe: PipeEndpoint {
     /// host's own request once it has committed.
     typealias Step = (SharedEffects, () -> Void)
 
-    /// Runs `body` on the pipe's machine in a transaction on the pipe's worker: the row is
-    /// locked (made if missing), the machine decoded, stepped, written back (or the row
-    /// removed once nobody uses the pipe), replies for other hosts left in their mailboxes
-    /// and the hosts notified. After the commit, this host's replies are delivered, its
-    /// view of the pipe refreshed and its pollers told. `failed` runs if PostgreSQL could
+    /// Runs `body` on the pipe's machine in a transaction on the pipe's worker, in two round
+    /// trips: the row locked and read (made if missing) with this host's opens of it; then
+    /// the machine written back (or the row removed once nobody uses the pipe), with the
+    /// statements `body` added, replies for other hosts left in their mailboxes and the
+    /// hosts notified, and the commit. After the commit, this host's replies are delivered,
+    /// its view of the pipe refreshed and its pollers told. `failed` runs if PostgreSQL could
     /// not be reached or refused.
-    func run(_ body: @escaping @Sendable (Connection, inout SharedMachine, Timestamp) throws(ClusterError) -> Step,
+    func run(prefetch: Int = 0, _ body: @escaping @Sendable (inout PipeRow.Locked, Timestamp, inout [Statement]) -> Step,
              failed: @escaping @Sendable () -> Void) {
         store.worker(for: key).async { worker in
             do {
+                let row = self.row
                 let (state, effects, after) = try worker.transaction { connection throws(ClusterError) in
-                    let row = self.row
-                    var machine = try row.lock(on: connection, creating: (self.config, self.creator))
-                    let (effects, after) = try body(connection, &machine, .now())
-                    let state = machine.encoded
-                    try row.save(state, unused: machine.isUnused, on: connection)
-                    try row.tellOthers(effects, on: connection)
+                    guard var pipe = try row.begin(on: connection, opensOf: self.me, prefetch: prefetch, creating: (self.config, self.creator)) else {
+                        throw ClusterError("a pipe's row went missing")
+                    }
+                    var statements: [Statement] = []
+                    let (effects, after) = body(&pipe, .now(), &statements)
+                    let state = pipe.machine.encoded
+                    _ = try connection.pipeline(statements + row.saving(pipe.machine, effects: effects) + [Statement("COMMIT")])
                     return (state, effects, after)
                 }
                 self.store.deliver(effects.replies)
@@ -245,11 +246,11 @@ final class SharedPipe: PipeEndpoint {
 
     /// The same, waited for (settings and ownership, which FUSE answers at once): nil if
     /// PostgreSQL could not be reached within the cluster's timeout.
-    private func runAndWait<T: Sendable>(_ body: @escaping @Sendable (Connection, inout SharedMachine, Timestamp) throws(ClusterError) -> (T, SharedEffects)) -> T? {
+    private func runAndWait<T: Sendable>(_ body: @escaping @Sendable (inout PipeRow.Locked, Timestamp) -> (T, SharedEffects)) -> T? {
         let result = Mutex<T?>(nil)
         let done = DispatchSemaphore(value: 0)
-        run { connection, machine, now throws(ClusterError) in
-            let (value, effects) = try body(connection, &machine, now)
+        run { pipe, now, _ in
+            let (value, effects) = body(&pipe, now)
             result.withLock { $0 = value }
             return (effects, {})
         } failed: {}
@@ -262,7 +263,7 @@ final class SharedPipe: PipeEndpoint {
     func refresh(_ state: [UInt8], readinessChanged: Bool) {
         let budget = store.budget
         let pollers = seen.withLock { seen -> [any PollNotifier] in
-            seen.machine = try? SharedMachine(decoding: state, budget: budget)
+            seen.machine = try? ClusterMachine(decoding: state, budget: budget)
             guard readinessChanged else { return [] }
             defer { seen.pollers.removeAll() }
             return Array(seen.pollers.values)

@@ -68,6 +68,48 @@ import Testing
         }
     }
 
+    @Test func bytesCrossHostsIntactAndCompetingReadersShareThemWithoutLossOrDuplicate() throws {
+        try PostgresServer.with { server in
+            let url = server.url()
+            try TestMount.with(options: ["cluster=\(url),host=a"]) { a in
+                try TestMount.with(options: ["cluster=\(url),host=b"]) { b in
+                    try TestMount.with(options: ["cluster=\(url),host=c"]) { c in
+                        // 2 MB of random bytes in writes of 3000 (across page boundaries), read on another host.
+                        let directory = try makeTemporaryDirectory()
+                        defer { try? FileManager.default.removeItem(atPath: directory) }
+                        let source = directory + "/random", copy = directory + "/copy"
+                        #expect(try ChildProcess.shell("head -c 2000000 /dev/urandom > \(source)").status == 0)
+                        let reader = try ChildProcess(["/bin/sh", "-c", "cat \(b.path("R")) > \(copy)"])
+                        let writer = try ChildProcess.shell("dd if=\(source) of=\(a.path("R")) bs=3000 2>/dev/null", timeout: 120)
+                        #expect(writer.status == 0, "\(writer.output)")
+                        #expect(reader.wait(timeout: 60) == 0)
+                        #expect(try ChildProcess.shell("cmp \(source) \(copy)").status == 0, "the bytes read differ from those written")
+
+                        // Numbered lines from A, read by competing readers on B and C: each line once.
+                        let count = 3000
+                        let first = try ChildProcess(["/bin/sh", "-c", "cat \(b.path("N")) > \(directory)/b.out"])
+                        let second = try ChildProcess(["/bin/sh", "-c", "cat \(c.path("N")) > \(directory)/c.out"])
+                        #expect(eventually(timeout: 20) {
+                            (try? server.admin("SELECT count(*) FROM npfs.opens", database: "npfs")) == "2"
+                        })
+                        let lines = try ChildProcess.run(["python3", "-c", """
+                            import os, sys
+                            fd = os.open(sys.argv[1], os.O_WRONLY)
+                            for i in range(\(count)):
+                                os.write(fd, b"record %06d\\n" % i)
+                            """, a.path("N")], timeout: 300)
+                        #expect(lines.status == 0, "\(lines.output)")
+                        #expect(first.wait(timeout: 60) == 0 && second.wait(timeout: 60) == 0)
+                        let read = try ChildProcess.shell("cat \(directory)/b.out \(directory)/c.out").output.split(separator: "\n")
+                        #expect(read.count == count, "lost or duplicated: \(read.count) of \(count)")
+                        #expect(Set(read).count == count)
+                        #expect(read.allSatisfy { $0.hasPrefix("record ") && $0.count == 13 }, "a record was torn")
+                    }
+                }
+            }
+        }
+    }
+
     /// Opens argv[1] for writing without blocking; prints "opened" (after writing "x") or the errno's name.
     static let nonblockingOpen = """
         import errno, os, sys

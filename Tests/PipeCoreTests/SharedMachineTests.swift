@@ -17,6 +17,16 @@ import Testing
         var log: [String] = []
 
         mutating func pick(_ n: Int) -> Int { Int(random.next() % UInt64(n)) }
+
+        /// Settings drawn at random: every mode, framing and delivery.
+        mutating func config() -> PipeConfig {
+            var config = PipeConfig.defaults
+            config.capacity = [4096, 8192, 65536][pick(3)]
+            config.mode = pick(4) == 0 ? .ring : .fifo
+            config.framing = pick(2) == 0 ? .message : .stream
+            config.delivery = pick(3) == 0 ? .broadcast : .shared
+            return config
+        }
     }
 
     /// One request, applied to a machine; what it answered and caused, as text.
@@ -29,7 +39,7 @@ import Testing
         case apply(PipeSetting)
         case leave(HostID, [(OpenID, AccessMode)])
 
-        func run(on machine: inout SharedMachine, at now: Timestamp) -> (String, SharedEffects) {
+        func run<Buffer: StoredBuffer & ~Copyable>(on machine: inout SharedMachine<Buffer>, at now: Timestamp) -> (String, SharedEffects) {
             let caller = Caller(uid: 0, gid: 0, pid: 1)
             switch self {
             case .open(let open, let access, let nonblocking, let wait):
@@ -62,21 +72,74 @@ import Testing
         effects.replies.map { "\($0.wait.host.rawValue)/\($0.wait.number)=\($0.reply)" }.joined(separator: ",") + " \(effects.readinessChanged)"
     }
 
+    /// Pages as the cluster keeps them: appended bytes added to their pages, pages below the
+    /// head dropped.
+    final class FakePages: PageSource, @unchecked Sendable {
+        var stored: [Int64: [UInt8]] = [:]
+        var reads = 0
+
+        func pages(_ first: Int64, _ last: Int64) -> [Int64: [UInt8]] {
+            reads += 1
+            return stored.filter { (first...last).contains($0.key) }
+        }
+
+        func apply(_ changes: (start: UInt64, appended: [UInt8], firstLivePage: Int64)) {
+            var position = changes.start, offset = 0
+            while offset < changes.appended.count {
+                let room = PagedBuffer.pageSize - Int(position % UInt64(PagedBuffer.pageSize))
+                let piece = changes.appended[offset..<min(changes.appended.count, offset + room)]
+                stored[PagedBuffer.page(of: position), default: []] += piece
+                offset += piece.count
+                position += UInt64(piece.count)
+            }
+            stored = stored.filter { $0.key >= changes.firstLivePage }
+        }
+    }
+
+    @Test(arguments: [1, 2, 3, 4, 5, 6, 7, 8] as [UInt64])
+    func bytesKeptInPagesElsewhereDecideAsBytesInARing(seed: UInt64) throws {
+        var walk = Walk(random: SplitMix(seed: seed &+ 100))
+        let config = walk.config()
+        let ownership = Ownership(uid: 0, gid: 0, permissions: 0o666)
+        var ring = SharedMachine<ByteRing>(config: config, ownership: ownership, at: Timestamp(seconds: 1, nanoseconds: 0), budget: Self.budget)
+        let pages = FakePages()
+        var stored = SharedMachine<PagedBuffer>(config: config, ownership: ownership, at: Timestamp(seconds: 1, nanoseconds: 0),
+                                                budget: Self.budget).encoded
+        for index in 0..<500 {
+            let now = Timestamp(seconds: 2 + index, nanoseconds: index)
+            let request = next(&walk)
+            var paged = try SharedMachine<PagedBuffer>(decoding: stored, budget: Self.budget, source: pages)
+            let (fromRing, ringEffects) = request.run(on: &ring, at: now)
+            let (fromPages, pagedEffects) = request.run(on: &paged, at: now)
+            pages.apply(paged.pageChanges)
+            stored = paged.encoded
+            // The same figures (memory aside: a paged buffer holds none), and the same bytes buffered.
+            var (pagedStatus, ringStatus) = (paged.status, ring.status)
+            (pagedStatus.allocated, ringStatus.allocated) = (0, 0)
+            guard fromRing == fromPages, Self.describe(ringEffects) == Self.describe(pagedEffects), paged.isConsistent,
+                  pagedStatus == ringStatus, paged.peek(1 << 20, reader: nil) == ring.peek(1 << 20, reader: nil) else {
+                Issue.record("""
+                    step \(index), \(String(describing: request).prefix(300)): \(fromRing) vs \(fromPages), \
+                    \(Self.describe(ringEffects).prefix(300)) vs \(Self.describe(pagedEffects).prefix(300)), consistent: \(paged.isConsistent)
+                    """)
+                return
+            }
+            track(request, fromRing, ringEffects, &walk)
+        }
+        #expect(pages.stored.count <= 65536 / PagedBuffer.pageSize + 2, "pages below the head are dropped")
+    }
+
     @Test(arguments: [1, 2, 3, 4, 5, 6, 7, 8] as [UInt64])
     func aMachineDecodedBeforeEveryStepDecidesAsOneKeptInMemory(seed: UInt64) throws {
         var walk = Walk(random: SplitMix(seed: seed))
-        var config = PipeConfig.defaults
-        config.capacity = [4096, 8192, 65536][walk.pick(3)]
-        config.mode = walk.pick(4) == 0 ? .ring : .fifo
-        config.framing = walk.pick(2) == 0 ? .message : .stream
-        config.delivery = walk.pick(3) == 0 ? .broadcast : .shared
+        let config = walk.config()
         let ownership = Ownership(uid: 0, gid: 0, permissions: 0o666)
-        var kept = SharedMachine(config: config, ownership: ownership, at: Timestamp(seconds: 1, nanoseconds: 0), budget: Self.budget)
+        var kept = SharedMachine<ByteRing>(config: config, ownership: ownership, at: Timestamp(seconds: 1, nanoseconds: 0), budget: Self.budget)
         var stored = kept.encoded
         for index in 0..<500 {
             let now = Timestamp(seconds: 2 + index, nanoseconds: index)
             let request = next(&walk)
-            var decoded = try SharedMachine(decoding: stored, budget: Self.budget)
+            var decoded = try SharedMachine<ByteRing>(decoding: stored, budget: Self.budget)
             if decoded.encoded != stored { Issue.record("re-encoding changed the bytes at step \(index)"); return }
             let (inMemory, keptEffects) = request.run(on: &kept, at: now)
             let (fromBytes, decodedEffects) = request.run(on: &decoded, at: now)
@@ -99,7 +162,7 @@ import Testing
     @Test func damagedStateIsRefusedNotTrapped() throws {
         var config = PipeConfig.defaults
         config.framing = .message
-        var machine = SharedMachine(config: config, ownership: Ownership(uid: 1, gid: 2, permissions: 0o640),
+        var machine = SharedMachine<ByteRing>(config: config, ownership: Ownership(uid: 1, gid: 2, permissions: 0o640),
                                     at: Timestamp(seconds: 1, nanoseconds: 0), budget: Self.budget)
         let now = Timestamp(seconds: 2, nanoseconds: 0)
         let writer = OpenID(host: HostID(rawValue: 3), handle: PipeHandle(rawValue: 4))
@@ -108,14 +171,14 @@ import Testing
         _ = machine.write(writer, Array(repeating: 7, count: 100), nonblocking: false, wait: nil, at: now)
         let bytes = machine.encoded
         for length in 0..<bytes.count {
-            #expect(throws: StateDecodingError.self) { try SharedMachine(decoding: Array(bytes[..<length]), budget: Self.budget) }
+            #expect(throws: StateDecodingError.self) { try SharedMachine<ByteRing>(decoding: Array(bytes[..<length]), budget: Self.budget) }
         }
-        #expect(throws: StateDecodingError.self) { try SharedMachine(decoding: bytes + [0], budget: Self.budget) }
+        #expect(throws: StateDecodingError.self) { try SharedMachine<ByteRing>(decoding: bytes + [0], budget: Self.budget) }
         var random = SplitMix(seed: 99)
         for _ in 0..<2000 {
             var damaged = bytes
             damaged[Int(random.next() % UInt64(bytes.count))] ^= UInt8(truncatingIfNeeded: random.next() | 1)
-            _ = try? SharedMachine(decoding: damaged, budget: Self.budget)
+            _ = try? SharedMachine<ByteRing>(decoding: damaged, budget: Self.budget)
         }
     }
 

@@ -11,6 +11,9 @@ package final class Connection: @unchecked Sendable {
     private let connection: OpaquePointer
     /// A password the user wrote, to blank out of any message that might echo it.
     private let secret: String?
+    /// Statements the server has parsed and planned already, by their text: each is
+    /// prepared on its first use and run by name after that.
+    private var prepared: [String: String] = [:]
 
     /// Connects to `target`, giving up after `timeout` seconds (libpq's `connect_timeout`,
     /// which counts whole seconds, at least 2, per host tried).
@@ -76,6 +79,74 @@ package final class Connection: @unchecked Sendable {
             throw ClusterError(message.isEmpty ? "PostgreSQL: query failed" : message, sqlState: state)
         }
         return Rows(result)
+    }
+
+    /// Sends `statements` together (libpq's pipeline mode: one round trip) and returns each
+    /// one's rows. The server stops at the first that fails, whose error is thrown; inside
+    /// a transaction, the caller then rolls it back.
+    package func pipeline(_ statements: [Statement]) throws(ClusterError) -> [Rows] {
+        for statement in statements where prepared[statement.sql] == nil { try prepare(statement) }
+        guard PQenterPipelineMode(connection) == 1 else {
+            throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
+        }
+        defer { PQexitPipelineMode(connection) }
+        for statement in statements {
+            let name = try preparedName(statement)
+            let sent = Connection.withParameters(statement.parameters) { _, values, lengths, formats in
+                PQsendQueryPrepared(connection, name, Int32(statement.parameters.count), values, lengths, formats, 1)
+            }
+            guard sent == 1 else { throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret)) }
+        }
+        guard PQpipelineSync(connection) == 1 else {
+            throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
+        }
+        var rows: [Rows] = []
+        var failure: ClusterError?
+        // Each statement's result, then a NULL; at the end, the sync point.
+        var nulls = 0
+        while true {
+            guard let result = PQgetResult(connection) else {
+                nulls += 1
+                if PQstatus(connection) != CONNECTION_OK || nulls > 2 * statements.count + 2 {
+                    throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
+                }
+                continue
+            }
+            let status = PQresultStatus(result)
+            if status == PGRES_PIPELINE_SYNC {
+                PQclear(result)
+                break
+            }
+            if status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK {
+                rows.append(Rows(result))
+            } else {
+                if failure == nil, status != PGRES_PIPELINE_ABORTED {
+                    failure = ClusterError(Connection.message(PQresultErrorMessage(result), hiding: secret),
+                                           sqlState: PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) })
+                }
+                PQclear(result)
+            }
+        }
+        if let failure { throw failure }
+        return rows
+    }
+
+    /// Has the server parse and plan `statement` once, under a name of its own.
+    private func prepare(_ statement: Statement) throws(ClusterError) {
+        let name = "npfs_\(prepared.count)"
+        let types = statement.parameters.map { $0?.typeOID ?? 0 }
+        let result = types.withUnsafeBufferPointer { PQprepare(connection, name, statement.sql, Int32(types.count), $0.baseAddress) }
+        guard let result else { throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret)) }
+        defer { PQclear(result) }
+        guard PQresultStatus(result) == PGRES_COMMAND_OK else {
+            throw ClusterError(Connection.message(PQresultErrorMessage(result), hiding: secret))
+        }
+        prepared[statement.sql] = name
+    }
+
+    private func preparedName(_ statement: Statement) throws(ClusterError) -> String {
+        guard let name = prepared[statement.sql] else { throw ClusterError("statement not prepared") }
+        return name
     }
 
     /// Runs several statements given as text (no parameters), such as a schema.
@@ -217,6 +288,16 @@ package final class Rows: @unchecked Sendable {
     }
 }
 
+/// A statement and its parameters ($1, $2, ...), for `pipeline`.
+package struct Statement: Sendable {
+    package let sql: String
+    package let parameters: [SQLValue?]
+    package init(_ sql: String, _ parameters: [SQLValue?] = []) {
+        self.sql = sql
+        self.parameters = parameters
+    }
+}
+
 /// A statement parameter, sent in PostgreSQL's binary form.
 package enum SQLValue: Sendable {
     case int64(Int64)
@@ -224,6 +305,9 @@ package enum SQLValue: Sendable {
     case text(String)
     case bytes([UInt8])
     case bool(Bool)
+    case int32Array([Int32])
+    case int64Array([Int64])
+    case bytesArray([[UInt8]])
 
     var typeOID: Oid {
         switch self {
@@ -232,6 +316,9 @@ package enum SQLValue: Sendable {
         case .text: 25
         case .bytes: 17
         case .bool: 16
+        case .int32Array: 1007
+        case .int64Array: 1016
+        case .bytesArray: 1001
         }
     }
 
@@ -242,6 +329,26 @@ package enum SQLValue: Sendable {
         case .text(let value): Array(value.utf8)
         case .bytes(let value): value
         case .bool(let value): [value ? 1 : 0]
+        case .int32Array(let values): SQLValue.array(of: 23, values.map { SQLValue.int32($0).binary })
+        case .int64Array(let values): SQLValue.array(of: 20, values.map { SQLValue.int64($0).binary })
+        case .bytesArray(let values): SQLValue.array(of: 17, values)
         }
+    }
+
+    /// A one-dimensional array in PostgreSQL's binary form: dimensions, no NULLs, the
+    /// element type, the length and lower bound, then each element with its length.
+    private static func array(of element: Oid, _ items: [[UInt8]]) -> [UInt8] {
+        var bytes: [UInt8] = []
+        func put(_ value: Int32) { withUnsafeBytes(of: value.bigEndian) { bytes.append(contentsOf: $0) } }
+        put(1)
+        put(0)
+        put(Int32(bitPattern: element))
+        put(Int32(items.count))
+        put(1)
+        for item in items {
+            put(Int32(item.count))
+            bytes.append(contentsOf: item)
+        }
+        return bytes
     }
 }

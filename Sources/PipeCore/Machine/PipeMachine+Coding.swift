@@ -2,19 +2,14 @@
 /// database between transitions. Everything it decides from is kept: settings, ends and
 /// their counters, waits (a waiting write with its bytes), delivery bookkeeping, figures
 /// and the buffered bytes.
-extension PipeMachine where Buffer == ByteRing {
+extension PipeMachine where Buffer: StoredBuffer & ~Copyable {
     /// The format's version, first of the bytes.
     static var encodingVersion: UInt8 { 1 }
 
     func encoded() -> [UInt8] {
         var writer = StateWriter()
         writer.put(Self.encodingVersion)
-        writer.put(ring.limit)
-        // The bytes in order, however the ring has them wrapped.
-        let (first, second) = ring.segments(upTo: ring.count)
-        writer.put(ring.count)
-        writer.append(first)
-        writer.append(second)
+        ring.encode(into: &writer)
         writer.put(mode)
         writer.put(overflow)
         writer.put(openTimeout)
@@ -56,15 +51,14 @@ extension PipeMachine where Buffer == ByteRing {
         return writer.bytes
     }
 
-    /// The machine `encoded()` gave; waiting writes' bytes are charged to `budget`.
-    /// Everything is read (and checked) before anything is kept.
-    init(decoding bytes: [UInt8], budget: ByteBudget) throws(StateDecodingError) {
+    /// The machine `encoded()` gave; waiting writes' bytes are charged to `budget`, and a
+    /// buffer that keeps its bytes elsewhere reads them from `source`. Everything is read
+    /// (and checked) before anything is kept.
+    init(decoding bytes: [UInt8], budget: ByteBudget, source: (any PageSource)? = nil) throws(StateDecodingError) {
         var reader = StateReader(bytes)
         guard try reader.uint8() == Self.encodingVersion else { throw StateDecodingError("unknown state version") }
-        let limit = try reader.count(atMost: PipeConfig.maximumCapacity)
-        guard limit > 0 else { throw StateDecodingError("bad capacity") }
-        let count = try reader.count(atMost: limit)
-        let buffered = try reader.raw(count)
+        let buffer = try Buffer(decoding: &reader, source: source)
+        let count = buffer.count
         let mode = try reader.choice(PipeConfig.Mode.self)
         let overflow = try reader.choice(PipeConfig.Overflow.self)
         let openTimeout = try reader.double()
@@ -110,8 +104,6 @@ extension PipeMachine where Buffer == ByteRing {
         guard reader.isAtEnd, UInt64(count) == bytesWritten &- bytesRead &- dropped else {
             throw StateDecodingError("inconsistent state")
         }
-        var buffer = ByteRing(limit: limit)
-        buffered.withUnsafeBytes { buffer.write($0) }
         ring = buffer
         self.mode = mode
         self.overflow = overflow
@@ -134,6 +126,32 @@ extension PipeMachine where Buffer == ByteRing {
         self.created = created
         self.lastRead = lastRead
         self.lastWrite = lastWrite
+    }
+}
+
+/// A buffer a machine's state can carry: `ByteRing` with its bytes, `PagedBuffer` with
+/// the positions of bytes kept in pages elsewhere.
+package protocol StoredBuffer: PipeBuffer, ~Copyable {
+    func encode(into writer: inout StateWriter)
+    init(decoding reader: inout StateReader, source: (any PageSource)?) throws(StateDecodingError)
+}
+
+extension ByteRing: StoredBuffer {
+    /// The capacity and the bytes in order, however the ring has them wrapped.
+    package func encode(into writer: inout StateWriter) {
+        writer.put(limit)
+        let (first, second) = segments(upTo: count)
+        writer.put(count)
+        writer.append(first)
+        writer.append(second)
+    }
+
+    package init(decoding reader: inout StateReader, source: (any PageSource)?) throws(StateDecodingError) {
+        let limit = try reader.count(atMost: PipeConfig.maximumCapacity)
+        guard limit > 0 else { throw StateDecodingError("bad capacity") }
+        let buffered = try reader.raw(try reader.count(atMost: limit))
+        self.init(limit: limit)
+        buffered.withUnsafeBytes { write($0) }
     }
 }
 

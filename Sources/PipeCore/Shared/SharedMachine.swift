@@ -4,8 +4,8 @@ import SystemPackage
 /// cluster's, in a PostgreSQL row): decoded from bytes, stepped once, encoded again.
 /// The same `PipeMachine` decides; only the effects differ from a local pipe's: bytes lent
 /// to reads are copied into the answer or the replies, since they travel to other hosts.
-package struct SharedMachine: ~Copyable, Sendable {
-    var machine: PipeMachine<ByteRing>
+package struct SharedMachine<Buffer: StoredBuffer & ~Copyable>: ~Copyable, Sendable {
+    var machine: PipeMachine<Buffer>
     /// What the bytes of waiting writes are charged to while decoded.
     private let budget: ByteBudget
 
@@ -14,8 +14,9 @@ package struct SharedMachine: ~Copyable, Sendable {
         self.budget = budget
     }
 
-    package init(decoding bytes: [UInt8], budget: ByteBudget) throws(StateDecodingError) {
-        machine = try PipeMachine(decoding: bytes, budget: budget)
+    /// The machine `encoded` gave; a buffer kept elsewhere reads its bytes from `source`.
+    package init(decoding bytes: [UInt8], budget: ByteBudget, source: (any PageSource)? = nil) throws(StateDecodingError) {
+        machine = try PipeMachine(decoding: bytes, budget: budget, source: source)
         self.budget = budget
     }
 
@@ -138,13 +139,27 @@ package struct SharedMachine: ~Copyable, Sendable {
     }
 
     /// One transition, with bytes lent copied: the caller's, and replies for waits.
-    private mutating func run<Result>(at now: Timestamp, _ body: (inout PipeMachine<ByteRing>, inout Transition, CopyingLender) -> Result)
+    private mutating func run<Result>(at now: Timestamp, _ body: (inout PipeMachine<Buffer>, inout Transition, CopyingLender) -> Result)
         -> (Result, SharedEffects, [UInt8]?) {
         var step = Transition(at: now)
         let lender = CopyingLender()
         let result = body(&machine, &step, lender)
         return (result, SharedEffects(step, lent: lender.waits), lender.caller)
     }
+}
+
+extension SharedMachine where Buffer == PagedBuffer {
+    /// What the step did to the pages: bytes appended from stream position `start` on, and
+    /// the first page still holding a buffered byte (those below it can go).
+    package var pageChanges: (start: UInt64, appended: [UInt8], firstLivePage: Int64) {
+        (machine.ring.appendStart, machine.ring.appended, machine.ring.firstLivePage)
+    }
+
+    /// The stream positions of the oldest buffered byte and one past the newest.
+    package var positions: (head: UInt64, tail: UInt64) { (machine.ring.head, machine.ring.tail) }
+
+    /// Pages the next step will read, fetched ahead.
+    package func preload(_ pages: [Int64: [UInt8]]) { machine.ring.preload(pages) }
 }
 
 /// What a withdrawn wait was waiting in (an open by its id).
