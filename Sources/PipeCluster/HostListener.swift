@@ -55,10 +55,11 @@ final class HostListener: @unchecked Sendable {
 
     private func handleNotifications() {
         guard let received = try? connection.notifications() else { return }
-        var mail = false
+        var mail = false, names = false
         var changed: [[UInt8]: [UInt8]?] = [:]
         for (_, payload) in received {
             if payload == "m" { mail = true }
+            if payload == "n" { names = true }
             // "c" NAME ":" STATE, in hex; the state is left out when it would not fit.
             guard payload.hasPrefix("c") else { continue }
             let parts = payload.dropFirst().split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
@@ -66,6 +67,7 @@ final class HostListener: @unchecked Sendable {
             changed[name] = parts.count == 2 && !parts[1].isEmpty ? HostListener.hexBytes(parts[1]) : .some(nil)
         }
         if mail { fetchMail() }
+        if names { store.readNames(on: connection) }
         for (name, state) in changed {
             if let state, let pipe = store.pipe(name) { pipe.refresh(state, readinessChanged: true) } else { refresh(name) }
         }

@@ -43,9 +43,9 @@ struct PipeRow {
             let fresh = ClusterMachine(config: config, ownership: ownership, at: .now(), budget: store.budget)
             let made = try connection.pipeline([
                 Statement("INSERT INTO \(pipes) (space, name, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", pipeKey + [.bytes(fresh.encoded)]),
-                select, opens,
+                select, opens, namesChanged,
             ])
-            results = [results[0]] + made.dropFirst()
+            results = [results[0]] + made.dropFirst().prefix(2)
         }
         guard results.count >= 3, let bytes = results[1].bytes(0, 0) else { throw ClusterError("a pipe's row went missing") }
         let handles = Set((0..<results[2].count).compactMap { results[2].integer($0, 0) }.map { PipeHandle(rawValue: UInt64(bitPattern: $0)) })
@@ -98,6 +98,7 @@ struct PipeRow {
                 WITH gone AS (DELETE FROM \(pipes) WHERE space = $1 AND name = $2 AND NOT persist RETURNING name)
                 DELETE FROM \(pageTable) WHERE space = $1 AND name IN (SELECT name FROM gone)
                 """, pipeKey))
+            statements.append(namesChanged)
         }
         statements.append(Statement("UPDATE \(pipes) SET state = $3, head = $4, changed = now() WHERE space = $1 AND name = $2",
                                     pipeKey + [.bytes(machine.encoded), .int64(Int64(bitPattern: machine.positions.head))]))
@@ -123,6 +124,12 @@ struct PipeRow {
                 """, pipeKey + [.int32(Int32(bitPattern: me.rawValue)), .text(schema.channelPrefix), .text(carried)]))
         }
         return statements
+    }
+
+    /// Tells the space's other hosts that its pipe names changed (a pipe was made or removed).
+    private var namesChanged: Statement {
+        Statement("SELECT pg_notify($2 || id::text, 'n') FROM \(schema.table("hosts")) WHERE space = $1 AND id <> $3",
+                  [.text(space), .text(schema.channelPrefix), .int32(Int32(bitPattern: me.rawValue))])
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

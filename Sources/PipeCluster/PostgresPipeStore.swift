@@ -28,6 +28,8 @@ package final class PostgresPipeStore: PipeStore {
     /// This host's requests waiting in some pipe, by their wait numbers.
     let waits = WaitTable()
     private let outcomes = Mutex<(any OpenOutcomes)?>(nil)
+    /// The space's pipe names, as last read (`readdir` lists them).
+    private let names = Mutex<[[UInt8]]>([])
 
     /// Connects, makes or checks the schema, and joins the cluster as a new host; one line
     /// naming the problem otherwise.
@@ -47,6 +49,7 @@ package final class PostgresPipeStore: PipeStore {
         server = connection.server
         workers = (0..<max(1, workerCount)).map { ClusterWorker(index: $0, settings: settings) }
         let listening = try HostListener(store: self, connection: connection)
+        readNames(on: connection)
         listener.withLock { $0 = listening }
         listening.start()
         let watching = LeaseWatcher(store: self, leaseKey: listening.leaseKey)
@@ -81,13 +84,21 @@ package final class PostgresPipeStore: PipeStore {
 
     package func report(to outcomes: any OpenOutcomes) { self.outcomes.withLock { $0 = outcomes } }
 
+    package var sharedNames: [[UInt8]] { names.withLock { $0 } }
+
+    /// Reads the names of the space's pipes (at start, and when a host says they changed).
+    func readNames(on connection: Connection) {
+        guard let rows = try? connection.execute("SELECT name FROM \(schema.table("pipes")) WHERE space = $1", [.text(settings.space)])
+        else { return }
+        let read = (0..<rows.count).compactMap { rows.bytes($0, 0) }
+        names.withLock { $0 = read }
+    }
+
     // MARK: For the pipes and the listener
 
     /// The worker that runs `key`'s transactions.
     func worker(for key: [UInt8]) -> ClusterWorker {
-        var hash: UInt64 = 14_695_981_039_346_656_037
-        for byte in key { hash = (hash ^ UInt64(byte)) &* 1_099_511_628_211 }
-        return workers[Int(hash % UInt64(workers.count))]
+        workers[Int(fnv1a(key) % UInt64(workers.count))]
     }
 
     func pipe(_ key: [UInt8]) -> SharedPipe? { attached.withLock { $0[key] } }

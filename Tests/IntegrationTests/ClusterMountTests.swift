@@ -29,12 +29,16 @@ import Testing
                         #expect(eventually(timeout: 10) {
                             (try? server.admin("SELECT count(*) FROM npfs.opens WHERE space = 'default'", database: "npfs")) == "1"
                         })
+                        // ls lists it on every host of the space, and on no other.
+                        #expect(eventually(timeout: 10) { (try? FileManager.default.contentsOfDirectory(atPath: b.directory)) == ["Q"] })
+                        #expect((try? FileManager.default.contentsOfDirectory(atPath: c.directory)) == [])
                         let otherSpace = try ChildProcess.run(["python3", "-c", Self.nonblockingOpen, c.path("Q")], timeout: 20)
                         #expect(otherSpace.output.contains("ENXIO"), "\(otherSpace.output)")
                         let sameSpace = try ChildProcess.run(["python3", "-c", Self.nonblockingOpen, b.path("Q")], timeout: 20)
                         #expect(sameSpace.output.contains("opened"), "\(sameSpace.output)")
                         #expect(waiting.wait(timeout: 20) == 0)
                         #expect(waiting.output == "x")
+                        #expect(eventually(timeout: 10) { (try? FileManager.default.contentsOfDirectory(atPath: b.directory)) == [] })
                     }
                 }
             }

@@ -32,11 +32,21 @@ extension PipeRegistry {
         return (name, pipe?.status)
     }
 
-    /// The live pipes (with at least one open, complete or waiting), for `readdir`.
+    /// The live pipes (with at least one open, complete or waiting), for `readdir`: this
+    /// mount's, then those live only on other hosts of a shared store, whose inode numbers
+    /// (unknown here until a lookup) are derived from their names.
     package func livePipes() -> [(inode: InodeNumber, name: PipeName)] {
-        state.withLock { state in
-            state.names.nodes.values.filter { $0.pipe != nil }.map { ($0.inode, $0.name) }
-        }.sorted { $0.inode.rawValue < $1.inode.rawValue }
+        let local = state.withLock { state in
+            state.names.nodes.values.filter { $0.pipe != nil }.map { ($0.inode, $0.name, $0.key) }
+        }.sorted { $0.0.rawValue < $1.0.rawValue }
+        let shared = store.sharedNames
+        guard !shared.isEmpty else { return local.map { ($0.0, $0.1) } }
+        let known = Set(local.map(\.2))
+        let remote = shared.filter { !known.contains($0) }.sorted { $0.lexicographicallyPrecedes($1) }.compactMap { key -> (InodeNumber, PipeName)? in
+            guard let name = try? PipeName(bytes: key) else { return nil }
+            return (InodeNumber.derived(from: key), name)
+        }
+        return local.map { ($0.0, $0.1) } + remote
     }
 }
 

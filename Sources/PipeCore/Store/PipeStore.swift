@@ -13,10 +13,14 @@ package protocol PipeStore: Sendable {
     func waitingBytes(of uid: UInt32) -> (total: Int, user: Int)
     /// Where to report how opens answered later ended (see `OpenOutcomes`).
     func report(to outcomes: any OpenOutcomes)
+    /// The names of pipes live on other hosts too (a store shared by several hosts), as
+    /// last heard; none for a local store.
+    var sharedNames: [[UInt8]] { get }
 }
 
 extension PipeStore {
     package func report(to outcomes: any OpenOutcomes) {}
+    package var sharedNames: [[UInt8]] { [] }
 }
 
 /// Told by a store whose waiting opens end on threads of its own (the cluster's, after a
