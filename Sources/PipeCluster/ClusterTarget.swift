@@ -51,6 +51,8 @@ package struct ClusterTarget: Sendable, Equatable {
 package struct ClusterError: Error, CustomStringConvertible, Equatable {
     package let description: String
     package let sqlState: String?
+    /// Nothing was committed and the connection was lost: worth one more try on a new one.
+    package var retryable = false
     package init(_ description: String, sqlState: String? = nil) {
         self.description = description
         self.sqlState = sqlState

@@ -42,14 +42,21 @@ final class ClusterWorker: @unchecked Sendable {
         }
     }
 
-    /// Runs `body`, which begins and commits a transaction on the connection; rolled back if it throws.
+    /// Runs `body`, which begins and commits a transaction on the connection; rolled back if
+    /// it throws. One that failed before committing anything because the connection was lost
+    /// (the server restarted) is run again on a new connection.
     func transaction<T>(_ body: (Connection) throws(ClusterError) -> T) throws(ClusterError) -> T {
-        let connection = try connected()
-        do {
-            return try body(connection)
-        } catch {
-            _ = try? connection.execute("ROLLBACK")
-            throw error
+        var tries = 0
+        while true {
+            let connection = try connected()
+            do {
+                return try body(connection)
+            } catch {
+                _ = try? connection.execute("ROLLBACK")
+                tries += 1
+                guard error.retryable, tries < 2 else { throw error }
+                self.connection = nil
+            }
         }
     }
 }

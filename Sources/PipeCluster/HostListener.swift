@@ -10,7 +10,9 @@ import Synchronization
 /// looks for hosts whose lease ended, to close their opens and withdraw their waits.
 final class HostListener: @unchecked Sendable {
     private unowned let store: PostgresPipeStore
-    private let connection: Connection
+    /// Replaced when the server went away and came back; used on `queue` (and by `stop`
+    /// once the loop has ended).
+    private var connection: Connection
     private let queue = DispatchQueue(label: "npfs.cluster.listener")
     private let stopping = Atomic<Bool>(false)
     private let stopped = DispatchSemaphore(value: 0)
@@ -21,8 +23,37 @@ final class HostListener: @unchecked Sendable {
         self.store = store
         self.connection = connection
         leaseKey = "npfs lease \(store.schema.name)"
+        try take(connection)
+    }
+
+    /// Takes this host's lease on `connection`, records its backend (for a survivor to end,
+    /// should this host be cut off) and listens on its channel. False if the host was
+    /// removed meanwhile (it was away longer than the cluster's timeout).
+    @discardableResult
+    private func take(_ connection: Connection) throws(ClusterError) -> Bool {
         try connection.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(leaseKey), .int32(Int32(bitPattern: store.host))])
+        let rows = try connection.execute("UPDATE \(store.schema.table("hosts")) SET heartbeat = now(), backend = pg_backend_pid() WHERE id = $1",
+                                          [.int32(Int32(bitPattern: store.host))])
         try connection.execute("LISTEN \(store.schema.channel(of: store.host))")
+        return rows.affected == 1
+    }
+
+    /// The server went away: connects again with backoff until it is back (or the host
+    /// stops), then takes the lease again and fetches what was left for this host.
+    private func reconnect() {
+        store.connection(lost: true)
+        var pause = 0.1
+        while !stopping.load(ordering: .relaxed) {
+            if let fresh = try? Connection(store.settings.target, timeout: store.settings.timeout), (try? take(fresh)) != nil {
+                connection = fresh
+                store.connection(lost: false)
+                fetchMail()
+                store.readNames(on: fresh)
+                return
+            }
+            usleep(UInt32(pause * 1_000_000))
+            pause = min(pause * 2, 2)
+        }
     }
 
     func start() {
@@ -41,12 +72,17 @@ final class HostListener: @unchecked Sendable {
     private func loop() {
         var nextBeat = 0.0
         while !stopping.load(ordering: .relaxed) {
+            if !connection.isOK {
+                reconnect()
+                continue
+            }
             if connection.waitReadable(timeout: 0.2) {
                 handleNotifications()
             }
             let now = Timestamp.monotonicSeconds()
             if now >= nextBeat {
-                nextBeat = now + 1
+                // At least three beats within the timeout, so that a live host never looks silent.
+                nextBeat = now + min(1, store.settings.timeout / 3)
                 heartbeat()
             }
         }
@@ -54,7 +90,10 @@ final class HostListener: @unchecked Sendable {
     }
 
     private func handleNotifications() {
-        guard let received = try? connection.notifications() else { return }
+        guard let received = try? connection.notifications() else {
+            if !connection.isOK { reconnect() }
+            return
+        }
         var mail = false, names = false
         var changed: [[UInt8]: [UInt8]?] = [:]
         for (_, payload) in received {
@@ -94,17 +133,24 @@ final class HostListener: @unchecked Sendable {
         pipe.refresh(state, readinessChanged: true)
     }
 
-    /// Once a second, one query: this host's heartbeat, and the hosts of its space whose
-    /// lease is free (their daemon died and the watcher missed it), whose lease it takes.
+    /// Once a second (more often with a cluster timeout under 3 s), one query: this host's heartbeat; the backends of hosts silent for
+    /// longer than the cluster's timeout ended (a host cut off from the network, whose
+    /// connection the server would otherwise keep for a long time); and the hosts of the
+    /// space whose lease is free (their daemon died and the watcher missed it), whose lease
+    /// it takes, to remove them if they are gone (see `store.isGone`).
     private func heartbeat() {
         let hosts = store.schema.table("hosts")
-        guard let dead = try? connection.execute("""
-            WITH beat AS (UPDATE \(hosts) SET heartbeat = now() WHERE id = $2)
-            SELECT id FROM \(hosts) WHERE space = $1 AND id <> $2 AND pg_try_advisory_lock(hashtext($3), id)
-            """, [.text(store.settings.space), .int32(Int32(bitPattern: store.host)), .text(leaseKey)]) else { return }
-        for index in 0..<dead.count {
-            guard let id = dead.integer(index, 0), let host = HostNumber(exactly: id) else { continue }
-            store.removeHost(host, on: connection, leaseKey: leaseKey)
+        guard let free = try? connection.execute("""
+            WITH beat AS (UPDATE \(hosts) SET heartbeat = now() WHERE id = $2),
+                 silent AS (SELECT pg_terminate_backend(backend) FROM \(hosts)
+                            WHERE space = $1 AND id <> $2 AND backend IS NOT NULL AND heartbeat < now() - make_interval(secs => $4))
+            SELECT id FROM \(hosts) WHERE space = $1 AND id <> $2 AND (SELECT count(*) FROM silent) >= 0
+                AND pg_try_advisory_lock(hashtext($3), id)
+            """, [.text(store.settings.space), .int32(Int32(bitPattern: store.host)), .text(leaseKey), .double(store.settings.timeout)])
+        else { return }
+        for index in 0..<free.count {
+            guard let id = free.integer(index, 0), let host = HostNumber(exactly: id) else { continue }
+            store.removeIfGone(host, on: connection, leaseKey: leaseKey)
         }
     }
 

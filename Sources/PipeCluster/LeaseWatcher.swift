@@ -53,7 +53,8 @@ final class LeaseWatcher: @unchecked Sendable {
                 } catch where error.sqlState == "55P03" || error.sqlState == "57014" {
                     continue   // still alive (or stopping): look again
                 }
-                store.removeHost(next, on: live, leaseKey: leaseKey)
+                // A host whose lease ended with a restart of the server is given time to come back.
+                if !store.removeIfGone(next, on: live, leaseKey: leaseKey) { usleep(500_000) }
             } catch {
                 connection = nil
                 usleep(500_000)

@@ -28,6 +28,7 @@ package final class PostgresPipeStore: PipeStore {
     /// This host's requests waiting in some pipe, by their wait numbers.
     let waits = WaitTable()
     private let outcomes = Mutex<(any OpenOutcomes)?>(nil)
+    private let disconnected = Mutex<Timestamp?>(nil)
     /// The space's pipe names, as last read (`readdir` lists them).
     private let names = Mutex<[[UInt8]]>([])
 
@@ -116,6 +117,34 @@ package final class PostgresPipeStore: PipeStore {
                 }
             }
             entry.waiter.resume(reply)
+        }
+    }
+
+    /// A host whose lease this host has just taken is removed if it is gone: the server has
+    /// been up longer than the cluster's timeout (so the lease ended with the host's own
+    /// connection: its daemon died), or the host has been silent that long. Otherwise the
+    /// lease ended with a restart of the server, and the host gets the timeout to come back:
+    /// the lease is let go.
+    @discardableResult
+    func removeIfGone(_ host: HostNumber, on connection: Connection, leaseKey: String) -> Bool {
+        let rows = try? connection.execute("""
+            SELECT pg_postmaster_start_time() < now() - make_interval(secs => $2)
+                OR coalesce((SELECT heartbeat < now() - make_interval(secs => $2) FROM \(schema.table("hosts")) WHERE id = $1), true)
+            """, [.int32(Int32(bitPattern: host)), .double(settings.timeout)])
+        if rows?.bool(0, 0) == true {
+            removeHost(host, on: connection, leaseKey: leaseKey)
+            return true
+        }
+        _ = try? connection.execute("SELECT pg_advisory_unlock(hashtext($1), $2)", [.text(leaseKey), .int32(Int32(bitPattern: host))])
+        return false
+    }
+
+    /// Since when this host has had no connection to the server, if it has none now.
+    package var disconnectedSince: Timestamp? { disconnected.withLock { $0 } }
+
+    func connection(lost: Bool) {
+        disconnected.withLock { since in
+            if !lost { since = nil } else if since == nil { since = .now() }
         }
     }
 

@@ -39,7 +39,7 @@ package struct Schema: Sendable {
             INSERT INTO \(name).meta VALUES ('version', '\(Schema.version)') ON CONFLICT (key) DO NOTHING;
             CREATE SEQUENCE IF NOT EXISTS \(name).host_ids MINVALUE 1 MAXVALUE 2147483647 CYCLE;
             CREATE TABLE IF NOT EXISTS \(name).hosts (
-                id integer PRIMARY KEY, space text NOT NULL, name text NOT NULL, pid integer NOT NULL,
+                id integer PRIMARY KEY, space text NOT NULL, name text NOT NULL, pid integer NOT NULL, backend integer,
                 started timestamptz NOT NULL DEFAULT now(), heartbeat timestamptz NOT NULL DEFAULT now());
             CREATE TABLE IF NOT EXISTS \(name).pipes (
                 space text NOT NULL, name bytea NOT NULL, state bytea NOT NULL, persist boolean NOT NULL DEFAULT false,

@@ -226,9 +226,16 @@ final class SharedPipe: PipeEndpoint {
             do {
                 let row = self.row
                 let (state, effects, after) = try worker.transaction { connection throws(ClusterError) in
-                    guard var pipe = try row.begin(on: connection, opensOf: self.me, prefetch: prefetch, creating: (self.config, self.creator)) else {
-                        throw ClusterError("a pipe's row went missing")
+                    let begun: PipeRow.Locked?
+                    do throws(ClusterError) {
+                        begun = try row.begin(on: connection, opensOf: self.me, prefetch: prefetch, creating: (self.config, self.creator))
+                    } catch {
+                        // Nothing is committed before the step: a lost connection is tried again.
+                        var failure = error
+                        failure.retryable = !connection.isOK
+                        throw failure
                     }
+                    guard var pipe = begun else { throw ClusterError("a pipe's row went missing") }
                     var statements: [Statement] = []
                     let (effects, after) = body(&pipe, .now(), &statements)
                     let state = pipe.machine.encoded

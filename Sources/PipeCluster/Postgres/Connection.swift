@@ -305,6 +305,7 @@ package enum SQLValue: Sendable {
     case text(String)
     case bytes([UInt8])
     case bool(Bool)
+    case double(Double)
     case int32Array([Int32])
     case int64Array([Int64])
     case bytesArray([[UInt8]])
@@ -316,6 +317,7 @@ package enum SQLValue: Sendable {
         case .text: 25
         case .bytes: 17
         case .bool: 16
+        case .double: 701
         case .int32Array: 1007
         case .int64Array: 1016
         case .bytesArray: 1001
@@ -329,6 +331,7 @@ package enum SQLValue: Sendable {
         case .text(let value): Array(value.utf8)
         case .bytes(let value): value
         case .bool(let value): [value ? 1 : 0]
+        case .double(let value): withUnsafeBytes(of: value.bitPattern.bigEndian, Array.init)
         case .int32Array(let values): SQLValue.array(of: 23, values.map { SQLValue.int32($0).binary })
         case .int64Array(let values): SQLValue.array(of: 20, values.map { SQLValue.int64($0).binary })
         case .bytesArray(let values): SQLValue.array(of: 17, values)
