@@ -126,10 +126,10 @@ struct PipeRow {
         return statements
     }
 
-    /// Tells the space's other hosts that its pipe names changed (a pipe was made or removed).
+    /// Tells the space's hosts (this one too) that its pipe names changed (a pipe was made or removed).
     private var namesChanged: Statement {
-        Statement("SELECT pg_notify($2 || id::text, 'n') FROM \(schema.table("hosts")) WHERE space = $1 AND id <> $3",
-                  [.text(space), .text(schema.channelPrefix), .int32(Int32(bitPattern: me.rawValue))])
+        Statement("SELECT pg_notify($2 || id::text, 'n') FROM \(schema.table("hosts")) WHERE space = $1",
+                  [.text(space), .text(schema.channelPrefix)])
     }
 
     static func hex(_ bytes: [UInt8]) -> String {

@@ -87,6 +87,9 @@ package final class PostgresPipeStore: PipeStore {
 
     package var sharedNames: [[UInt8]] { names.withLock { $0 } }
 
+    /// A pipe this host removed (nobody used it any more) leaves the names at once.
+    func forgetName(_ key: [UInt8]) { names.withLock { $0.removeAll { $0 == key } } }
+
     /// Reads the names of the space's pipes (at start, and when a host says they changed).
     func readNames(on connection: Connection) {
         guard let rows = try? connection.execute("SELECT name FROM \(schema.table("pipes")) WHERE space = $1", [.text(settings.space)])

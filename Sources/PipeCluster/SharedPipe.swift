@@ -240,7 +240,7 @@ final class SharedPipe: PipeEndpoint {
                     let (effects, after) = body(&pipe, .now(), &statements)
                     let state = pipe.machine.encoded
                     _ = try connection.pipeline(statements + row.saving(pipe.machine, effects: effects) + [Statement("COMMIT")])
-                    return (state, effects, after)
+                    return (state, effects, { if pipe.machine.isUnused { self.store.forgetName(self.key) }; after() })
                 }
                 self.store.deliver(effects.replies)
                 after()

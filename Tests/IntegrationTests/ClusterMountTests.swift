@@ -145,6 +145,40 @@ import Testing
         }
     }
 
+    /// The README's two-host example, as written, with two mounts of this machine as the
+    /// hosts and the password from PGPASSWORD.
+    @Test func theReadmeClusterExampleRunsAsDocumented() throws {
+        let readme = try String(contentsOfFile: TestMount.packageRoot + "/README.md", encoding: .utf8)
+        let parts = readme.components(separatedBy: "<!-- readme-cluster-example -->")
+        try #require(parts.count == 2, "one cluster example in the README")
+        let pieces = parts[1].components(separatedBy: "<!-- readme-output -->")
+        let (script, output) = (fencedCode(pieces[0]), fencedCode(pieces[1]))
+        try PostgresServer.with { server in
+            // Mount points that ls sorts as the README's do.
+            let parent = try makeTemporaryDirectory()
+            let (a, b) = (parent + "/a", parent + "/b")
+            mkdir(a, 0o755)
+            mkdir(b, 0o755)
+            defer {
+                for directory in [a, b] {
+                    _ = try? ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 30)
+                    if isMounted(directory) { _ = try? ChildProcess.run(["fusermount3", "-u", "-z", directory], timeout: 10) }
+                    rmdir(directory)
+                }
+                rmdir(parent)
+            }
+            func local(_ text: String) -> String {
+                text.replacingOccurrences(of: "/mnt/a", with: a).replacingOccurrences(of: "/mnt/b", with: b)
+                    .replacingOccurrences(of: "postgresql://npfs@db.example/npfs", with: server.url(password: false))
+            }
+            let directory = (TestMount.binary as NSString).deletingLastPathComponent
+            let path = directory + ":" + (ProcessInfo.processInfo.environment["PATH"] ?? "/usr/bin:/bin")
+            let result = try ChildProcess.shell(local(script), timeout: 60, environment: ["PATH": path, "PGPASSWORD": server.password])
+            #expect(result.status == 0)
+            #expect(result.output == local(output), "printed:\n\(result.output)")
+        }
+    }
+
     /// Opens argv[1] for writing without blocking; prints "opened" (after writing "x") or the errno's name.
     static let nonblockingOpen = """
         import errno, os, sys

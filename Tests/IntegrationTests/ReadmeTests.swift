@@ -39,7 +39,7 @@ import Testing
 }
 
 /// The text of the first fenced code block in `text`, with a final newline.
-private func fencedCode(_ text: String) -> String {
+func fencedCode(_ text: String) -> String {
     let lines = text.components(separatedBy: "\n")
     guard let start = lines.firstIndex(where: { $0.hasPrefix("```") }),
           let end = lines[(start + 1)...].firstIndex(where: { $0.hasPrefix("```") }) else { return "" }
