@@ -45,13 +45,22 @@ package struct NpfsMount: Sendable {
     /// The mount's usage against its limits (the root's `user.npfs.usage`), by name:
     /// `pipes`, `max_pipes`, `memory`, `max_memory`, `user_memory`, ...
     package func usage() throws(Errno) -> [String: Int] {
-        let text = String(decoding: try Syscalls.getxattr(pathBytes, AttributeName.usage.bytes), as: UTF8.self)
-        var figures: [String: Int] = [:]
+        try rootLines(.usage).compactMapValues { Int($0) }
+    }
+
+    /// A cluster mount's cluster (the root's `user.npfs.cluster`): `server`, `space`,
+    /// `host`, `id`, `hosts`, and `connected` or `disconnected_since`; nil on a local mount.
+    package func cluster() -> [String: String]? { try? rootLines(.cluster) }
+
+    /// A root attribute of `KEY=VALUE` lines.
+    private func rootLines(_ attribute: AttributeName) throws(Errno) -> [String: String] {
+        let text = String(decoding: try Syscalls.getxattr(pathBytes, attribute.bytes), as: UTF8.self)
+        var values: [String: String] = [:]
         for line in text.split(separator: "\n") {
             let parts = line.split(separator: "=", maxSplits: 1)
-            if parts.count == 2, let value = Int(parts[1]) { figures[String(parts[0])] = value }
+            if parts.count == 2 { values[String(parts[0])] = String(parts[1]) }
         }
-        return figures
+        return values
     }
 
     /// One attribute of a live pipe. ENOENT if it is not live, EACCES if the caller may not read it.

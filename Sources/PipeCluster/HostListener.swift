@@ -140,17 +140,17 @@ final class HostListener: @unchecked Sendable {
     /// it takes, to remove them if they are gone (see `store.isGone`).
     private func heartbeat() {
         let hosts = store.schema.table("hosts")
-        guard let free = try? connection.execute("""
+        guard let rows = try? connection.execute("""
             WITH beat AS (UPDATE \(hosts) SET heartbeat = now() WHERE id = $2),
                  silent AS (SELECT pg_terminate_backend(backend) FROM \(hosts)
                             WHERE space = $1 AND id <> $2 AND backend IS NOT NULL AND heartbeat < now() - make_interval(secs => $4))
-            SELECT id FROM \(hosts) WHERE space = $1 AND id <> $2 AND (SELECT count(*) FROM silent) >= 0
-                AND pg_try_advisory_lock(hashtext($3), id)
+            SELECT (SELECT count(*) FROM \(hosts) WHERE space = $1), (SELECT count(*) FROM silent),
+                   (SELECT string_agg(id::text, ',') FROM \(hosts) WHERE space = $1 AND id <> $2 AND pg_try_advisory_lock(hashtext($3), id))
             """, [.text(store.settings.space), .int32(Int32(bitPattern: store.host)), .text(leaseKey), .double(store.settings.timeout)])
         else { return }
-        for index in 0..<free.count {
-            guard let id = free.integer(index, 0), let host = HostNumber(exactly: id) else { continue }
-            store.removeIfGone(host, on: connection, leaseKey: leaseKey)
+        if let seen = rows.integer(0, 0) { store.hostsSeen.store(Int(seen), ordering: .relaxed) }
+        for id in (rows.text(0, 2) ?? "").split(separator: ",").compactMap({ HostNumber($0) }) {
+            store.removeIfGone(id, on: connection, leaseKey: leaseKey)
         }
     }
 

@@ -87,6 +87,20 @@ package final class PostgresPipeStore: PipeStore {
 
     package var sharedNames: [[UInt8]] { names.withLock { $0 } }
 
+    package var clusterSummary: String? {
+        var lines = ["server=\(server)", "space=\(settings.space)", "host=\(settings.hostName)", "id=\(host)",
+                     "hosts=\(hostsSeen.load(ordering: .relaxed))"]
+        if let since = disconnectedSince {
+            lines.append("disconnected_since=\(since.seconds)")
+        } else {
+            lines.append("connected=1")
+        }
+        return lines.joined(separator: "\n") + "\n"
+    }
+
+    /// Hosts of the space, as the last heartbeat counted them.
+    let hostsSeen = Atomic<Int>(1)
+
     /// A pipe this host removed (nobody used it any more) leaves the names at once.
     func forgetName(_ key: [UInt8]) { names.withLock { $0.removeAll { $0 == key } } }
 

@@ -20,6 +20,9 @@ package enum AttributeName: Equatable, Sendable {
     case daemonPid
     /// The root's: the mount's usage against its limits (`MountUsage.report`).
     case usage
+    /// The root's, on a cluster mount: the server, space, this host and the hosts seen,
+    /// and whether it is connected (`PipeStore.clusterSummary`).
+    case cluster
     /// The root's: a page of the status table, from an inode on (see `StatusPage`).
     case statusPage(from: UInt64)
     /// The root's: `npfs set`'s request (see `PipeAttribute.setRequest`).
@@ -47,6 +50,7 @@ package enum AttributeName: Equatable, Sendable {
         switch key {
         case "pid": self = .daemonPid
         case "usage": self = .usage
+        case "cluster": self = .cluster
         case "set": self = .setRequest
         default:
             if let start = StatusPage.startInode(name) {
@@ -94,6 +98,7 @@ package enum AttributeName: Equatable, Sendable {
         case .clients(let pipe): return pipeName(pipe, "clients")
         case .daemonPid: return Array((Self.prefix + "pid").utf8)
         case .usage: return Array((Self.prefix + "usage").utf8)
+        case .cluster: return Array((Self.prefix + "cluster").utf8)
         case .setRequest: return Array((Self.prefix + "set").utf8)
         case .statusPage(let start): return Array((StatusPage.prefix + String(start)).utf8)
         case .unknown, .otherUser, .otherNamespace: return []

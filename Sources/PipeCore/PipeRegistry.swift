@@ -49,7 +49,7 @@ package final class PipeRegistry: Sendable {
     package let configuration: Configuration
     let state = Mutex(State())
     /// Where the pipes live.
-    let store: any PipeStore
+    package let store: any PipeStore
     /// Changes of owners and capacities, one at a time: each moves reservations that the
     /// pipe's answer decides.
     let reservations = Mutex(())

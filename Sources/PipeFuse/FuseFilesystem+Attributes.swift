@@ -33,6 +33,9 @@ extension FuseFilesystem {
             case .usage:
                 let report = registry.usage(of: caller.uid).report(registry.configuration.limits, user: caller.uid)
                 request.xattr(Array(report.utf8), bufferSize: size)
+            case .cluster:
+                guard let summary = registry.store.clusterSummary else { return request.fail(.noData) }
+                request.xattr(Array(summary.utf8), bufferSize: size)
             case .statusPage(let start):
                 // A size query gets the length of a full page; the page itself is cut to the buffer.
                 request.xattr(registry.statusPage(from: start, size: size == 0 ? StatusPage.maximumSize : size, caller: caller),
@@ -52,7 +55,7 @@ extension FuseFilesystem {
     func listxattr(_ request: consuming FuseRequest, inode: InodeNumber, size: Int) {
         let names: [AttributeName]
         if inode == .root {
-            names = [.daemonPid, .usage]
+            names = [.daemonPid, .usage] + (registry.store.clusterSummary == nil ? [] : [.cluster])
         } else if (try? registry.livePipe(inode)) != nil {
             names = PipeAttribute.allCases.map { .attribute($0, of: .this) }
         } else {
@@ -82,7 +85,7 @@ extension FuseFilesystem {
                 let (pipe, changes) = try PipeAttribute.parseSetRequest(value)
                 guard let target = try knownInode(pipe) else { throw .noSuchFileOrDirectory }
                 try registry.setAttributes(changes, of: target, caller: request.caller)
-            case .peek, .clients, .daemonPid, .usage, .statusPage, .unknown:
+            case .peek, .clients, .daemonPid, .usage, .cluster, .statusPage, .unknown:
                 throw .noData
             case .otherUser, .otherNamespace:
                 throw .notSupported
@@ -99,7 +102,7 @@ extension FuseFilesystem {
         switch AttributeName(name, onRoot: inode == .root) {
         case .unknown, .otherUser: request.fail(.noData)
         case .otherNamespace: request.fail(.notSupported)
-        case .attribute, .peek, .clients, .daemonPid, .usage, .statusPage, .setRequest: request.fail(.notPermitted)
+        case .attribute, .peek, .clients, .daemonPid, .usage, .cluster, .statusPage, .setRequest: request.fail(.notPermitted)
         }
     }
 

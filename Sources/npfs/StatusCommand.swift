@@ -57,6 +57,8 @@ struct StatusCommand: ParsableCommand {
     /// `--json`: the mount's usage against its limits, and every live pipe.
     struct Report: Encodable {
         var usage: [String: Int]
+        /// A cluster mount's cluster (see `NpfsMount.cluster`), left out on a local mount.
+        var cluster: [String: String]?
         var pipes: [PipeStatus]
     }
 
@@ -181,14 +183,33 @@ struct StatusCommand: ParsableCommand {
         do { records = try mount.statusRecords() } catch { throw CommandError("cannot read the status of \(mount.path): \(error)") }
         let pipes = records.map(PipeStatus.init).sorted { $0.sortKey.lexicographicallyPrecedes($1.sortKey) }
         let usage = (try? mount.usage()) ?? [:]
+        let cluster = mount.cluster()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(Report(usage: usage, pipes: pipes)), as: UTF8.self))
+            print(String(decoding: try encoder.encode(Report(usage: usage, cluster: cluster, pipes: pipes)), as: UTF8.self))
         } else {
+            if let cluster { print(Self.clusterLine(cluster)) }
             print(Self.summary(usage))
             print(table(pipes, clients: clients), terminator: "")
         }
+    }
+
+    /// One line of a cluster mount's cluster: its server and space, this host, the hosts
+    /// seen, and whether it is connected.
+    static func clusterLine(_ cluster: [String: String]) -> String {
+        let state: String
+        if let since = cluster["disconnected_since"].flatMap(Int.init) {
+            var time = time_t(since), parts = tm()
+            localtime_r(&time, &parts)
+            var text = [CChar](repeating: 0, count: 32)
+            strftime(&text, text.count, "%Y-%m-%d %H:%M:%S", &parts)
+            state = "disconnected since \(String(cString: text))"
+        } else {
+            state = "connected"
+        }
+        return "cluster: \(cluster["server"] ?? "?"), space \(cluster["space"] ?? "?"), host \(cluster["host"] ?? "?")"
+            + " (id \(cluster["id"] ?? "?")), \(cluster["hosts"] ?? "?") hosts, \(state)"
     }
 
     /// One line of the mount's usage against each limit.

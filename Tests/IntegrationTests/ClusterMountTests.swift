@@ -39,6 +39,15 @@ import Testing
                         #expect(waiting.wait(timeout: 20) == 0)
                         #expect(waiting.output == "x")
                         #expect(eventually(timeout: 10) { (try? FileManager.default.contentsOfDirectory(atPath: b.directory)) == [] })
+
+                        // npfs status: the cluster first, as this host sees it.
+                        let expected = "cluster: 127.0.0.1:\(server.port)/npfs, space default, host a ("
+                        #expect(eventually(timeout: 10) {
+                            let status = (try? ChildProcess.run([TestMount.binary, "status", a.directory]))?.output ?? ""
+                            return status.hasPrefix(expected) && status.split(separator: "\n").first?.hasSuffix(", 2 hosts, connected") == true
+                        }, "\((try? ChildProcess.run([TestMount.binary, "status", a.directory]))?.output ?? "")")
+                        let local = try ChildProcess.run([TestMount.binary, "status", "--json", c.directory]).output
+                        #expect(local.contains("\"space\" : \"other\""), "\(local)")
                     }
                 }
             }

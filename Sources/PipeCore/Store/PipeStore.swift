@@ -16,11 +16,15 @@ package protocol PipeStore: Sendable {
     /// The names of pipes live on other hosts too (a store shared by several hosts), as
     /// last heard; none for a local store.
     var sharedNames: [[UInt8]] { get }
+    /// A shared store's `KEY=VALUE` lines for `npfs status` (server, space, this host, the
+    /// hosts seen, connected or since when not); nil for a local store.
+    var clusterSummary: String? { get }
 }
 
 extension PipeStore {
     package func report(to outcomes: any OpenOutcomes) {}
     package var sharedNames: [[UInt8]] { [] }
+    package var clusterSummary: String? { nil }
 }
 
 /// Told by a store whose waiting opens end on threads of its own (the cluster's, after a
