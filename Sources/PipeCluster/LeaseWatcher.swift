@@ -16,8 +16,9 @@ final class LeaseWatcher: @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     /// The watcher's connection, to cancel a wait when stopping.
     private let current = Mutex<Connection?>(nil)
-    /// How long one wait for a lease lasts before the watcher looks again (for new hosts, and to stop).
-    private let patience = 5
+    /// How long one wait for a lease lasts before the watcher looks again for a new next
+    /// host (stopping cancels the wait): an idle mount's queries stay near one a second.
+    private let patience = 30
 
     init(store: PostgresPipeStore, leaseKey: String) {
         self.store = store
@@ -45,7 +46,9 @@ final class LeaseWatcher: @unchecked Sendable {
                     current.withLock { $0 = live }
                 }
                 guard let next = try nextHost(on: live) else {
-                    usleep(500_000)
+                    // Alone in the space: look again now and then (the heartbeat's look
+                    // covers a host that joins and dies in between).
+                    pause(10)
                     continue
                 }
                 do {
@@ -54,12 +57,18 @@ final class LeaseWatcher: @unchecked Sendable {
                     continue   // still alive (or stopping): look again
                 }
                 // A host whose lease ended with a restart of the server is given time to come back.
-                if !store.removeIfGone(next, on: live, leaseKey: leaseKey) { usleep(500_000) }
+                if !store.removeIfGone(next, on: live, leaseKey: leaseKey) { pause(0.5) }
             } catch {
                 connection = nil
-                usleep(500_000)
+                pause(0.5)
             }
         }
+    }
+
+    /// Sleeps up to `seconds`, waking early to stop.
+    private func pause(_ seconds: Double) {
+        let end = Timestamp.monotonicSeconds() + seconds
+        while !stopping.load(ordering: .relaxed) && Timestamp.monotonicSeconds() < end { usleep(100_000) }
     }
 
     /// The host after this one in the space, by id, round the ring.

@@ -34,7 +34,8 @@ package final class PostgresPipeStore: PipeStore {
 
     /// Connects, makes or checks the schema, and joins the cluster as a new host; one line
     /// naming the problem otherwise.
-    package init(settings: ClusterSettings, workerCount: Int = 4) throws(ClusterError) {
+    /// Connections: `workerCount` for transactions, the listener's and the watcher's.
+    package init(settings: ClusterSettings, workerCount: Int = 3) throws(ClusterError) {
         self.settings = settings
         schema = try Schema(settings.schema)
         let connection = try Connection(settings.target, timeout: settings.timeout)

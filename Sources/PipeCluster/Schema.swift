@@ -9,6 +9,8 @@
 /// - `pages`: its buffered bytes, as 8 KiB pages of its stream (`PagedBuffer`), stored
 ///   uncompressed.
 /// - `opens`: each open of a pipe, by host and handle (to close a dead host's opens).
+/// Tables whose rows come and go with the bytes (`pages`, `pipes`, `mailbox`) are vacuumed
+/// after every thousand dead rows, so that storage follows what is buffered.
 /// - `mailbox`: replies to waiting requests of other hosts, fetched by the host after a
 ///   notification on its channel.
 package struct Schema: Sendable {
@@ -48,6 +50,11 @@ package struct Schema: Sendable {
                 space text NOT NULL, name bytea NOT NULL, page bigint NOT NULL, data bytea NOT NULL,
                 PRIMARY KEY (space, name, page));
             ALTER TABLE \(name).pages ALTER COLUMN data SET STORAGE EXTERNAL;
+            ALTER TABLE \(name).pages SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+                                            autovacuum_vacuum_cost_delay = 0, toast.autovacuum_vacuum_scale_factor = 0,
+                                            toast.autovacuum_vacuum_threshold = 1000, toast.autovacuum_vacuum_cost_delay = 0);
+            ALTER TABLE \(name).pipes SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+                                            autovacuum_vacuum_cost_delay = 0);
             CREATE TABLE IF NOT EXISTS \(name).opens (
                 space text NOT NULL, name bytea NOT NULL, host integer NOT NULL, handle bigint NOT NULL, access smallint NOT NULL,
                 PRIMARY KEY (space, name, host, handle));
@@ -55,6 +62,9 @@ package struct Schema: Sendable {
             CREATE TABLE IF NOT EXISTS \(name).mailbox (
                 id bigserial PRIMARY KEY, host integer NOT NULL, wait bigint NOT NULL, reply bytea NOT NULL);
             CREATE INDEX IF NOT EXISTS mailbox_by_host ON \(name).mailbox (host);
+            ALTER TABLE \(name).mailbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
+                                              autovacuum_vacuum_cost_delay = 0, toast.autovacuum_vacuum_scale_factor = 0,
+                                              toast.autovacuum_vacuum_threshold = 1000, toast.autovacuum_vacuum_cost_delay = 0);
             COMMIT;
             """)
         let rows = try connection.execute("SELECT value FROM \(name).meta WHERE key = 'version'")

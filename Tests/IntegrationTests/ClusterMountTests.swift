@@ -154,6 +154,38 @@ import Testing
         }
     }
 
+    @Test func anIdleMountWithAThousandPipesHoldsFiveConnectionsAndQueriesOnceASecond() throws {
+        try PostgresServer.with { server in
+            try TestMount.with(options: ["cluster=\(server.url()),host=a"]) { a in
+                // 1,000 live pipes: one process holds each open for reading and writing.
+                let holder = try ChildProcess(["python3", "-c", """
+                    import os, sys, time
+                    fds = [os.open(sys.argv[1] + "/p%d" % i, os.O_RDWR) for i in range(1000)]
+                    print("open", flush=True)
+                    time.sleep(120)
+                    """, a.directory])
+                defer { holder.signal(SIGKILL) }
+                #expect(eventually(timeout: 120) { holder.output.contains("open") }, "\(holder.output)")
+                #expect(try server.admin("SELECT count(*) FROM npfs.pipes", database: "npfs") == "1000")
+                let connections = try server.admin("SELECT count(*) FROM pg_stat_activity WHERE application_name = 'npfs'")
+                #expect(Int(connections) ?? 99 <= 5, "\(connections) connections")
+                // Every statement the server runs for 5 idle seconds, from its log.
+                try server.admin("ALTER SYSTEM SET log_statement = 'all'")
+                try server.admin("SELECT pg_reload_conf()")
+                usleep(500_000)
+                let before = server.log.components(separatedBy: "\n").count
+                usleep(5_000_000)
+                let logged = server.log.components(separatedBy: "\n").dropFirst(before - 1)
+                    .filter { $0.contains("LOG:  statement:") || $0.contains("LOG:  execute") }
+                let ours = logged.filter { !$0.contains("pg_reload_conf") && !$0.contains("ALTER SYSTEM") }
+                print("npfs-measure: an idle cluster mount with 1000 live pipes ran \(ours.count) statements in 5 s over \(connections) connections")
+                #expect(ours.count <= 7, "\(ours.joined(separator: "\n"))")
+                try server.admin("ALTER SYSTEM RESET log_statement")
+                try server.admin("SELECT pg_reload_conf()")
+            }
+        }
+    }
+
     /// The README's two-host example, as written, with two mounts of this machine as the
     /// hosts and the password from PGPASSWORD.
     @Test func theReadmeClusterExampleRunsAsDocumented() throws {
