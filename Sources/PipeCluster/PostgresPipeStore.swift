@@ -88,6 +88,8 @@ package final class PostgresPipeStore: PipeStore {
 
     package var sharedNames: [[UInt8]] { names.withLock { $0 } }
 
+    package var settingsWait: Bool { true }
+
     package var clusterSummary: String? {
         var lines = ["server=\(server)", "space=\(settings.space)", "host=\(settings.hostName)", "id=\(host)",
                      "hosts=\(hostsSeen.load(ordering: .relaxed))"]

@@ -13,6 +13,14 @@ extension FuseFilesystem {
     /// outside the `user.` namespace: npfs keeps no ACLs and no security labels, and saying
     /// so once lets `ls -l` stop asking for every name.
     func getxattr(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8], size: Int) {
+        // A peek of a cluster's pipe reads its pages from the server.
+        guard registry.store.settingsWait, case .peek = AttributeName(name, onRoot: inode == .root) else {
+            return getxattrNow(request, inode: inode, name: name, size: size)
+        }
+        offFuse(request) { self.getxattrNow($0, inode: inode, name: name, size: size) }
+    }
+
+    private func getxattrNow(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8], size: Int) {
         let caller = request.caller
         do throws(Errno) {
             switch AttributeName(name, onRoot: inode == .root) {
@@ -73,6 +81,11 @@ extension FuseFilesystem {
     /// to change a pipe while a writer waits in it: the kernel holds a writing file's inode
     /// lock, which setxattr on that file needs too, but not the root's.
     func setxattr(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8], value: [UInt8], flags: Int32) {
+        guard registry.store.settingsWait else { return setxattrNow(request, inode: inode, name: name, value: value, flags: flags) }
+        offFuse(request) { self.setxattrNow($0, inode: inode, name: name, value: value, flags: flags) }
+    }
+
+    private func setxattrNow(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8], value: [UInt8], flags: Int32) {
         do throws(Errno) {
             switch AttributeName(name, onRoot: inode == .root) {
             case .attribute(let attribute, let pipe):

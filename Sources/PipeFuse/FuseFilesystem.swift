@@ -1,4 +1,5 @@
 import CFuse3
+import Dispatch
 import Glibc
 import PipeCore
 import Synchronization
@@ -77,6 +78,12 @@ package final class FuseFilesystem: Sendable {
     /// accepted (touch); `truncate` to 0 is a no-op as O_TRUNC is on a FIFO, other sizes
     /// fail EINVAL. Replies the attributes after the change.
     func setattr(_ request: consuming FuseRequest, inode: InodeNumber, changes: AttributeChanges) {
+        let owners = changes.permissions != nil || changes.uid != nil || changes.gid != nil
+        guard owners && registry.store.settingsWait else { return setattrNow(request, inode: inode, changes: changes) }
+        offFuse(request) { self.setattrNow($0, inode: inode, changes: changes) }
+    }
+
+    private func setattrNow(_ request: consuming FuseRequest, inode: InodeNumber, changes: AttributeChanges) {
         let caller = request.caller
         if let size = changes.size, size != 0 || inode == .root { return request.fail(.invalidArgument) }
         if changes.permissions != nil || changes.uid != nil || changes.gid != nil {
@@ -283,4 +290,28 @@ struct AttributeChanges {
     /// chown: the new owner and group.
     var uid: UInt32?
     var gid: UInt32?
+}
+
+/// Requests that wait for a store shared with other machines (settings, ownership, peeks
+/// of a cluster's pipes) are answered from threads of their own, so that no FUSE thread
+/// waits for a round trip elsewhere: the request is handed over, and answered later.
+extension FuseFilesystem {
+    /// Runs `body` with `request` on the waiting operations' queue.
+    func offFuse(_ request: consuming FuseRequest, _ body: @escaping @Sendable (consuming FuseRequest) -> Void) {
+        let handed = HandedRequest(request)
+        FuseFilesystem.waitingOperations.async {
+            guard let request = handed.take() else { return }
+            body(request)
+        }
+    }
+
+    /// One at a time, in the order asked: a setting and the next read of it.
+    static let waitingOperations = DispatchQueue(label: "npfs.waiting-operations")
+}
+
+/// A request on its way to another thread.
+private final class HandedRequest: @unchecked Sendable {
+    private let request: Mutex<FuseRequest?>
+    init(_ request: consuming FuseRequest) { self.request = Mutex(Optional(request)) }
+    func take() -> FuseRequest? { request.withLock { $0.take() } }
 }

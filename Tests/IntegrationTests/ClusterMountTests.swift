@@ -186,6 +186,35 @@ import Testing
         }
     }
 
+    @Test func settingsOwnersAndPeeksOfAClusterPipe() throws {
+        try PostgresServer.with { server in
+            let url = server.url()
+            try TestMount.with(options: ["cluster=\(url),host=a"]) { a in
+                try TestMount.with(options: ["cluster=\(url),host=b"]) { b in
+                    // A process on A holds P open and leaves three bytes in it.
+                    let holder = try ChildProcess(["python3", "-c", """
+                        import os, sys, time
+                        fd = os.open(sys.argv[1], os.O_RDWR); os.write(fd, b"abc"); print("held", flush=True); time.sleep(60)
+                        """, a.path("P")])
+                    defer { holder.signal(SIGKILL) }
+                    #expect(eventually(timeout: 20) { holder.output.contains("held") })
+                    let npfs = TestMount.binary
+                    #expect(try ChildProcess.run([npfs, "peek", a.path("P")]).output == "abc")
+                    #expect(try ChildProcess.run([npfs, "set", a.path("P"), "capacity=8K"]).status == 0)
+                    #expect(try ChildProcess.run([npfs, "get", a.path("P"), "capacity"]).output == "8192\n")
+                    #expect(try ChildProcess.run(["chmod", "600", a.path("P")]).status == 0)
+                    #expect(try ChildProcess.run(["stat", "-c", "%a", a.path("P")]).output == "600\n")
+                    // The other host reads the bytes, and sees the capacity set on A.
+                    let reader = try ChildProcess.run(["python3", "-c", """
+                        import os, sys
+                        fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK); print(os.read(fd, 100).decode()); os.close(fd)
+                        """, b.path("P")], timeout: 20)
+                    #expect(reader.output == "abc\n", "\(reader.output)")
+                }
+            }
+        }
+    }
+
     /// The README's two-host example, as written, with two mounts of this machine as the
     /// hosts and the password from PGPASSWORD.
     @Test func theReadmeClusterExampleRunsAsDocumented() throws {

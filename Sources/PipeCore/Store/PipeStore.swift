@@ -19,12 +19,16 @@ package protocol PipeStore: Sendable {
     /// A shared store's `KEY=VALUE` lines for `npfs status` (server, space, this host, the
     /// hosts seen, connected or since when not); nil for a local store.
     var clusterSummary: String? { get }
+    /// Settings, ownership changes and peeks wait for the store (a round trip to another
+    /// machine): the adapter makes them on a thread of its own, never a FUSE thread.
+    var settingsWait: Bool { get }
 }
 
 extension PipeStore {
     package func report(to outcomes: any OpenOutcomes) {}
     package var sharedNames: [[UInt8]] { [] }
     package var clusterSummary: String? { nil }
+    package var settingsWait: Bool { false }
 }
 
 /// Told by a store whose waiting opens end on threads of its own (the cluster's, after a
