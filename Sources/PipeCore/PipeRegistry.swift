@@ -258,7 +258,7 @@ package final class PipeRegistry: Sendable {
     }
 
     /// Opens that have not been released yet.
-    package var openCount: Int { state.withLock { $0.opens.handles.count } }
+    package var openCount: Int { state.withLock { $0.opens.count } }
 
     /// For tests: every live pipe is consistent and holds exactly the ends of the opens the
     /// registry knows for it (no reader or writer left behind by an open that failed), and

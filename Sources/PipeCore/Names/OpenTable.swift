@@ -23,20 +23,27 @@ struct OpenTable {
         let uid: UInt32
     }
 
-    private(set) var handles: [PipeHandle: OpenFile] = [:]
+    /// By the handle's number: a table keyed by `UInt64` hashes inline on every read and
+    /// write, where one keyed by `PipeHandle` was compiled to hash through its protocol
+    /// (120 instructions more per block written and read back, ./instructions.sh).
+    private var opens: [UInt64: OpenFile] = [:]
     private var nextHandle: UInt64 = 1
+
+    /// Every open, by its handle.
+    var handles: [(key: PipeHandle, value: OpenFile)] { opens.map { (PipeHandle(rawValue: $0.key), $0.value) } }
+    var count: Int { opens.count }
 
     /// Adds an open; returns its new handle.
     mutating func add(_ open: OpenFile) -> PipeHandle {
         let handle = PipeHandle(rawValue: nextHandle)
         nextHandle += 1
-        handles[handle] = open
+        opens[handle.rawValue] = open
         return handle
     }
 
     mutating func remove(_ handle: PipeHandle) -> OpenFile? {
-        guard let open = handles.removeValue(forKey: handle) else { return nil }
-        handles.shrinkIfSparse()
+        guard let open = opens.removeValue(forKey: handle.rawValue) else { return nil }
+        opens.shrinkIfSparse()
         return open
     }
 
@@ -44,18 +51,18 @@ struct OpenTable {
     /// every request).
     @inline(__always)
     func route(_ handle: PipeHandle) -> Route? {
-        guard let open = handles[handle] else { return nil }
+        guard let open = opens[handle.rawValue] else { return nil }
         return Route(pipe: open.pipe, access: open.access, hangUpVersion: open.hangUpVersion, uid: open.uid)
     }
 
     mutating func setHangUpVersion(_ version: UInt64, of handle: PipeHandle) {
-        handles[handle]?.hangUpVersion = version
+        opens[handle.rawValue]?.hangUpVersion = version
     }
 
     /// The opens of the given pipes, each pipe's oldest first.
     func byInode(_ inodes: Set<InodeNumber>) -> [InodeNumber: [(PipeHandle, OpenFile)]] {
-        let opens = handles.filter { inodes.contains($0.value.inode) }
-        return Dictionary(grouping: opens.map { ($0.key, $0.value) }, by: { $0.1.inode })
+        let found = handles.filter { inodes.contains($0.value.inode) }
+        return Dictionary(grouping: found.map { ($0.key, $0.value) }, by: { $0.1.inode })
             .mapValues { $0.sorted { $0.0.rawValue < $1.0.rawValue } }
     }
 }
