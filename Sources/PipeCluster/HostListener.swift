@@ -76,6 +76,10 @@ final class HostListener: @unchecked Sendable {
                 reconnect()
                 continue
             }
+            // Notifications that arrived while this connection ran a statement of its own
+            // (the heartbeat, fetching mail) are already read from the socket into libpq:
+            // take them first, or the poll below would wait for more data to come.
+            handleNotifications()
             if connection.waitReadable(timeout: 0.2) {
                 handleNotifications()
             }

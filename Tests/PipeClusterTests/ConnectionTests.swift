@@ -41,6 +41,22 @@ import Testing
         }
     }
 
+    /// What the listener's loop relies on: a notification that arrives while the connection
+    /// runs a statement is read into libpq then, so the socket has nothing more to say, and
+    /// only `notifications()` finds it (a listener that only polled lost such a wake-up).
+    @Test func aNotificationReadDuringAStatementIsFoundWithoutTheSocket() throws {
+        try PostgresServer.with { server in
+            let listener = try Connection(ClusterTarget(server.url()), timeout: 5)
+            let sender = try Connection(ClusterTarget(server.url()), timeout: 5)
+            try listener.execute("LISTEN npfs_test")
+            try sender.execute("SELECT pg_notify('npfs_test', 'during')")
+            usleep(200_000)
+            try listener.execute("SELECT 1")
+            #expect(!listener.waitReadable(timeout: 0.3), "the socket still had it")
+            #expect(try listener.notifications().map(\.payload) == ["during"])
+        }
+    }
+
     @Test func failuresAreOneLineAndNeverShowThePassword() throws {
         try PostgresServer.with { server in
             let wrong = "Wr0ngSecret"

@@ -43,7 +43,16 @@ package final class PostgresServer: @unchecked Sendable {
         directory = try makeTemporaryDirectory()
         var made = false
         do {
-            try PostgresServer.must(["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", user])
+            // useradd fails while another one holds /etc/passwd's lock (tests run in parallel): try again.
+            let useradd = ["useradd", "--system", "--no-create-home", "--user-group", "--shell", "/usr/sbin/nologin", user]
+            for attempt in 1...10 {
+                do {
+                    try PostgresServer.must(useradd)
+                    break
+                } catch where attempt < 10 {
+                    usleep(200_000)
+                }
+            }
             made = true
             chmod(directory, 0o755)
             try "\(adminPassword)\n".write(toFile: directory + "/admin.pw", atomically: false, encoding: .utf8)
