@@ -3,6 +3,7 @@
 # fan-in, idle pipes at scale, blocked readers, and npfs's CPU per GiB moved.
 #
 #   ./bench.sh [--quick] [--reps N] [--size MIB] [--rounds N] [--pipes N] [--readers N] [--out DIR]
+#   ./bench.sh --cluster [--reps N] [--size MIB] [--out DIR]   (see bench-cluster.sh)
 #
 # Builds the release binaries, mounts npfs in a temporary directory (twice: capacity 64K
 # and 1M), and alternates the kernel FIFO and npfs in every measurement, swapping which
@@ -19,6 +20,8 @@ cd "$(dirname "$0")"
 
 reps=5 size_mib=512 rounds=20000 pipes=10000 readers=1000 out=bench-results blocks=20000
 usage() { sed -n 5p "$0" | sed 's/^#   //'; }
+# Pipes across hosts: two cluster mounts of a PostgreSQL server of its own (bench-cluster.sh).
+if [[ ${1:-} == --cluster ]]; then shift; exec ./bench-cluster.sh "$@"; fi
 while [[ $# -gt 0 ]]; do
     case $1 in
         --quick) reps=2 size_mib=32 rounds=2000 pipes=2000 readers=200 blocks=2000; shift ;;
