@@ -10,10 +10,9 @@ final class ClusterWorker: @unchecked Sendable {
     /// Used on `queue` only.
     private var connection: Connection?
 
-    init(index: Int, settings: ClusterSettings, connection: Connection? = nil) {
+    init(index: Int, settings: ClusterSettings) {
         queue = DispatchQueue(label: "npfs.cluster.\(index)")
         self.settings = settings
-        self.connection = connection
     }
 
     func async(_ work: @escaping @Sendable (ClusterWorker) -> Void) {

@@ -16,26 +16,19 @@ final class HostListener: @unchecked Sendable {
     private let queue = DispatchQueue(label: "npfs.cluster.listener")
     private let stopping = Atomic<Bool>(false)
     private let stopped = DispatchSemaphore(value: 0)
-    /// The advisory lock space of this schema's leases.
-    let leaseKey: String
-
     init(store: PostgresPipeStore, connection: Connection) throws(ClusterError) {
         self.store = store
         self.connection = connection
-        leaseKey = "npfs lease \(store.schema.name)"
         try take(connection)
     }
 
     /// Takes this host's lease on `connection`, records its backend (for a survivor to end,
-    /// should this host be cut off) and listens on its channel. False if the host was
-    /// removed meanwhile (it was away longer than the cluster's timeout).
-    @discardableResult
-    private func take(_ connection: Connection) throws(ClusterError) -> Bool {
-        try connection.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(leaseKey), .int32(Int32(bitPattern: store.host))])
-        let rows = try connection.execute("UPDATE \(store.schema.table("hosts")) SET heartbeat = now(), backend = pg_backend_pid() WHERE id = $1",
-                                          [.int32(Int32(bitPattern: store.host))])
+    /// should this host be cut off) and listens on its channel.
+    private func take(_ connection: Connection) throws(ClusterError) {
+        try connection.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(store.schema.leaseKey), .int32(Int32(bitPattern: store.host))])
+        try connection.execute("UPDATE \(store.schema.table("hosts")) SET heartbeat = now(), backend = pg_backend_pid() WHERE id = $1",
+                               [.int32(Int32(bitPattern: store.host))])
         try connection.execute("LISTEN \(store.schema.channel(of: store.host))")
-        return rows.affected == 1
     }
 
     /// The server went away: connects again with backoff until it is back (or the host
@@ -65,7 +58,7 @@ final class HostListener: @unchecked Sendable {
         stopping.store(true, ordering: .relaxed)
         _ = stopped.wait(timeout: .now() + 5)
         // Whatever this host still has open is closed, as if it had died.
-        store.removeHost(store.host, on: connection, leaseKey: leaseKey)
+        store.removeHost(store.host, on: connection)
         _ = try? connection.execute("SELECT pg_advisory_unlock_all()")
     }
 
@@ -106,8 +99,8 @@ final class HostListener: @unchecked Sendable {
             // "c" NAME ":" STATE, in hex; the state is left out when it would not fit.
             guard payload.hasPrefix("c") else { continue }
             let parts = payload.dropFirst().split(separator: ":", maxSplits: 1, omittingEmptySubsequences: false)
-            guard let name = parts.first.flatMap({ HostListener.hexBytes($0) }) else { continue }
-            changed[name] = parts.count == 2 && !parts[1].isEmpty ? HostListener.hexBytes(parts[1]) : .some(nil)
+            guard let name = parts.first.flatMap({ Hex.decode($0) }) else { continue }
+            changed[name] = parts.count == 2 && !parts[1].isEmpty ? Hex.decode(parts[1]) : .some(nil)
         }
         if mail { fetchMail() }
         if names { store.readNames(on: connection) }
@@ -137,11 +130,12 @@ final class HostListener: @unchecked Sendable {
         pipe.refresh(state, readinessChanged: true)
     }
 
-    /// Once a second (more often with a cluster timeout under 3 s), one query: this host's heartbeat; the backends of hosts silent for
-    /// longer than the cluster's timeout ended (a host cut off from the network, whose
-    /// connection the server would otherwise keep for a long time); and the hosts of the
-    /// space whose lease is free (their daemon died and the watcher missed it), whose lease
-    /// it takes, to remove them if they are gone (see `store.isGone`).
+    /// Once a second (more often with a cluster timeout under 3 s), one query: this host's
+    /// heartbeat; the backends of hosts silent for longer than the cluster's timeout ended
+    /// (a host cut off from the network, whose connection the server would otherwise keep
+    /// for a long time); the space's hosts counted; and the hosts of the space whose lease
+    /// is free (their daemon died and the watcher missed it), whose lease it takes, to
+    /// remove them if they are gone (see `store.removeIfGone`).
     private func heartbeat() {
         let hosts = store.schema.table("hosts")
         guard let rows = try? connection.execute("""
@@ -150,30 +144,11 @@ final class HostListener: @unchecked Sendable {
                             WHERE space = $1 AND id <> $2 AND backend IS NOT NULL AND heartbeat < now() - make_interval(secs => $4))
             SELECT (SELECT count(*) FROM \(hosts) WHERE space = $1), (SELECT count(*) FROM silent),
                    (SELECT string_agg(id::text, ',') FROM \(hosts) WHERE space = $1 AND id <> $2 AND pg_try_advisory_lock(hashtext($3), id))
-            """, [.text(store.settings.space), .int32(Int32(bitPattern: store.host)), .text(leaseKey), .double(store.settings.timeout)])
+            """, [.text(store.settings.space), .int32(Int32(bitPattern: store.host)), .text(store.schema.leaseKey), .double(store.settings.timeout)])
         else { return }
         if let seen = rows.integer(0, 0) { store.hostsSeen.store(Int(seen), ordering: .relaxed) }
         for id in (rows.text(0, 2) ?? "").split(separator: ",").compactMap({ HostNumber($0) }) {
-            store.removeIfGone(id, on: connection, leaseKey: leaseKey)
-        }
-    }
-
-    static func hexBytes(_ text: Substring) -> [UInt8]? {
-        let digits = Array(text.utf8)
-        guard digits.count % 2 == 0 else { return nil }
-        var bytes: [UInt8] = []
-        for index in stride(from: 0, to: digits.count, by: 2) {
-            guard let high = hexValue(digits[index]), let low = hexValue(digits[index + 1]) else { return nil }
-            bytes.append(high << 4 | low)
-        }
-        return bytes
-    }
-
-    private static func hexValue(_ digit: UInt8) -> UInt8? {
-        switch digit {
-        case UInt8(ascii: "0")...UInt8(ascii: "9"): digit - UInt8(ascii: "0")
-        case UInt8(ascii: "a")...UInt8(ascii: "f"): digit - UInt8(ascii: "a") + 10
-        default: nil
+            store.removeIfGone(id, on: connection)
         }
     }
 }

@@ -10,7 +10,6 @@ import Synchronization
 /// that died together).
 final class LeaseWatcher: @unchecked Sendable {
     private unowned let store: PostgresPipeStore
-    private let leaseKey: String
     private let queue = DispatchQueue(label: "npfs.cluster.watcher")
     private let stopping = Atomic<Bool>(false)
     private let stopped = DispatchSemaphore(value: 0)
@@ -20,9 +19,8 @@ final class LeaseWatcher: @unchecked Sendable {
     /// host (stopping cancels the wait): an idle mount's queries stay near one a second.
     private let patience = 30
 
-    init(store: PostgresPipeStore, leaseKey: String) {
+    init(store: PostgresPipeStore) {
         self.store = store
-        self.leaseKey = leaseKey
     }
 
     func start() { queue.async { self.loop() } }
@@ -52,12 +50,12 @@ final class LeaseWatcher: @unchecked Sendable {
                     continue
                 }
                 do {
-                    try live.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(leaseKey), .int32(Int32(bitPattern: next))])
+                    try live.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(store.schema.leaseKey), .int32(Int32(bitPattern: next))])
                 } catch where error.sqlState == "55P03" || error.sqlState == "57014" {
                     continue   // still alive (or stopping): look again
                 }
                 // A host whose lease ended with a restart of the server is given time to come back.
-                if !store.removeIfGone(next, on: live, leaseKey: leaseKey) { pause(0.5) }
+                if !store.removeIfGone(next, on: live) { pause(0.5) }
             } catch {
                 connection = nil
                 pause(0.5)

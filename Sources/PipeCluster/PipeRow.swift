@@ -17,46 +17,54 @@ struct PipeRow {
     private var me: HostID { store.hostID }
     private var pipeKey: [SQLValue?] { [.text(space), .bytes(key)] }
 
-    /// The pipe as locked: its machine, and the handles `host` has recorded opens of.
+    /// The pipe as locked: its machine, and the opens `host` has recorded, with their access.
     struct Locked: ~Copyable {
         var machine: ClusterMachine
-        let opens: Set<PipeHandle>
+        let opens: [PipeHandle: AccessMode]
     }
 
-    /// Begins the transaction and locks the row: the machine, `host`'s opens, and `prefetch`
-    /// bytes from the oldest buffered one; made with `creating` (settings and owner) if
-    /// missing, or nil if missing and nothing is to be made.
-    func begin(on connection: Connection, opensOf host: HostID, prefetch: Int = 0,
-               creating: (PipeConfig, Ownership)?) throws(ClusterError) -> Locked? {
+    /// Locks the row: the machine, `host`'s opens, and `prefetch` bytes from the oldest
+    /// buffered one, in one round trip (beginning the transaction first if `begin`); made
+    /// with `creating` (settings and owner) if missing, or nil if missing and nothing is to
+    /// be made.
+    func lock(on connection: Connection, opensOf host: HostID, prefetch: Int = 0, begin: Bool,
+              creating: (PipeConfig, Ownership)?) throws(ClusterError) -> Locked? {
         let pipes = schema.table("pipes")
         let select = Statement("SELECT state FROM \(pipes) WHERE space = $1 AND name = $2 FOR UPDATE", pipeKey)
-        let opens = Statement("SELECT handle FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
+        let opens = Statement("SELECT handle, access FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
                               pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
         let pages = Statement("""
             SELECT page, data FROM \(schema.table("pages")) WHERE space = $1 AND name = $2
             AND page BETWEEN (SELECT head FROM \(pipes) WHERE space = $1 AND name = $2) / \(PagedBuffer.pageSize)
                 AND ((SELECT head FROM \(pipes) WHERE space = $1 AND name = $2) + $3) / \(PagedBuffer.pageSize)
             """, pipeKey + [.int64(Int64(max(0, prefetch)))])
-        var results = try connection.pipeline([Statement("BEGIN"), select, opens] + (prefetch > 0 ? [pages] : []))
-        if results.count >= 3, results[1].count == 0 {
+        var results = Array(try connection.pipeline((begin ? [Statement("BEGIN")] : []) + [select, opens] + (prefetch > 0 ? [pages] : []))
+            .dropFirst(begin ? 1 : 0))
+        if results.count >= 2, results[0].count == 0 {
             guard let (config, ownership) = creating else { return nil }
             let fresh = ClusterMachine(config: config, ownership: ownership, at: .now(), budget: store.budget)
             let made = try connection.pipeline([
                 Statement("INSERT INTO \(pipes) (space, name, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", pipeKey + [.bytes(fresh.encoded)]),
                 select, opens, namesChanged,
             ])
-            results = [results[0]] + made.dropFirst().prefix(2)
+            results = Array(made.dropFirst().prefix(2))
         }
-        guard results.count >= 3, let bytes = results[1].bytes(0, 0) else { throw ClusterError("a pipe's row went missing") }
-        let handles = Set((0..<results[2].count).compactMap { results[2].integer($0, 0) }.map { PipeHandle(rawValue: UInt64(bitPattern: $0)) })
+        guard results.count >= 2, let bytes = results[0].bytes(0, 0) else { throw ClusterError("a pipe's row went missing") }
+        var recorded: [PipeHandle: AccessMode] = [:]
+        for index in 0..<results[1].count {
+            guard let handle = results[1].integer(index, 0),
+                  let access = results[1].integer(index, 1).flatMap({ (0...2).contains($0) ? AccessMode(openFlags: Int32($0)) : nil })
+            else { continue }
+            recorded[PipeHandle(rawValue: UInt64(bitPattern: handle))] = access
+        }
         let machine: ClusterMachine
         do {
             machine = try ClusterMachine(decoding: bytes, budget: store.budget, source: PageReader(row: self, connection: connection))
         } catch {
             throw ClusterError("a pipe's state in PostgreSQL is damaged: \(error.description)")
         }
-        if results.count == 4 { machine.preload(PipeRow.pages(in: results[3])) }
-        return Locked(machine: machine, opens: handles)
+        if results.count == 3 { machine.preload(PipeRow.pages(in: results[2])) }
+        return Locked(machine: machine, opens: recorded)
     }
 
     static func pages(in rows: Rows) -> [Int64: [UInt8]] {
@@ -117,7 +125,7 @@ struct PipeRow {
             // The new state rides along when it fits a notification (8000 bytes), saving
             // each host a query to read it.
             let state = machine.encoded
-            let carried = state.count * 2 + key.count * 2 < 7000 ? PipeRow.hex(state) : ""
+            let carried = state.count * 2 + key.count * 2 < 7000 ? Hex.encode(state) : ""
             statements.append(Statement("""
                 SELECT pg_notify($4 || host::text, 'c' || encode($2, 'hex') || ':' || $5)
                 FROM (SELECT DISTINCT host FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host <> $3) AS others
@@ -132,20 +140,9 @@ struct PipeRow {
                   [.text(space), .text(schema.channelPrefix)])
     }
 
-    static func hex(_ bytes: [UInt8]) -> String {
-        let digits = Array("0123456789abcdef".utf8)
-        var text: [UInt8] = []
-        text.reserveCapacity(bytes.count * 2)
-        for byte in bytes {
-            text.append(digits[Int(byte >> 4)])
-            text.append(digits[Int(byte & 15)])
-        }
-        return String(decoding: text, as: UTF8.self)
-    }
-
     func recordingOpen(of host: HostID, _ handle: PipeHandle, access: AccessMode) -> Statement {
         Statement("INSERT INTO \(schema.table("opens")) (space, name, host, handle, access) VALUES ($1, $2, $3, $4, $5)",
-                  pipeKey + [.int32(Int32(bitPattern: host.rawValue)), .int64(Int64(bitPattern: handle.rawValue)), .int32(access.code)])
+                  pipeKey + [.int32(Int32(bitPattern: host.rawValue)), .int64(Int64(bitPattern: handle.rawValue)), .int32(access.openFlags)])
     }
 
     func forgettingOpen(of host: HostID, _ handle: PipeHandle) -> Statement {
@@ -157,24 +154,13 @@ struct PipeRow {
     /// kernel closes a dead process's descriptors (within the caller's transaction). The
     /// effects for this host, and the state after.
     func removeHost(_ host: HostID, on connection: Connection) throws(ClusterError) -> (SharedEffects, [UInt8])? {
-        let select = Statement("SELECT state FROM \(schema.table("pipes")) WHERE space = $1 AND name = $2 FOR UPDATE", pipeKey)
-        let opens = Statement("SELECT handle, access FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
-                              pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
-        let results = try connection.pipeline([select, opens])
-        guard results.count == 2, let bytes = results[0].bytes(0, 0),
-              var machine = try? ClusterMachine(decoding: bytes, budget: store.budget, source: PageReader(row: self, connection: connection))
-        else { return nil }
-        let rows = results[1]
-        var recorded: [(OpenID, AccessMode)] = []
-        for index in 0..<rows.count {
-            guard let handle = rows.integer(index, 0), let access = rows.integer(index, 1).flatMap(AccessMode.init(code:)) else { continue }
-            recorded.append((OpenID(host: host, handle: PipeHandle(rawValue: UInt64(bitPattern: handle))), access))
-        }
-        let effects = machine.leave(host, opens: recorded, at: .now())
+        guard var pipe = try lock(on: connection, opensOf: host, begin: false, creating: nil) else { return nil }
+        let recorded = pipe.opens.map { (OpenID(host: host, handle: $0.key), $0.value) }
+        let effects = pipe.machine.leave(host, opens: recorded, at: .now())
         let forget = Statement("DELETE FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
                                pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
-        _ = try connection.pipeline([forget] + saving(machine, effects: effects))
-        return (effects, machine.encoded)
+        _ = try connection.pipeline([forget] + saving(pipe.machine, effects: effects))
+        return (effects, pipe.machine.encoded)
     }
 }
 

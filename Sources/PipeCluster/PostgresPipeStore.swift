@@ -54,7 +54,7 @@ package final class PostgresPipeStore: PipeStore {
         readNames(on: connection)
         listener.withLock { $0 = listening }
         listening.start()
-        let watching = LeaseWatcher(store: self, leaseKey: listening.leaseKey)
+        let watching = LeaseWatcher(store: self)
         watcher.withLock { $0 = watching }
         watching.start()
     }
@@ -124,18 +124,13 @@ package final class PostgresPipeStore: PipeStore {
 
     func pipe(_ key: [UInt8]) -> SharedPipe? { attached.withLock { $0[key] } }
 
-    /// Answers this host's waiting requests (their pipe's transaction committed); an open
-    /// that failed is undone in the registry.
+    /// Answers this host's requests (their pipe's transaction committed, or failed), each
+    /// exactly once: one already answered is left alone. An open that failed is undone in
+    /// the registry.
     func deliver(_ replies: [(wait: WaitID, reply: PipeReply)]) {
         for (wait, reply) in replies where wait.host == hostID {
             guard let entry = waits.take(wait.number) else { continue }
-            if let handle = entry.open {
-                switch reply {
-                case .opened: outcomes.withLock { $0 }?.openCompleted(handle, hangUpVersion: 0)
-                case .failed: outcomes.withLock { $0 }?.openFailed(handle)
-                case .data, .written: break
-                }
-            }
+            if let handle = entry.open, case .failed = reply { openFailed(handle) }
             entry.waiter.resume(reply)
         }
     }
@@ -146,16 +141,16 @@ package final class PostgresPipeStore: PipeStore {
     /// lease ended with a restart of the server, and the host gets the timeout to come back:
     /// the lease is let go.
     @discardableResult
-    func removeIfGone(_ host: HostNumber, on connection: Connection, leaseKey: String) -> Bool {
+    func removeIfGone(_ host: HostNumber, on connection: Connection) -> Bool {
         let rows = try? connection.execute("""
             SELECT pg_postmaster_start_time() < now() - make_interval(secs => $2)
                 OR coalesce((SELECT heartbeat < now() - make_interval(secs => $2) FROM \(schema.table("hosts")) WHERE id = $1), true)
             """, [.int32(Int32(bitPattern: host)), .double(settings.timeout)])
         if rows?.bool(0, 0) == true {
-            removeHost(host, on: connection, leaseKey: leaseKey)
+            removeHost(host, on: connection)
             return true
         }
-        _ = try? connection.execute("SELECT pg_advisory_unlock(hashtext($1), $2)", [.text(leaseKey), .int32(Int32(bitPattern: host))])
+        letGoOfLease(of: host, on: connection)
         return false
     }
 
@@ -171,7 +166,7 @@ package final class PostgresPipeStore: PipeStore {
     /// A host whose lease this host now holds (it died, or left) is removed: its waits
     /// withdrawn and its opens closed in every pipe, its mailbox and row deleted, in one
     /// transaction; then the lease is let go. Replies for this host's requests are delivered.
-    func removeHost(_ dead: HostNumber, on connection: Connection, leaseKey: String) {
+    func removeHost(_ dead: HostNumber, on connection: Connection) {
         var delivered: [(wait: WaitID, reply: PipeReply)] = []
         var states: [([UInt8], [UInt8], Bool)] = []
         do {
@@ -193,9 +188,14 @@ package final class PostgresPipeStore: PipeStore {
             delivered = []
             states = []
         }
-        _ = try? connection.execute("SELECT pg_advisory_unlock(hashtext($1), $2)", [.text(leaseKey), .int32(Int32(bitPattern: dead))])
+        letGoOfLease(of: dead, on: connection)
         deliver(delivered)
         for (name, state, changed) in states { pipe(name)?.refresh(state, readinessChanged: changed) }
+    }
+
+    /// Lets go of the lease of `host` that this host's `connection` took.
+    private func letGoOfLease(of host: HostNumber, on connection: Connection) {
+        _ = try? connection.execute("SELECT pg_advisory_unlock(hashtext($1), $2)", [.text(schema.leaseKey), .int32(Int32(bitPattern: host))])
     }
 
     func openCompleted(_ handle: PipeHandle, hangUpVersion: UInt64) {
@@ -229,6 +229,4 @@ final class WaitTable: Sendable {
     func number(of waiter: any PipeWaiter) -> UInt64? {
         state.withLock { $0.entries.first { $0.value.waiter === waiter }?.key }
     }
-
-    func contains(_ number: UInt64) -> Bool { state.withLock { $0.entries[number] != nil } }
 }

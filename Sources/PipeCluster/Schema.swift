@@ -78,6 +78,9 @@ package struct Schema: Sendable {
 
     /// The channel a host listens on for replies and changes meant for it.
     package func channel(of host: HostNumber) -> String { channelPrefix + String(host) }
+    /// The advisory locks of this schema's hosts' leases: `pg_advisory_lock(hashtext(leaseKey), host)`.
+    package var leaseKey: String { "npfs lease \(name)" }
+
     /// What every host's channel starts with (its number follows).
     package var channelPrefix: String { "\(name)_host_" }
 }

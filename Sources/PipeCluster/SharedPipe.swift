@@ -34,10 +34,10 @@ final class SharedPipe: PipeEndpoint {
 
     func open(_ handle: PipeHandle, access: AccessMode, nonblocking: Bool, caller: Caller, protection: PipeProtection,
               mountOwner: UInt32, waiter: any PipeWaiter) -> OpenAnswer {
-        let number = store.waits.add(waiter, open: handle)
+        let wait = WaitID(host: me, number: store.waits.add(waiter, open: handle))
         let open = OpenID(host: me, handle: handle)
         run { pipe, now, statements in
-            let offer = WaitOffer(WaitID(host: self.me, number: number), interrupted: waiter.isInterrupted)
+            let offer = WaitOffer(wait, interrupted: waiter.isInterrupted)
             var (answer, effects) = pipe.machine.open(open, access: access, nonblocking: nonblocking, caller: caller, protection: protection,
                                                  mountOwner: mountOwner, wait: offer, at: now)
             if case .needsGroups(let group) = answer {
@@ -45,27 +45,23 @@ final class SharedPipe: PipeEndpoint {
                 (answer, effects) = pipe.machine.open(open, access: access, nonblocking: nonblocking, caller: caller.readingGroups(for: group),
                                                  protection: protection, mountOwner: mountOwner, wait: offer, at: now)
             }
+            var hangUpVersion: UInt64 = 0
             switch answer {
-            case .result(.done(.opened), _), .result(.queued, _):
+            case .result(.done(let reply), let version):
+                effects.replies.append((wait, PipeReply(reply)))
+                if case .opened = reply {
+                    statements.append(self.row.recordingOpen(of: self.me, handle, access: access))
+                    hangUpVersion = version
+                }
+            case .result(.queued, _):
                 statements.append(self.row.recordingOpen(of: self.me, handle, access: access))
-            default:
+            case .needsGroups:   // never after the groups were read
                 break
             }
-            return (effects, {
-                switch answer {
-                case .result(.done(let reply), let hangUpVersion):
-                    _ = self.store.waits.take(number)
-                    if case .opened = reply { self.store.openCompleted(handle, hangUpVersion: hangUpVersion) } else { self.store.openFailed(handle) }
-                    waiter.resume(PipeReply(reply))
-                case .result(.queued, _), .needsGroups:   // needsGroups: never after the groups were read
-                    break
-                }
-            })
+            // The POLLHUP mark reaches the registry before the open's reply.
+            return (effects, { if hangUpVersion != 0 { self.store.openCompleted(handle, hangUpVersion: hangUpVersion) } })
         } failed: {
-            if self.store.waits.take(number) != nil {
-                self.store.openFailed(handle)
-                waiter.resume(.failed(.ioError))
-            }
+            self.store.deliver([(wait, .failed(.ioError))])
         }
         return .result(.queued, hangUpVersion: 0)
     }
@@ -74,7 +70,7 @@ final class SharedPipe: PipeEndpoint {
         seen.withLock { _ = $0.pollers.removeValue(forKey: handle) }
         run { pipe, now, statements in
             // Closed once: an open this host's removal closed already is not closed again.
-            guard pipe.opens.contains(handle) else { return (SharedEffects(), {}) }
+            guard pipe.opens[handle] != nil else { return (SharedEffects(), {}) }
             statements.append(self.row.forgettingOpen(of: self.me, handle))
             return (pipe.machine.close(OpenID(host: self.me, handle: handle), access: access, at: now), {})
         } failed: {}
@@ -98,17 +94,14 @@ final class SharedPipe: PipeEndpoint {
     func read(_ handle: PipeHandle, size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
               sink: ReadSink?) -> ReadResult {
         guard let waiter else { return .mustWait }
-        let number = store.waits.add(waiter)
+        let wait = WaitID(host: me, number: store.waits.add(waiter))
         run(prefetch: size) { pipe, now, _ in
-            let offer = WaitOffer(WaitID(host: self.me, number: number), interrupted: waiter.isInterrupted)
-            let (reply, _, effects) = pipe.machine.read(OpenID(host: self.me, handle: handle), size: size, offset: offset,
-                                                  nonblocking: nonblocking, wait: offer, at: now)
-            return (effects, {
-                guard let reply, self.store.waits.take(number) != nil else { return }
-                waiter.resume(PipeReply(reply))
-            })
+            var (reply, _, effects) = pipe.machine.read(OpenID(host: self.me, handle: handle), size: size, offset: offset,
+                                                  nonblocking: nonblocking, wait: WaitOffer(wait, interrupted: waiter.isInterrupted), at: now)
+            if let reply { effects.replies.append((wait, PipeReply(reply))) }
+            return (effects, {})
         } failed: {
-            if self.store.waits.take(number) != nil { waiter.resume(.failed(.ioError)) }
+            self.store.deliver([(wait, .failed(.ioError))])
         }
         return .queued
     }
@@ -116,18 +109,15 @@ final class SharedPipe: PipeEndpoint {
     func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
                waiter: (any PipeWaiter)?, uid: UInt32) -> WriteResult {
         guard let waiter else { return .mustWait }
-        let number = store.waits.add(waiter)
+        let wait = WaitID(host: me, number: store.waits.add(waiter))
         let copy = [UInt8](bytes)
         run { pipe, now, _ in
-            let offer = WaitOffer(WaitID(host: self.me, number: number), interrupted: waiter.isInterrupted)
-            let (attempt, effects) = pipe.machine.write(OpenID(host: self.me, handle: handle), copy, offset: offset,
-                                                   nonblocking: nonblocking, wait: offer, at: now)
-            return (effects, {
-                guard case .done(let reply) = attempt, self.store.waits.take(number) != nil else { return }
-                waiter.resume(PipeReply(reply))
-            })
+            var (attempt, effects) = pipe.machine.write(OpenID(host: self.me, handle: handle), copy, offset: offset,
+                                                   nonblocking: nonblocking, wait: WaitOffer(wait, interrupted: waiter.isInterrupted), at: now)
+            if case .done(let reply) = attempt { effects.replies.append((wait, PipeReply(reply))) }
+            return (effects, {})
         } failed: {
-            if self.store.waits.take(number) != nil { waiter.resume(.failed(.ioError)) }
+            self.store.deliver([(wait, .failed(.ioError))])
         }
         return .queued
     }
@@ -209,8 +199,9 @@ final class SharedPipe: PipeEndpoint {
 
     // MARK: Transactions
 
-    /// What a transaction's body gives back: the machine's effects, and what to do for this
-    /// host's own request once it has committed.
+    /// What a transaction's body gives back: the machine's effects (a reply to the request
+    /// being made among them, as to any wait of this host's), and what else to do once it
+    /// has committed, before the replies are delivered.
     typealias Step = (SharedEffects, () -> Void)
 
     /// Runs `body` on the pipe's machine in a transaction on the pipe's worker, in two round
@@ -228,7 +219,8 @@ final class SharedPipe: PipeEndpoint {
                 let (state, effects, after) = try worker.transaction { connection throws(ClusterError) in
                     let begun: PipeRow.Locked?
                     do throws(ClusterError) {
-                        begun = try row.begin(on: connection, opensOf: self.me, prefetch: prefetch, creating: (self.config, self.creator))
+                        begun = try row.lock(on: connection, opensOf: self.me, prefetch: prefetch, begin: true,
+                                             creating: (self.config, self.creator))
                     } catch {
                         // Nothing is committed before the step: a lost connection is tried again.
                         var failure = error
@@ -238,12 +230,12 @@ final class SharedPipe: PipeEndpoint {
                     guard var pipe = begun else { throw ClusterError("a pipe's row went missing") }
                     var statements: [Statement] = []
                     let (effects, after) = body(&pipe, .now(), &statements)
-                    let state = pipe.machine.encoded
+                    let (state, unused) = (pipe.machine.encoded, pipe.machine.isUnused)
                     _ = try connection.pipeline(statements + row.saving(pipe.machine, effects: effects) + [Statement("COMMIT")])
-                    return (state, effects, { if pipe.machine.isUnused { self.store.forgetName(self.key) }; after() })
+                    return (state, effects, { if unused { self.store.forgetName(self.key) }; after() })
                 }
-                self.store.deliver(effects.replies)
                 after()
+                self.store.deliver(effects.replies)
                 self.refresh(state, readinessChanged: effects.readinessChanged)
             } catch {
                 failed()
@@ -276,26 +268,6 @@ final class SharedPipe: PipeEndpoint {
             return Array(seen.pollers.values)
         }
         for poller in pollers { poller.notify() }
-    }
-}
-
-extension AccessMode {
-    /// As the `opens` table keeps it.
-    var code: Int32 {
-        switch self {
-        case .read: 0
-        case .write: 1
-        case .readWrite: 2
-        }
-    }
-
-    init?(code: Int64) {
-        switch code {
-        case 0: self = .read
-        case 1: self = .write
-        case 2: self = .readWrite
-        default: return nil
-        }
     }
 }
 

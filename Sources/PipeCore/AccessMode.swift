@@ -12,6 +12,16 @@ package enum AccessMode: Sendable, Equatable {
         }
     }
 
+    /// The access mode's open flags: `O_RDONLY` (0), `O_WRONLY` (1) or `O_RDWR` (2), as
+    /// a machine's state and the cluster's `opens` table keep it too.
+    package var openFlags: Int32 {
+        switch self {
+        case .read: 0
+        case .write: 1
+        case .readWrite: 2
+        }
+    }
+
     package var reads: Bool { self != .write }
     package var writes: Bool { self != .read }
 

@@ -70,7 +70,67 @@ package final class Connection: @unchecked Sendable {
         let result = Connection.withParameters(parameters) { types, values, lengths, formats in
             PQexecParams(connection, sql, Int32(parameters.count), types, values, lengths, formats, 1)
         }
-        guard let result else { throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret)) }
+        return try succeeded(result)
+    }
+
+    /// Sends `statements` together (libpq's pipeline mode: one round trip) and returns each
+    /// one's rows. The server stops at the first that fails, whose error is thrown; inside
+    /// a transaction, the caller then rolls it back.
+    package func pipeline(_ statements: [Statement]) throws(ClusterError) -> [Rows] {
+        // Prepared first: preparing is not allowed in pipeline mode.
+        var names: [String] = []
+        for statement in statements { names.append(try preparedName(statement)) }
+        guard PQenterPipelineMode(connection) == 1 else { throw failure }
+        defer { PQexitPipelineMode(connection) }
+        for (statement, name) in zip(statements, names) {
+            let sent = Connection.withParameters(statement.parameters) { _, values, lengths, formats in
+                PQsendQueryPrepared(connection, name, Int32(statement.parameters.count), values, lengths, formats, 1)
+            }
+            guard sent == 1 else { throw failure }
+        }
+        guard PQpipelineSync(connection) == 1 else { throw failure }
+        var rows: [Rows] = []
+        var first: ClusterError?
+        // Each statement's result, then a NULL; at the end, the sync point.
+        var nulls = 0
+        while true {
+            guard let result = PQgetResult(connection) else {
+                nulls += 1
+                if PQstatus(connection) != CONNECTION_OK || nulls > 2 * statements.count + 2 { throw failure }
+                continue
+            }
+            switch PQresultStatus(result) {
+            case PGRES_PIPELINE_SYNC:
+                PQclear(result)
+                if let first { throw first }
+                return rows
+            case PGRES_PIPELINE_ABORTED:   // skipped after the first failure
+                PQclear(result)
+            default:
+                do { rows.append(try succeeded(result)) } catch { first = first ?? error }
+            }
+        }
+    }
+
+    /// The server's name for `statement`, prepared (parsed and planned) on its first use.
+    private func preparedName(_ statement: Statement) throws(ClusterError) -> String {
+        if let name = prepared[statement.sql] { return name }
+        let name = "npfs_\(prepared.count)"
+        let types = statement.parameters.map { $0?.typeOID ?? 0 }
+        _ = try succeeded(types.withUnsafeBufferPointer { PQprepare(connection, name, statement.sql, Int32(types.count), $0.baseAddress) })
+        prepared[statement.sql] = name
+        return name
+    }
+
+    /// Runs several statements given as text (no parameters), such as a schema.
+    package func executeScript(_ sql: String) throws(ClusterError) {
+        _ = try succeeded(PQexec(connection, sql))
+    }
+
+    /// A statement's result as rows, or (freed) the error it holds; a missing result is the
+    /// connection's error.
+    private func succeeded(_ result: OpaquePointer?) throws(ClusterError) -> Rows {
+        guard let result else { throw failure }
         let status = PQresultStatus(result)
         guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
             let message = Connection.message(PQresultErrorMessage(result), hiding: secret)
@@ -81,93 +141,13 @@ package final class Connection: @unchecked Sendable {
         return Rows(result)
     }
 
-    /// Sends `statements` together (libpq's pipeline mode: one round trip) and returns each
-    /// one's rows. The server stops at the first that fails, whose error is thrown; inside
-    /// a transaction, the caller then rolls it back.
-    package func pipeline(_ statements: [Statement]) throws(ClusterError) -> [Rows] {
-        for statement in statements where prepared[statement.sql] == nil { try prepare(statement) }
-        guard PQenterPipelineMode(connection) == 1 else {
-            throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
-        }
-        defer { PQexitPipelineMode(connection) }
-        for statement in statements {
-            let name = try preparedName(statement)
-            let sent = Connection.withParameters(statement.parameters) { _, values, lengths, formats in
-                PQsendQueryPrepared(connection, name, Int32(statement.parameters.count), values, lengths, formats, 1)
-            }
-            guard sent == 1 else { throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret)) }
-        }
-        guard PQpipelineSync(connection) == 1 else {
-            throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
-        }
-        var rows: [Rows] = []
-        var failure: ClusterError?
-        // Each statement's result, then a NULL; at the end, the sync point.
-        var nulls = 0
-        while true {
-            guard let result = PQgetResult(connection) else {
-                nulls += 1
-                if PQstatus(connection) != CONNECTION_OK || nulls > 2 * statements.count + 2 {
-                    throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
-                }
-                continue
-            }
-            let status = PQresultStatus(result)
-            if status == PGRES_PIPELINE_SYNC {
-                PQclear(result)
-                break
-            }
-            if status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK {
-                rows.append(Rows(result))
-            } else {
-                if failure == nil, status != PGRES_PIPELINE_ABORTED {
-                    failure = ClusterError(Connection.message(PQresultErrorMessage(result), hiding: secret),
-                                           sqlState: PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) })
-                }
-                PQclear(result)
-            }
-        }
-        if let failure { throw failure }
-        return rows
-    }
-
-    /// Has the server parse and plan `statement` once, under a name of its own.
-    private func prepare(_ statement: Statement) throws(ClusterError) {
-        let name = "npfs_\(prepared.count)"
-        let types = statement.parameters.map { $0?.typeOID ?? 0 }
-        let result = types.withUnsafeBufferPointer { PQprepare(connection, name, statement.sql, Int32(types.count), $0.baseAddress) }
-        guard let result else { throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret)) }
-        defer { PQclear(result) }
-        guard PQresultStatus(result) == PGRES_COMMAND_OK else {
-            throw ClusterError(Connection.message(PQresultErrorMessage(result), hiding: secret))
-        }
-        prepared[statement.sql] = name
-    }
-
-    private func preparedName(_ statement: Statement) throws(ClusterError) -> String {
-        guard let name = prepared[statement.sql] else { throw ClusterError("statement not prepared") }
-        return name
-    }
-
-    /// Runs several statements given as text (no parameters), such as a schema.
-    package func executeScript(_ sql: String) throws(ClusterError) {
-        guard let result = PQexec(connection, sql) else {
-            throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
-        }
-        defer { PQclear(result) }
-        let status = PQresultStatus(result)
-        guard status == PGRES_COMMAND_OK || status == PGRES_TUPLES_OK else {
-            throw ClusterError(Connection.message(PQresultErrorMessage(result), hiding: secret),
-                               sqlState: PQresultErrorField(result, Int32(UInt8(ascii: "C"))).map { String(cString: $0) })
-        }
-    }
+    /// The connection's last error, as one line.
+    private var failure: ClusterError { ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret)) }
 
     /// Notifications (`NOTIFY channel, payload`) received so far, reading what the socket
     /// holds without waiting.
     package func notifications() throws(ClusterError) -> [(channel: String, payload: String)] {
-        guard PQconsumeInput(connection) == 1 else {
-            throw ClusterError(Connection.message(PQerrorMessage(connection), hiding: secret))
-        }
+        guard PQconsumeInput(connection) == 1 else { throw failure }
         var received: [(String, String)] = []
         while let notice = PQnotifies(connection) {
             received.append((String(cString: notice.pointee.relname), String(cString: notice.pointee.extra)))

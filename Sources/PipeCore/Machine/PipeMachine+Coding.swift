@@ -220,21 +220,12 @@ extension WaitID {
 }
 
 extension AccessMode {
-    func encode(into writer: inout StateWriter) {
-        switch self {
-        case .read: writer.put(UInt8(0))
-        case .write: writer.put(UInt8(1))
-        case .readWrite: writer.put(UInt8(2))
-        }
-    }
+    func encode(into writer: inout StateWriter) { writer.put(UInt8(openFlags)) }
 
     init(decoding reader: inout StateReader) throws(StateDecodingError) {
-        switch try reader.uint8() {
-        case 0: self = .read
-        case 1: self = .write
-        case 2: self = .readWrite
-        default: throw StateDecodingError("unknown access mode")
-        }
+        let code = try reader.uint8()
+        guard code < 3, let mode = AccessMode(openFlags: Int32(code)) else { throw StateDecodingError("unknown access mode") }
+        self = mode
     }
 }
 
