@@ -6,151 +6,131 @@ import Testing
 /// daemons on this machine against a server of the test's own.
 @Suite(.serialized) struct ClusterMountTests {
     @Test func mountsOfOneSpaceShareAPipeAndAnotherSpaceIsApart() throws {
-        try PostgresServer.with { server in
-            let url = server.url()
-            try TestMount.with(options: ["cluster=\(url),host=a"]) { a in
-                try TestMount.with(options: ["cluster=\(url),host=b"]) { b in
-                    try TestMount.with(options: ["cluster=\(url),cluster_space=other,host=c"]) { c in
-                        // A daemon started in the foreground hides the password in its own command line.
-                        let commandLine = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(a.daemon.pid)/cmdline"))) ?? Data()
-                        #expect(String(decoding: commandLine, as: UTF8.self).contains("npfs:" + String(repeating: "*", count: server.password.count) + "@"))
-                        #expect(!String(decoding: commandLine, as: UTF8.self).contains(server.password))
+        try Self.withHosts(["host=a", "host=b", "cluster_space=other,host=c"]) { server, mounts in
+            let (a, b, c) = (mounts[0], mounts[1], mounts[2])
+            // A daemon started in the foreground hides the password in its own command line.
+            let commandLine = (try? Data(contentsOf: URL(fileURLWithPath: "/proc/\(a.daemon.pid)/cmdline"))) ?? Data()
+            #expect(String(decoding: commandLine, as: UTF8.self).contains("npfs:" + String(repeating: "*", count: server.password.count) + "@"))
+            #expect(!String(decoding: commandLine, as: UTF8.self).contains(server.password))
 
-                        // A reader on B meets a writer on A, reads its lines and then end of file.
-                        let reader = try ChildProcess(["cat", b.path("P")])
-                        let written = try ChildProcess.shell("printf 'one\\ntwo\\n' > \(a.path("P"))", timeout: 20)
-                        #expect(written.status == 0, "\(written.output)")
-                        #expect(reader.wait(timeout: 20) == 0)
-                        #expect(reader.output == "one\ntwo\n")
+            // A reader on B meets a writer on A, reads its lines and then end of file.
+            let reader = try ChildProcess(["cat", b.path("P")])
+            let written = try ChildProcess.shell("printf 'one\\ntwo\\n' > \(a.path("P"))", timeout: 20)
+            #expect(written.status == 0, "\(written.output)")
+            #expect(reader.wait(timeout: 20) == 0)
+            #expect(reader.output == "one\ntwo\n")
 
-                        // A reader waits on A: a non-blocking writer finds it from B, not from the other space.
-                        let waiting = try ChildProcess(["cat", a.path("Q")])
-                        defer { waiting.signal(SIGKILL) }
-                        #expect(eventually(timeout: 10) {
-                            (try? server.admin("SELECT count(*) FROM npfs.opens WHERE space = 'default'", database: "npfs")) == "1"
-                        })
-                        // ls lists it on every host of the space, and on no other.
-                        #expect(eventually(timeout: 10) { (try? FileManager.default.contentsOfDirectory(atPath: b.directory)) == ["Q"] })
-                        #expect((try? FileManager.default.contentsOfDirectory(atPath: c.directory)) == [])
-                        let otherSpace = try ChildProcess.run(["python3", "-c", Self.nonblockingOpen, c.path("Q")], timeout: 20)
-                        #expect(otherSpace.output.contains("ENXIO"), "\(otherSpace.output)")
-                        let sameSpace = try ChildProcess.run(["python3", "-c", Self.nonblockingOpen, b.path("Q")], timeout: 20)
-                        #expect(sameSpace.output.contains("opened"), "\(sameSpace.output)")
-                        #expect(waiting.wait(timeout: 20) == 0)
-                        #expect(waiting.output == "x")
-                        #expect(eventually(timeout: 10) { (try? FileManager.default.contentsOfDirectory(atPath: b.directory)) == [] })
+            // A reader waits on A: a non-blocking writer finds it from B, not from the other space.
+            let waiting = try ChildProcess(["cat", a.path("Q")])
+            defer { waiting.signal(SIGKILL) }
+            #expect(eventually(timeout: 10) {
+                (try? server.admin("SELECT count(*) FROM npfs.opens WHERE space = 'default'", database: "npfs")) == "1"
+            })
+            // ls lists it on every host of the space, and on no other.
+            #expect(eventually(timeout: 10) { (try? FileManager.default.contentsOfDirectory(atPath: b.directory)) == ["Q"] })
+            #expect((try? FileManager.default.contentsOfDirectory(atPath: c.directory)) == [])
+            let otherSpace = try ChildProcess.run(["python3", "-c", Self.nonblockingOpen, c.path("Q")], timeout: 20)
+            #expect(otherSpace.output.contains("ENXIO"), "\(otherSpace.output)")
+            let sameSpace = try ChildProcess.run(["python3", "-c", Self.nonblockingOpen, b.path("Q")], timeout: 20)
+            #expect(sameSpace.output.contains("opened"), "\(sameSpace.output)")
+            #expect(waiting.wait(timeout: 20) == 0)
+            #expect(waiting.output == "x")
+            #expect(eventually(timeout: 10) { (try? FileManager.default.contentsOfDirectory(atPath: b.directory)) == [] })
 
-                        // npfs status: the cluster first, as this host sees it.
-                        let expected = "cluster: 127.0.0.1:\(server.port)/npfs, space default, host a ("
-                        #expect(eventually(timeout: 10) {
-                            let status = (try? ChildProcess.run([TestMount.binary, "status", a.directory]))?.output ?? ""
-                            return status.hasPrefix(expected) && status.split(separator: "\n").first?.hasSuffix(", 2 hosts, connected") == true
-                        }, "\((try? ChildProcess.run([TestMount.binary, "status", a.directory]))?.output ?? "")")
-                        let local = try ChildProcess.run([TestMount.binary, "status", "--json", c.directory]).output
-                        #expect(local.contains("\"space\" : \"other\""), "\(local)")
-                    }
-                }
-            }
+            // npfs status: the cluster first, as this host sees it.
+            let expected = "cluster: 127.0.0.1:\(server.port)/npfs, space default, host a ("
+            #expect(eventually(timeout: 10) {
+                let status = (try? ChildProcess.run([TestMount.binary, "status", a.directory]))?.output ?? ""
+                return status.hasPrefix(expected) && status.split(separator: "\n").first?.hasSuffix(", 2 hosts, connected") == true
+            }, "\((try? ChildProcess.run([TestMount.binary, "status", a.directory]))?.output ?? "")")
+            let local = try ChildProcess.run([TestMount.binary, "status", "--json", c.directory]).output
+            #expect(local.contains("\"space\" : \"other\""), "\(local)")
         }
     }
 
     @Test func aDaemonKilledLosesItsOpensOnTheOtherHostsAtOnce() throws {
-        try PostgresServer.with { server in
-            // A lease that ends within cluster_timeout of the server's start may have ended
-            // with a restart, and its host is given that long to come back: keep it short.
-            let url = server.url()
-            try TestMount.with(options: ["cluster=\(url),host=a,cluster_timeout=1"]) { a in
-                try TestMount.with(options: ["cluster=\(url),host=b,cluster_timeout=1"]) { b in
-                    // A writer on A holds the pipe open; a reader on B has read its line and waits for more.
-                    let writer = try ChildProcess(["/bin/sh", "-c", "exec 3>\(a.path("P")); echo line >&3; exec sleep 60"])
-                    defer { writer.signal(SIGKILL) }
-                    let reader = try ChildProcess(["cat", b.path("P")])
-                    defer { reader.signal(SIGKILL) }
-                    #expect(eventually(timeout: 20) { reader.output == "line\n" })
-                    usleep(1_200_000)
-                    #expect(reader.isRunning)
-                    // A's daemon dies: B's reader sees end of file, its writer being gone.
-                    let killed = Date()
-                    a.daemon.signal(SIGKILL)
-                    #expect(reader.wait(timeout: 10) == 0)
-                    let seconds = Date().timeIntervalSince(killed)
-                    print("npfs-measure: reader on another host saw end of file \(Int(seconds * 1000)) ms after its writer's daemon was killed")
-                    #expect(seconds < 1)
-                    #expect(eventually(timeout: 5) { (try? server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs")) == "1" })
-                    #expect(try server.admin("SELECT count(*) FROM npfs.opens", database: "npfs") == "0")
-                }
-            }
+        // A lease that ends within cluster_timeout of the server's start may have ended
+        // with a restart, and its host is given that long to come back: keep it short.
+        try Self.withHosts(["host=a,cluster_timeout=1", "host=b,cluster_timeout=1"]) { server, mounts in
+            let (a, b) = (mounts[0], mounts[1])
+            // A writer on A holds the pipe open; a reader on B has read its line and waits for more.
+            let writer = try ChildProcess(["/bin/sh", "-c", "exec 3>\(a.path("P")); echo line >&3; exec sleep 60"])
+            defer { writer.signal(SIGKILL) }
+            let reader = try ChildProcess(["cat", b.path("P")])
+            defer { reader.signal(SIGKILL) }
+            #expect(eventually(timeout: 20) { reader.output == "line\n" })
+            usleep(1_200_000)
+            #expect(reader.isRunning)
+            // A's daemon dies: B's reader sees end of file, its writer being gone.
+            let killed = Date()
+            a.daemon.signal(SIGKILL)
+            #expect(reader.wait(timeout: 10) == 0)
+            let seconds = Date().timeIntervalSince(killed)
+            print("npfs-measure: reader on another host saw end of file \(Int(seconds * 1000)) ms after its writer's daemon was killed")
+            #expect(seconds < 1)
+            #expect(eventually(timeout: 5) { (try? server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs")) == "1" })
+            #expect(try server.admin("SELECT count(*) FROM npfs.opens", database: "npfs") == "0")
         }
     }
 
     @Test func bytesCrossHostsIntactAndCompetingReadersShareThemWithoutLossOrDuplicate() throws {
-        try PostgresServer.with { server in
-            let url = server.url()
-            try TestMount.with(options: ["cluster=\(url),host=a"]) { a in
-                try TestMount.with(options: ["cluster=\(url),host=b"]) { b in
-                    try TestMount.with(options: ["cluster=\(url),host=c"]) { c in
-                        // 2 MB of random bytes in writes of 3000 (across page boundaries), read on another host.
-                        let directory = try makeTemporaryDirectory()
-                        defer { try? FileManager.default.removeItem(atPath: directory) }
-                        let source = directory + "/random", copy = directory + "/copy"
-                        #expect(try ChildProcess.shell("head -c 2000000 /dev/urandom > \(source)").status == 0)
-                        let reader = try ChildProcess(["/bin/sh", "-c", "cat \(b.path("R")) > \(copy)"])
-                        let writer = try ChildProcess.shell("dd if=\(source) of=\(a.path("R")) bs=3000 2>/dev/null", timeout: 120)
-                        #expect(writer.status == 0, "\(writer.output)")
-                        #expect(reader.wait(timeout: 60) == 0)
-                        #expect(try ChildProcess.shell("cmp \(source) \(copy)").status == 0, "the bytes read differ from those written")
+        try Self.withHosts(["host=a", "host=b", "host=c"]) { server, mounts in
+            let (a, b, c) = (mounts[0], mounts[1], mounts[2])
+            // 2 MB of random bytes in writes of 3000 (across page boundaries), read on another host.
+            let directory = try makeTemporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let source = directory + "/random", copy = directory + "/copy"
+            #expect(try ChildProcess.shell("head -c 2000000 /dev/urandom > \(source)").status == 0)
+            let reader = try ChildProcess(["/bin/sh", "-c", "cat \(b.path("R")) > \(copy)"])
+            let writer = try ChildProcess.shell("dd if=\(source) of=\(a.path("R")) bs=3000 2>/dev/null", timeout: 120)
+            #expect(writer.status == 0, "\(writer.output)")
+            #expect(reader.wait(timeout: 60) == 0)
+            #expect(try ChildProcess.shell("cmp \(source) \(copy)").status == 0, "the bytes read differ from those written")
 
-                        // Numbered lines from A, read by competing readers on B and C: each line once.
-                        let count = 3000
-                        let first = try ChildProcess(["/bin/sh", "-c", "cat \(b.path("N")) > \(directory)/b.out"])
-                        let second = try ChildProcess(["/bin/sh", "-c", "cat \(c.path("N")) > \(directory)/c.out"])
-                        #expect(eventually(timeout: 20) {
-                            (try? server.admin("SELECT count(*) FROM npfs.opens", database: "npfs")) == "2"
-                        })
-                        let lines = try ChildProcess.run(["python3", "-c", """
-                            import os, sys
-                            fd = os.open(sys.argv[1], os.O_WRONLY)
-                            for i in range(\(count)):
-                                os.write(fd, b"record %06d\\n" % i)
-                            """, a.path("N")], timeout: 300)
-                        #expect(lines.status == 0, "\(lines.output)")
-                        #expect(first.wait(timeout: 60) == 0 && second.wait(timeout: 60) == 0)
-                        let read = try ChildProcess.shell("cat \(directory)/b.out \(directory)/c.out").output.split(separator: "\n")
-                        #expect(read.count == count, "lost or duplicated: \(read.count) of \(count)")
-                        #expect(Set(read).count == count)
-                        #expect(read.allSatisfy { $0.hasPrefix("record ") && $0.count == 13 }, "a record was torn")
-                    }
-                }
-            }
+            // Numbered lines from A, read by competing readers on B and C: each line once.
+            let count = 3000
+            let first = try ChildProcess(["/bin/sh", "-c", "cat \(b.path("N")) > \(directory)/b.out"])
+            let second = try ChildProcess(["/bin/sh", "-c", "cat \(c.path("N")) > \(directory)/c.out"])
+            #expect(eventually(timeout: 20) {
+                (try? server.admin("SELECT count(*) FROM npfs.opens", database: "npfs")) == "2"
+            })
+            let lines = try ChildProcess.run(["python3", "-c", """
+                import os, sys
+                fd = os.open(sys.argv[1], os.O_WRONLY)
+                for i in range(\(count)):
+                    os.write(fd, b"record %06d\\n" % i)
+                """, a.path("N")], timeout: 300)
+            #expect(lines.status == 0, "\(lines.output)")
+            #expect(first.wait(timeout: 60) == 0 && second.wait(timeout: 60) == 0)
+            let read = try ChildProcess.shell("cat \(directory)/b.out \(directory)/c.out").output.split(separator: "\n")
+            #expect(read.count == count, "lost or duplicated: \(read.count) of \(count)")
+            #expect(Set(read).count == count)
+            #expect(read.allSatisfy { $0.hasPrefix("record ") && $0.count == 13 }, "a record was torn")
         }
     }
 
     @Test func aServerRestartMidTransferLosesNothingAndKillsNoDaemon() throws {
-        try PostgresServer.with { server in
-            let url = server.url()
-            try TestMount.with(options: ["cluster=\(url),host=a"]) { a in
-                try TestMount.with(options: ["cluster=\(url),host=b"]) { b in
-                    let directory = try makeTemporaryDirectory()
-                    defer { try? FileManager.default.removeItem(atPath: directory) }
-                    // The writer writes a line, waits for the restart to be over, writes another.
-                    let go = directory + "/go"
-                    let writer = try ChildProcess(["/bin/sh", "-c",
-                                                   "exec 3>\(a.path("S")); echo before >&3; while [ ! -e \(go) ]; do sleep 0.1; done; echo after >&3"])
-                    defer { writer.signal(SIGKILL) }
-                    let reader = try ChildProcess(["cat", b.path("S")])
-                    defer { reader.signal(SIGKILL) }
-                    #expect(eventually(timeout: 20) { reader.output == "before\n" })
-                    server.stopServer(mode: "fast")
-                    usleep(500_000)
-                    try server.start()
-                    #expect(try ChildProcess.shell("touch \(go)").status == 0)
-                    #expect(writer.wait(timeout: 30) == 0, "the write after the restart failed: \(writer.output)")
-                    #expect(reader.wait(timeout: 30) == 0)
-                    #expect(reader.output == "before\nafter\n")
-                    #expect(a.daemon.isRunning && b.daemon.isRunning)
-                    #expect(try server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs") == "2")
-                }
-            }
+        try Self.withHosts(["host=a", "host=b"]) { server, mounts in
+            let (a, b) = (mounts[0], mounts[1])
+            let directory = try makeTemporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            // The writer writes a line, waits for the restart to be over, writes another.
+            let go = directory + "/go"
+            let writer = try ChildProcess(["/bin/sh", "-c",
+                                           "exec 3>\(a.path("S")); echo before >&3; while [ ! -e \(go) ]; do sleep 0.1; done; echo after >&3"])
+            defer { writer.signal(SIGKILL) }
+            let reader = try ChildProcess(["cat", b.path("S")])
+            defer { reader.signal(SIGKILL) }
+            #expect(eventually(timeout: 20) { reader.output == "before\n" })
+            server.stopServer(mode: "fast")
+            usleep(500_000)
+            try server.start()
+            #expect(try ChildProcess.shell("touch \(go)").status == 0)
+            #expect(writer.wait(timeout: 30) == 0, "the write after the restart failed: \(writer.output)")
+            #expect(reader.wait(timeout: 30) == 0)
+            #expect(reader.output == "before\nafter\n")
+            #expect(a.daemon.isRunning && b.daemon.isRunning)
+            #expect(try server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs") == "2")
         }
     }
 
@@ -187,31 +167,27 @@ import Testing
     }
 
     @Test func settingsOwnersAndPeeksOfAClusterPipe() throws {
-        try PostgresServer.with { server in
-            let url = server.url()
-            try TestMount.with(options: ["cluster=\(url),host=a"]) { a in
-                try TestMount.with(options: ["cluster=\(url),host=b"]) { b in
-                    // A process on A holds P open and leaves three bytes in it.
-                    let holder = try ChildProcess(["python3", "-c", """
-                        import os, sys, time
-                        fd = os.open(sys.argv[1], os.O_RDWR); os.write(fd, b"abc"); print("held", flush=True); time.sleep(60)
-                        """, a.path("P")])
-                    defer { holder.signal(SIGKILL) }
-                    #expect(eventually(timeout: 20) { holder.output.contains("held") })
-                    let npfs = TestMount.binary
-                    #expect(try ChildProcess.run([npfs, "peek", a.path("P")]).output == "abc")
-                    #expect(try ChildProcess.run([npfs, "set", a.path("P"), "capacity=8K"]).status == 0)
-                    #expect(try ChildProcess.run([npfs, "get", a.path("P"), "capacity"]).output == "8192\n")
-                    #expect(try ChildProcess.run(["chmod", "600", a.path("P")]).status == 0)
-                    #expect(try ChildProcess.run(["stat", "-c", "%a", a.path("P")]).output == "600\n")
-                    // The other host reads the bytes, and sees the capacity set on A.
-                    let reader = try ChildProcess.run(["python3", "-c", """
-                        import os, sys
-                        fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK); print(os.read(fd, 100).decode()); os.close(fd)
-                        """, b.path("P")], timeout: 20)
-                    #expect(reader.output == "abc\n", "\(reader.output)")
-                }
-            }
+        try Self.withHosts(["host=a", "host=b"]) { server, mounts in
+            let (a, b) = (mounts[0], mounts[1])
+            // A process on A holds P open and leaves three bytes in it.
+            let holder = try ChildProcess(["python3", "-c", """
+                import os, sys, time
+                fd = os.open(sys.argv[1], os.O_RDWR); os.write(fd, b"abc"); print("held", flush=True); time.sleep(60)
+                """, a.path("P")])
+            defer { holder.signal(SIGKILL) }
+            #expect(eventually(timeout: 20) { holder.output.contains("held") })
+            let npfs = TestMount.binary
+            #expect(try ChildProcess.run([npfs, "peek", a.path("P")]).output == "abc")
+            #expect(try ChildProcess.run([npfs, "set", a.path("P"), "capacity=8K"]).status == 0)
+            #expect(try ChildProcess.run([npfs, "get", a.path("P"), "capacity"]).output == "8192\n")
+            #expect(try ChildProcess.run(["chmod", "600", a.path("P")]).status == 0)
+            #expect(try ChildProcess.run(["stat", "-c", "%a", a.path("P")]).output == "600\n")
+            // The other host reads the bytes, and sees the capacity set on A.
+            let reader = try ChildProcess.run(["python3", "-c", """
+                import os, sys
+                fd = os.open(sys.argv[1], os.O_RDONLY | os.O_NONBLOCK); print(os.read(fd, 100).decode()); os.close(fd)
+                """, b.path("P")], timeout: 20)
+            #expect(reader.output == "abc\n", "\(reader.output)")
         }
     }
 
@@ -246,6 +222,17 @@ import Testing
             let result = try ChildProcess.shell(local(script), timeout: 60, environment: ["PATH": path, "PGPASSWORD": server.password])
             #expect(result.status == 0)
             #expect(result.output == local(output), "printed:\n\(result.output)")
+        }
+    }
+
+    /// Runs `body` with a server of its own and one cluster mount of it per entry of `hosts`
+    /// (each entry the mount's options besides `cluster=`), always unmounting and stopping.
+    static func withHosts(_ hosts: [String], _ body: (PostgresServer, [TestMount]) throws -> Void) throws {
+        try PostgresServer.with { server in
+            var mounts: [TestMount] = []
+            defer { for mount in mounts.reversed() { mount.tearDown() } }
+            for options in hosts { mounts.append(try TestMount(options: ["cluster=\(server.url()),\(options)"])) }
+            try body(server, mounts)
         }
     }
 
