@@ -52,7 +52,11 @@ import Testing
             #expect(Sys.write(fds[0], [UInt8](repeating: 1, count: 131_072)) == .ok(131_072))
             let waiting = try ChildProcess(["dd", "if=/dev/zero", "of=\(mount.path("A"))", "bs=50000", "count=1", "conv=notrunc", "status=none"])
             defer { waiting.signal(SIGKILL) }
-            #expect(eventually { waiting.state == "S" })
+            // Waiting in the daemon, its bytes counted (a sleeping dd may not have written yet:
+            // then the next write took the budget first and waited itself).
+            #expect(eventually {
+                (try? ChildProcess.run([TestMount.binary, "status", mount.directory], timeout: 10))?.output.contains("waiting writes 50000") == true
+            })
             let refused = try ChildProcess.run(["dd", "if=/dev/zero", "of=\(mount.path("A"))", "bs=50000", "count=1", "conv=notrunc",
                                                 "status=none"], timeout: 10)
             #expect(refused.status != 0 && refused.output.contains("No buffer space available"), "\(refused.output)")
