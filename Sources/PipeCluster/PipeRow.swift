@@ -67,6 +67,11 @@ struct PipeRow {
         return Locked(machine: machine, opens: recorded)
     }
 
+    /// The pipe's state as committed, unlocked (nil if the row is gone).
+    func state(on connection: Connection) throws(ClusterError) -> [UInt8]? {
+        try connection.execute("SELECT state FROM \(schema.table("pipes")) WHERE space = $1 AND name = $2", pipeKey).bytes(0, 0)
+    }
+
     static func pages(in rows: Rows) -> [Int64: [UInt8]] {
         var pages: [Int64: [UInt8]] = [:]
         for index in 0..<rows.count {

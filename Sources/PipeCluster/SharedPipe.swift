@@ -3,9 +3,9 @@ import Synchronization
 import SystemPackage
 
 /// One pipe of a cluster mount, as this host sees it: every operation is a transaction on
-/// the pipe's row, run by its worker, and answered after the commit. Polls, figures and
-/// settings read the state as this host last saw it (after its own transactions and the
-/// other hosts' change notifications).
+/// the pipe's row, run by its worker, and answered after the commit. Polls read the row's
+/// state; figures and settings read it as this host last saw it (after its own
+/// transactions and the other hosts' change notifications).
 final class SharedPipe: PipeEndpoint {
     let key: [UInt8]
     unowned let store: PostgresPipeStore
@@ -122,14 +122,25 @@ final class SharedPipe: PipeEndpoint {
         return .queued
     }
 
-    func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
-        seen.withLock { seen in
-            if let notifier { seen.pollers[handle] = notifier }
-            switch seen.machine {
-            case .some(let machine): return machine.readiness(OpenID(host: me, handle: handle), access: access, hangUpVersion: hangUpVersion)
-            case .none: return []
+    /// Readiness as PostgreSQL has it when the poll is served: after this host's earlier
+    /// steps on the pipe and every other host's that returned (a change notification may
+    /// still be on its way). As last seen if the server cannot be reached.
+    func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?,
+              replier: (any PollReplier)?) -> PollResult {
+        guard let replier else { return .mustAsk }
+        if let notifier { seen.withLock { $0.pollers[handle] = notifier } }
+        let row = self.row
+        store.worker(for: key).async { worker in
+            if let state = try? row.state(on: worker.connected()) { self.refresh(state, readinessChanged: false) }
+            let events = self.seen.withLock { seen -> PollEvents in
+                switch seen.machine {
+                case .some(let machine): machine.readiness(OpenID(host: self.me, handle: handle), access: access, hangUpVersion: hangUpVersion)
+                case .none: []
+                }
             }
+            replier.reply(events)
         }
+        return .queued
     }
 
     // MARK: Settings and figures (as last seen)

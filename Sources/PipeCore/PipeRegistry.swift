@@ -245,10 +245,11 @@ package final class PipeRegistry: Sendable {
                                uid: open.uid)
     }
 
-    /// FUSE `poll`: the open's readiness; a notifier, if given, is told of the next change.
-    package func poll(_ handle: PipeHandle, notifier: (any PollNotifier)?) -> PollEvents? {
+    /// FUSE `poll`: the open's readiness, now or through `replier` (see `PipeEndpoint.poll`);
+    /// a notifier, if given, is told of the next change. Nil for an unknown handle.
+    package func poll(_ handle: PipeHandle, notifier: (any PollNotifier)?, replier: (any PollReplier)?) -> PollResult? {
         guard let open = openFile(handle) else { return nil }
-        return open.pipe.poll(handle, access: open.access, hangUpVersion: open.hangUpVersion, notifier: notifier)
+        return open.pipe.poll(handle, access: open.access, hangUpVersion: open.hangUpVersion, notifier: notifier, replier: replier)
     }
 
     /// Frees the buffers of pipes left empty and unwritten since the previous call: run

@@ -240,13 +240,19 @@ package final class FuseFilesystem: Sendable {
         }
     }
 
-    /// `poll`: the open's readiness now; a poll handle, if given, is notified on the next change.
+    /// `poll`: the open's readiness (a cluster's pipe: a deferred reply, as PostgreSQL has
+    /// it); a poll handle, if given, is notified on the next change.
     func poll(_ request: consuming FuseRequest, handle: PipeHandle, pollHandle: OpaquePointer?) {
         let notifier = pollHandle.map(FusePollNotifier.init)
-        guard let events = registry.poll(handle, notifier: notifier) else {
-            return request.fail(.badFileDescriptor)
+        switch registry.poll(handle, notifier: notifier, replier: nil) {
+        case .none: request.fail(.badFileDescriptor)
+        case .events(let events): request.poll(events)
+        case .mustAsk, .queued:
+            switch registry.poll(handle, notifier: notifier, replier: FusePollReplier(request)) {
+            case .none, .mustAsk, .queued: break   // the replier answers (EBADF if never asked)
+            case .events: assertionFailure("a pipe answered a poll at once after asking for a replier")
+            }
         }
-        request.poll(events)
     }
 
     /// `release`: the last descriptor of an open closed. Replies success.

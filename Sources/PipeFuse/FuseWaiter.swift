@@ -64,6 +64,17 @@ final class FuseWaiter: PipeWaiter {
     deinit { waiters.forget(id) }
 }
 
+/// A poll answered later (a cluster's pipe): once, or EBADF if it never was.
+final class FusePollReplier: PollReplier {
+    private let request: Mutex<FuseRequest?>
+
+    init(_ request: consuming FuseRequest) { self.request = Mutex(Optional(request)) }
+
+    func reply(_ events: PollEvents) { request.withLock { $0.take() }?.poll(events) }
+
+    deinit { request.withLock { $0.take() }?.fail(.badFileDescriptor) }
+}
+
 /// The kernel's wish to hear when an open's poll readiness changes.
 /// Unchecked Sendable: libfuse's poll handle may be notified and freed from any thread, once.
 final class FusePollNotifier: PollNotifier, @unchecked Sendable {

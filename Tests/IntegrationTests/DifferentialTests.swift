@@ -7,21 +7,31 @@ import Testing
 @Suite(.serialized) struct DifferentialTests {
     @Test(arguments: Scenario.all)
     func kernelFifoAndNpfsAgree(_ scenario: Scenario) throws {
+        let expected = try Self.kernelFifoLog(scenario)
+        let observed = try TestMount.with { mount in ScenarioRun(scenario).observe(at: mount.path("P")) }
+        Self.compare(scenario, observed: observed, expected: expected)
+    }
+
+    /// The scenario run on a kernel FIFO, checked to be complete: the reference.
+    static func kernelFifoLog(_ scenario: Scenario) throws -> [String] {
         let fifoDirectory = try makeTemporaryDirectory()
         defer { rmdir(fifoDirectory) }
         let fifo = fifoDirectory + "/fifo"
         guard mkfifo(fifo, 0o600) == 0 else { throw TestFailure("mkfifo failed") }
         defer { unlink(fifo) }
         let expected = ScenarioRun(scenario).observe(at: fifo)
-        let observed = try TestMount.with { mount in ScenarioRun(scenario).observe(at: mount.path("P")) }
         // The reference run itself must be complete: each step has its own line ("#N ...").
         let logged = Set(expected.compactMap { $0.hasPrefix("#") ? Int($0.dropFirst().prefix(while: \.isNumber)) : nil })
         #expect(logged == Set(scenario.steps.indices), "every step of the kernel FIFO run is in its log")
         #expect(!expected.contains { $0.hasSuffix("never returned") }, "every kernel FIFO call returned")
+        return expected
+    }
+
+    static func compare(_ scenario: Scenario, observed: [String], expected: [String]) {
         if ProcessInfo.processInfo.environment["NPFS_SHOW_SCENARIOS"] != nil {
             print("== \(scenario.name)\n" + observed.joined(separator: "\n"))
         }
-        #expect(observed == expected, "kernel FIFO:\n\(expected.joined(separator: "\n"))\nnpfs:\n\(observed.joined(separator: "\n"))")
+        #expect(observed == expected, "\(scenario.name): kernel FIFO:\n\(expected.joined(separator: "\n"))\nnpfs:\n\(observed.joined(separator: "\n"))")
     }
 }
 
@@ -148,7 +158,11 @@ final class ScenarioRun: @unchecked Sendable {
     /// How long a blocked call gets to finish after each later step.
     static let wakeThreshold = 0.3
 
-    func observe(at path: String) -> [String] {
+    func observe(at path: String) -> [String] { observe { _ in path } }
+
+    /// The same, each slot's opens made at the path `paths` gives it (mounts of one cluster),
+    /// each close made inside `closing` (which may wait for it to take effect elsewhere).
+    func observe(paths: (String) -> String, closing: (_ close: () -> Void) -> Void = { $0() }) -> [String] {
         for (index, step) in scenario.steps.enumerated() {
             if case .interrupt = step {
                 log.append("#\(index) interrupt")
@@ -159,13 +173,17 @@ final class ScenarioRun: @unchecked Sendable {
                 pending.removeAll()
                 continue
             }
-            let call = BlockingCall { [self] in perform(step, path: path) }
-            if let outcome = call.wait(timeout: Self.blockingThreshold) {
-                record((index, step, call), outcome: outcome, prefix: "#\(index) \(step) ->")
-            } else {
-                log.append("#\(index) \(step) -> blocks")
-                pending.append((index, step, call))
+            let path = if case .open(let slot, _) = step { paths(slot) } else { "" }
+            let take = { [self] in
+                let call = BlockingCall { [self] in perform(step, path: path) }
+                if let outcome = call.wait(timeout: Self.blockingThreshold) {
+                    record((index, step, call), outcome: outcome, prefix: "#\(index) \(step) ->")
+                } else {
+                    log.append("#\(index) \(step) -> blocks")
+                    pending.append((index, step, call))
+                }
             }
+            if case .close = step { closing(take) } else { take() }
             // Which earlier blocked calls did this step release?
             pending.removeAll { entry in
                 guard entry.index != index, let outcome = entry.call.wait(timeout: Self.wakeThreshold) else { return false }

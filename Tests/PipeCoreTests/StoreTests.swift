@@ -71,9 +71,10 @@ import Testing
             store.check()
             return pipe.write(handle, bytes: bytes, offset: offset, nonblocking: nonblocking, waiter: waiter, uid: uid)
         }
-        func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
+        func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?,
+                  replier: (any PollReplier)?) -> PollResult {
             store.check()
-            return pipe.poll(handle, access: access, hangUpVersion: hangUpVersion, notifier: notifier)
+            return pipe.poll(handle, access: access, hangUpVersion: hangUpVersion, notifier: notifier, replier: replier)
         }
         func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
             store.check()

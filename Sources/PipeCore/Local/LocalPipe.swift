@@ -178,10 +178,11 @@ package final class LocalPipe: PipeEndpoint {
 
     /// The open's readiness now; a notifier, if given, is told of the next change (it
     /// replaces the open's earlier one).
-    package func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents {
+    package func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?,
+                      replier: (any PollReplier)?) -> PollResult {
         state.withLock { state in
             if let notifier { state.pollers[handle] = notifier }
-            return state.machine.readiness(OpenID(handle: handle), access: access, hangUpVersion: hangUpVersion)
+            return .events(state.machine.readiness(OpenID(handle: handle), access: access, hangUpVersion: hangUpVersion))
         }
     }
 

@@ -27,3 +27,9 @@ extension PipeWaiter {
 package protocol PollNotifier: AnyObject, Sendable {
     func notify()
 }
+
+/// A poll whose answer needs a round trip (a cluster's pipe asks PostgreSQL): the pipe
+/// answers it exactly once, from any thread.
+package protocol PollReplier: AnyObject, Sendable {
+    func reply(_ events: PollEvents)
+}

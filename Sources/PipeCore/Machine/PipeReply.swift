@@ -54,6 +54,16 @@ package enum WriteResult: Sendable, Equatable {
     case queued
 }
 
+/// What a poll answers.
+package enum PollResult: Sendable, Equatable {
+    /// The open's readiness now.
+    case events(PollEvents)
+    /// It must be asked elsewhere and no replier was offered: offer it again with one.
+    case mustAsk
+    /// The replier will be answered exactly once.
+    case queued
+}
+
 package enum WriteReply: Sendable, Equatable {
     /// Bytes taken (a blocking write reports its full length, an interrupted one what was taken).
     case written(Int)

@@ -20,8 +20,10 @@ package protocol PipeEndpoint: AnyObject, Sendable {
     /// With no waiter, `.mustWait` where it would wait (nothing changed).
     func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
                waiter: (any PipeWaiter)?, uid: UInt32) -> WriteResult
-    /// The open's readiness now; a notifier, if given, is told of the next change.
-    func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?) -> PollEvents
+    /// The open's readiness now, or (where that takes a round trip) later through `replier`;
+    /// with no replier, `.mustAsk` there. A notifier, if given, is told of the next change.
+    func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?,
+              replier: (any PollReplier)?) -> PollResult
     /// Withdraws a waiting request and answers it; what it was waiting in, or nil if it no
     /// longer waits.
     func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait?
