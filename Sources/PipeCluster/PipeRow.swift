@@ -82,11 +82,13 @@ struct PipeRow {
 
     /// The machine written back with the pages it appended to and the ones it emptied
     /// dropped (or the row and its pages removed once nobody uses the pipe, unless
-    /// persisted), replies for other hosts' waits left in their mailboxes, they and (if the
+    /// persisted: then the commit waits for the server's disk), replies for other hosts' waits left in their mailboxes, they and (if the
     /// pipe's readiness changed) the other hosts with opens of it notified.
     func saving(_ machine: borrowing ClusterMachine, effects: SharedEffects) -> [Statement] {
         let pipes = schema.table("pipes"), pageTable = schema.table("pages")
-        var statements: [Statement] = []
+        // A persisted pipe's bytes are to outlive a server crash: as the server's
+        // synchronous_commit says, not the connection's `off`.
+        var statements = machine.isPersisted ? [Statement("SET LOCAL synchronous_commit TO DEFAULT")] : []
         let (start, appended, firstLivePage) = machine.pageChanges
         if !appended.isEmpty {
             // Each page's share of the appended bytes, added to what the page holds.
@@ -108,13 +110,14 @@ struct PipeRow {
         statements.append(Statement("DELETE FROM \(pageTable) WHERE space = $1 AND name = $2 AND page < $3", pipeKey + [.int64(firstLivePage)]))
         if machine.isUnused {
             statements.append(Statement("""
-                WITH gone AS (DELETE FROM \(pipes) WHERE space = $1 AND name = $2 AND NOT persist RETURNING name)
+                WITH gone AS (DELETE FROM \(pipes) WHERE space = $1 AND name = $2 RETURNING name)
                 DELETE FROM \(pageTable) WHERE space = $1 AND name IN (SELECT name FROM gone)
                 """, pipeKey))
             statements.append(namesChanged)
         }
-        statements.append(Statement("UPDATE \(pipes) SET state = $3, head = $4, changed = now() WHERE space = $1 AND name = $2",
-                                    pipeKey + [.bytes(machine.encoded), .int64(Int64(bitPattern: machine.positions.head))]))
+        statements.append(Statement("UPDATE \(pipes) SET state = $3, head = $4, persist = $5, changed = now() WHERE space = $1 AND name = $2",
+                                    pipeKey + [.bytes(machine.encoded), .int64(Int64(bitPattern: machine.positions.head)),
+                                               .bool(machine.isPersisted)]))
         let remote = effects.replies.filter { $0.wait.host != me }
         if !remote.isEmpty {
             // Every reply in one statement, and one notification per host.

@@ -90,6 +90,8 @@ package final class PostgresPipeStore: PipeStore {
 
     package var settingsWait: Bool { true }
 
+    package var keepsPersistedPipes: Bool { true }
+
     package var clusterSummary: String? {
         var lines = ["server=\(server)", "space=\(settings.space)", "host=\(settings.hostName)", "id=\(host)",
                      "hosts=\(hostsSeen.load(ordering: .relaxed))"]

@@ -155,6 +155,14 @@ final class SharedPipe: PipeEndpoint {
 
     var ownership: Ownership { seen.withLock { $0.machine?.ownership } ?? creator }
 
+    func unpersist(by caller: Caller) throws(Errno) {
+        switch runAndWait({ pipe, _ in (pipe.machine.unpersist(by: caller), SharedEffects()) }) {
+        case .none: throw .ioError
+        case .some(.some(let error)): throw error
+        case .some(.none): return
+        }
+    }
+
     func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
         let result: Result<Ownership, Errno> = runAndWait { pipe, _ in
             do throws(Errno) {

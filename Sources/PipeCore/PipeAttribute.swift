@@ -1,10 +1,10 @@
 import SystemPackage
 
-/// The extended attributes of a live pipe, `user.npfs.NAME`: six settings and six figures.
+/// The extended attributes of a live pipe, `user.npfs.NAME`: seven settings and six figures.
 package enum PipeAttribute: String, CaseIterable, Sendable {
     case capacity, mode, overflow, framing
     case openTimeout = "open_timeout"
-    case delivery
+    case delivery, persist
     case readers, writers, buffered
     case bytesWritten = "bytes_written"
     case bytesRead = "bytes_read"
@@ -37,7 +37,7 @@ package enum PipeAttribute: String, CaseIterable, Sendable {
 
     package var isSettable: Bool {
         switch self {
-        case .capacity, .mode, .overflow, .framing, .openTimeout, .delivery: true
+        case .capacity, .mode, .overflow, .framing, .openTimeout, .delivery, .persist: true
         default: false
         }
     }
@@ -49,7 +49,7 @@ package enum PipeAttribute: String, CaseIterable, Sendable {
         switch self {
         case .capacity, .readers, .writers, .buffered, .bytesWritten, .bytesRead, .dropped: .count
         case .openTimeout: .seconds
-        case .mode, .overflow, .framing, .delivery: .word
+        case .mode, .overflow, .framing, .delivery, .persist: .word
         }
     }
 
@@ -62,6 +62,7 @@ package enum PipeAttribute: String, CaseIterable, Sendable {
         case .framing: status.config.framing.rawValue
         case .openTimeout: PipeConfig.formatTimeout(status.config.openTimeout)
         case .delivery: status.config.delivery.rawValue
+        case .persist: status.config.persist ? "on" : "off"
         case .readers: String(status.readers)
         case .writers: String(status.writers)
         case .buffered: String(status.buffered)
@@ -80,6 +81,7 @@ package enum PipeAttribute: String, CaseIterable, Sendable {
         case .framing: Self.choices(PipeConfig.Framing.self)
         case .delivery: Self.choices(PipeConfig.Delivery.self)
         case .openTimeout: "seconds, decimal, from 0 (wait for ever) to \(Int(PipeConfig.maximumOpenTimeout))"
+        case .persist: "on or off"
         default: "nothing: it is a figure, not a setting"
         }
     }
@@ -122,6 +124,12 @@ package enum PipeAttribute: String, CaseIterable, Sendable {
         case .openTimeout:
             guard let seconds = PipeConfig.parseTimeout(value) else { throw .invalidArgument }
             return .openTimeout(seconds)
+        case .persist:
+            switch value {
+            case "on": return .persist(true)
+            case "off": return .persist(false)
+            default: throw .invalidArgument
+            }
         default:
             throw .notPermitted
         }

@@ -49,6 +49,10 @@ package struct PipeConfig: Sendable, Equatable {
     package var delivery: Delivery = .shared
     /// Seconds an open may wait for its partner before it fails ETIMEDOUT; 0 waits forever.
     package var openTimeout: Double = 0
+    /// The pipe and its bytes outlive its last close: until `rm`, or (local mounts) until
+    /// unmount; in a cluster, every daemon and server restart. A reader opening it while it
+    /// holds bytes does not wait for a writer.
+    package var persist = false
     /// The longest `openTimeout`: a year.
     package static let maximumOpenTimeout = 365.0 * 86_400
 

@@ -95,6 +95,25 @@ extension PipeRegistry {
         return pipe.peek(min(max, PipeAttribute.peekLimit), reader: reader)
     }
 
+    /// `unlink`: a persisted pipe is persisted no more, and goes (now if nothing has it
+    /// open, else with its last close; its bytes with it). EPERM for every other name
+    /// (each name is a pipe, and cannot be removed) and for a caller who is neither the
+    /// pipe's owner nor root. A shared store's pipe that no open of this mount attaches
+    /// is attached for the call.
+    package func remove(_ name: PipeName, caller: Caller) throws(Errno) {
+        let key = name.key(ignoringCase: configuration.ignoreCase)
+        let inode = lookup(name)   // held for the call, as if the kernel had looked it up
+        defer { forget(inode, count: 1) }
+        try reservations.withLock { _ throws(Errno) in
+            let visiting = store.keepsPersistedPipes && store.sharedNames.contains(key)
+            guard let pipe = state.withLock({ $0.attachForCall(inode, visiting: visiting, store: store, ownership: defaultOwnership(for: caller)) })
+            else { throw .notPermitted }
+            defer { if visiting { state.withLock { $0.dropOpen(of: inode, store: store) } } }
+            try pipe.unpersist(by: caller)
+            state.withLock { $0.pin(inode, false, store: store) }
+        }
+    }
+
     /// `setfattr`: changes a setting at once. ENOENT if not live, EPERM for a figure or
     /// for a caller that is neither the pipe's owner nor root, EINVAL for a bad value,
     /// EBUSY for a capacity below what is buffered.
@@ -116,6 +135,7 @@ extension PipeRegistry {
             for setting in settings {
                 guard case .capacity(let capacity) = setting else {
                     try pipe.apply(setting)
+                    if case .persist(let on) = setting { state.withLock { $0.pin(inode, on, store: store) } }
                     continue
                 }
                 if capacity > limits.maxCapacity && !caller.isRoot { throw .notPermitted }

@@ -140,6 +140,8 @@ package final class PipeRegistry: Sendable {
             }
             pipe = store.attach(node.key, config: configuration.pipe, ownership: ownership)
             state.names.attach(pipe, to: &node)
+            // -o persist: kept attached with no open (a local store's; see `pin`).
+            if configuration.pipe.persist && !store.keepsPersistedPipes { (node.pinned, node.opens) = (true, 1) }
             state.usage.countPipe(1, owner: ownership.uid)
             state.usage.reserve(capacity, owner: ownership.uid)
             (node.reserved, node.reservedBy) = (capacity, ownership.uid)
@@ -271,7 +273,7 @@ package final class PipeRegistry: Sendable {
                 let opens = byInode[node.inode] ?? []
                 let readers = Set(opens.filter { $0.value.access.reads }.map(\.key))
                 let writers = opens.filter { $0.value.access.writes }.count
-                return (node.pipe, node.opens == opens.count && (node.pipe != nil || opens.isEmpty), readers, writers)
+                return (node.pipe, node.opens == opens.count + (node.pinned ? 1 : 0) && (node.pipe != nil || opens.isEmpty), readers, writers)
             }
         }
         let attached = store.list()
@@ -311,6 +313,33 @@ extension PipeRegistry.State {
     mutating func undo(_ handle: PipeHandle, store: any PipeStore) {
         guard let open = removeOpen(handle) else { return }
         dropOpen(of: open.inode, store: store)
+    }
+
+    /// The inode's live pipe or, `visiting` (a shared store's pipe that lives on other
+    /// hosts), the store's, attached for one call like an open: the caller drops it with
+    /// `dropOpen`. Nil if neither.
+    mutating func attachForCall(_ inode: InodeNumber, visiting: Bool, store: any PipeStore, ownership: Ownership) -> (any PipeEndpoint)? {
+        guard var node = names.nodes[inode] else { return nil }
+        if let pipe = node.pipe, !visiting { return pipe }
+        guard visiting else { return nil }
+        if node.pipe == nil {
+            names.attach(store.attach(node.key, config: .defaults, ownership: ownership), to: &node)
+            usage.countPipe(1, owner: ownership.uid)
+            (node.reserved, node.reservedBy) = (0, ownership.uid)
+        }
+        node.opens += 1
+        names.nodes[inode] = node
+        return node.pipe
+    }
+
+    /// A local store's pipe persisted (`on`) stays attached with no open; no longer
+    /// persisted, it goes once no open is left.
+    mutating func pin(_ inode: InodeNumber, _ on: Bool, store: any PipeStore) {
+        guard !store.keepsPersistedPipes, var node = names.nodes[inode], node.pipe != nil, node.pinned != on else { return }
+        node.pinned = on
+        if on { node.opens += 1 }
+        names.nodes[inode] = node
+        if !on { dropOpen(of: inode, store: store) }
     }
 
     /// One open of the inode's pipe is gone; the last one detaches the pipe.

@@ -52,6 +52,22 @@ package final class FuseFilesystem: Sendable {
         if !stale.isEmpty { invalidator.forget(stale) }
     }
 
+    /// `unlink`: removes a persisted pipe (see `PipeRegistry.remove`); EPERM for any other name.
+    func unlink(_ request: consuming FuseRequest, parent: InodeNumber, name: [UInt8]) {
+        guard parent == .root, let pipeName = try? PipeName(bytes: name) else { return request.fail(.notPermitted) }
+        guard registry.store.settingsWait else { return unlinkNow(request, name: pipeName) }
+        offFuse(request) { self.unlinkNow($0, name: pipeName) }
+    }
+
+    private func unlinkNow(_ request: consuming FuseRequest, name: PipeName) {
+        do throws(Errno) {
+            try registry.remove(name, caller: request.caller)
+            request.succeed()
+        } catch {
+            request.fail(error)
+        }
+    }
+
     /// `forget` and `forget_multi`: the kernel dropped references to inodes. Replies none.
     func forget(_ request: consuming FuseRequest, inodes: [(inode: InodeNumber, count: UInt64)]) {
         for (inode, count) in inodes { registry.forget(inode, count: count) }

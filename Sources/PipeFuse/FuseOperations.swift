@@ -49,10 +49,13 @@ enum FuseOperations {
                 fs.setattr(request, inode: InodeNumber(inode), changes: changes)
             }
         }
-        // Names cannot be made, renamed or removed: each name is a pipe already.
+        // Names cannot be made or renamed: each name is a pipe already. Only a persisted
+        // pipe can be removed.
         ops.mknod = { req, _, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
         ops.mkdir = { req, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
-        ops.unlink = { req, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
+        ops.unlink = { req, parent, name in
+            FuseOperations.serve(req) { fs, request in fs.unlink(request, parent: InodeNumber(parent), name: Array(bytesOf: name)) }
+        }
         ops.rmdir = { req, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
         ops.symlink = { req, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }
         ops.rename = { req, _, _, _, _, _ in FuseOperations.serve(req) { _, request in request.fail(.notPermitted) } }

@@ -44,6 +44,8 @@ extension MountOptions {
         Documented("open_timeout", "SECONDS",
                    "An open waiting for its partner fails ETIMEDOUT after this many seconds, decimal; 0 (default) waits for ever.",
                    choices: ["0", "1", "2.5", "10"]),
+        Documented("persist", nil,
+                   "New pipes outlive their last close, with their bytes, until rm NAME: until unmount on a local mount; in a cluster, across every daemon and server restart."),
         Documented("ignore_case", nil, "Match names with ASCII letters folded; ls shows the spelling of the open that created a pipe."),
         Documented("pipe_mode", "OCTAL", "A new pipe's permission bits, default 0666; its owner is the user who created it.",
                    choices: ["0600", "0620", "0660", "0666"]),

@@ -89,6 +89,9 @@ package struct MountOptions: Sendable, Equatable {
                     throw Invalid(description: "bad open_timeout '\(value ?? "")': give seconds, decimal, 0 to wait for ever (e.g. open_timeout=2.5)")
                 }
                 pipe.openTimeout = seconds
+            case "persist":
+                guard value == nil else { throw Invalid(description: "persist takes no value") }
+                pipe.persist = true
             case "mode":
                 pipe.mode = try choice(name, value, PipeConfig.Mode.self)
             case "overflow":

@@ -58,7 +58,7 @@ extension PipeAttribute {
         case .bytesWritten: .bytesIn
         case .bytesRead: .bytesOut
         case .dropped: .dropped
-        case .openTimeout: nil
+        case .openTimeout, .persist: nil
         }
     }
 }

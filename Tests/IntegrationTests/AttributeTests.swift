@@ -16,7 +16,7 @@ import Testing
             let lines = dump.output.split(separator: "\n").filter { $0.hasPrefix("user.npfs.") }.map(String.init)
             #expect(lines == ["user.npfs.buffered=\"3\"", "user.npfs.bytes_read=\"2\"", "user.npfs.bytes_written=\"5\"",
                               "user.npfs.capacity=\"65536\"", "user.npfs.delivery=\"shared\"", "user.npfs.dropped=\"0\"", "user.npfs.framing=\"stream\"",
-                              "user.npfs.mode=\"fifo\"", "user.npfs.open_timeout=\"0\"", "user.npfs.overflow=\"drop\"", "user.npfs.readers=\"1\"",
+                              "user.npfs.mode=\"fifo\"", "user.npfs.open_timeout=\"0\"", "user.npfs.overflow=\"drop\"", "user.npfs.persist=\"off\"", "user.npfs.readers=\"1\"",
                               "user.npfs.writers=\"1\""], "\(dump.output)")
         }
     }

@@ -16,7 +16,7 @@ import Testing
             #expect(try npfs(["get", p, "capacity"]).output == "1048576\n")
             #expect(try npfs(["get", p, "mode", "buffered"]).output == "mode=ring\nbuffered=5\n")
             let all = try npfs(["get", p]).output.split(separator: "\n")
-            #expect(all.count == 12 && all.contains("delivery=shared") && all.contains("open_timeout=0") && all.contains("overflow=overwrite") && all.contains("bytes_written=5"), "\(all)")
+            #expect(all.count == 13 && all.contains("persist=off") && all.contains("delivery=shared") && all.contains("open_timeout=0") && all.contains("overflow=overwrite") && all.contains("bytes_written=5"), "\(all)")
         }
     }
 

@@ -222,7 +222,7 @@ import Testing
         let both = try f.open(F.readWrite)
         _ = f.write(both, [1, 2, 3, 4, 5])
         let values = try PipeAttribute.allCases.map { ($0.rawValue, try f.registry.attribute($0, of: f.inode, caller: .alice)) }
-        #expect(values.map(\.1) == ["65536", "fifo", "drop", "stream", "0", "shared", "1", "1", "5", "5", "0", "0"], "\(values)")
+        #expect(values.map(\.1) == ["65536", "fifo", "drop", "stream", "0", "shared", "off", "1", "1", "5", "5", "0", "0"], "\(values)")
         try f.registry.setAttribute(.capacity, to: "128K\n", of: f.inode, caller: .alice)
         #expect(try f.registry.attribute(.capacity, of: f.inode, caller: .alice) == "131072")
         #expect(throws: Errno.notPermitted) { try f.registry.setAttribute(.readers, to: "2", of: f.inode, caller: .alice) }

@@ -212,7 +212,7 @@ import Testing
         case 16:
             let settings: [PipeSetting] = [.capacity([4096, 16384, 65536][walk.pick(3)]), .mode(walk.pick(2) == 0 ? .ring : .fifo),
                                            .overflow(walk.pick(2) == 0 ? .drop : .overwrite), .framing(walk.pick(2) == 0 ? .message : .stream),
-                                           .delivery(walk.pick(2) == 0 ? .broadcast : .shared)]
+                                           .delivery(walk.pick(2) == 0 ? .broadcast : .shared), .persist(walk.pick(2) == 0)]
             return .apply(settings[walk.pick(settings.count)])
         case 17 where walk.pick(10) == 0:
             return .leave(host, completed.filter { $0.0.host == host })

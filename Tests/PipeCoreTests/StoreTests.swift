@@ -83,6 +83,7 @@ import Testing
         func stop(waitingOnly: Bool) -> [PipeHandle] { store.check(); return pipe.stop(waitingOnly: waitingOnly) }
         func apply(_ setting: PipeSetting) throws(Errno) { store.check(); try pipe.apply(setting) }
         var ownership: Ownership { store.check(); return pipe.ownership }
+        func unpersist(by caller: Caller) throws(Errno) { store.check(); try pipe.unpersist(by: caller) }
         func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
             store.check()
             return try pipe.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)

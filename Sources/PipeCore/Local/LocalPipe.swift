@@ -37,6 +37,10 @@ package final class LocalPipe: PipeEndpoint {
 
     /// chmod and chown: changes the owner, group or permission bits as `caller` may
     /// (see `Ownership.changed`); EPERM otherwise. Returns the new ownership.
+    package func unpersist(by caller: Caller) throws(Errno) {
+        if let error = state.withLock({ $0.machine.unpersist(by: caller) }) { throw error }
+    }
+
     package func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
         try state.withLock { (state: inout Locked) throws(Errno) -> Ownership in
             state.machine.ownership = try state.machine.ownership.changed(by: caller, permissions: permissions, uid: uid, gid: gid)

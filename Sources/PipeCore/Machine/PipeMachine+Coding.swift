@@ -3,8 +3,8 @@
 /// their counters, waits (a waiting write with its bytes), delivery bookkeeping, figures
 /// and the buffered bytes.
 extension PipeMachine where Buffer: StoredBuffer & ~Copyable {
-    /// The format's version, first of the bytes.
-    static var encodingVersion: UInt8 { 1 }
+    /// The format's version, first of the bytes (1 had no `persist`; it is read as off).
+    static var encodingVersion: UInt8 { 2 }
 
     func encoded() -> [UInt8] {
         var writer = StateWriter()
@@ -13,6 +13,7 @@ extension PipeMachine where Buffer: StoredBuffer & ~Copyable {
         writer.put(mode)
         writer.put(overflow)
         writer.put(openTimeout)
+        writer.put(persist)
         delivery.encode(into: &writer)
         ownership.encode(into: &writer)
         writer.put(readerOpens.count)
@@ -56,12 +57,14 @@ extension PipeMachine where Buffer: StoredBuffer & ~Copyable {
     /// (and checked) before anything is kept.
     init(decoding bytes: [UInt8], budget: ByteBudget, source: (any PageSource)? = nil) throws(StateDecodingError) {
         var reader = StateReader(bytes)
-        guard try reader.uint8() == Self.encodingVersion else { throw StateDecodingError("unknown state version") }
+        let version = try reader.uint8()
+        guard version == 1 || version == Self.encodingVersion else { throw StateDecodingError("unknown state version") }
         let buffer = try Buffer(decoding: &reader, source: source)
         let count = buffer.count
         let mode = try reader.choice(PipeConfig.Mode.self)
         let overflow = try reader.choice(PipeConfig.Overflow.self)
         let openTimeout = try reader.double()
+        let persist = version >= 2 ? try reader.bool() : false
         let delivery = try Delivery(decoding: &reader)
         let ownership = try Ownership(decoding: &reader)
         var readerOpens: Set<OpenID> = []
@@ -108,6 +111,7 @@ extension PipeMachine where Buffer: StoredBuffer & ~Copyable {
         self.mode = mode
         self.overflow = overflow
         self.openTimeout = openTimeout
+        self.persist = persist
         self.delivery = delivery
         self.ownership = ownership
         self.readerOpens = readerOpens

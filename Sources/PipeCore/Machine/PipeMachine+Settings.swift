@@ -24,6 +24,8 @@ extension PipeMachine where Buffer: ~Copyable {
         case .openTimeout(let seconds):
             // Opens that wait already keep the time they were given.
             openTimeout = seconds
+        case .persist(let on):
+            persist = on
         case .framing(let framing):
             guard framing != delivery.framing else { return nil }
             // Boundaries of bytes already buffered, or of queued writes, would be invented.
@@ -34,6 +36,15 @@ extension PipeMachine where Buffer: ~Copyable {
             }
         }
         step.changeReadiness()
+        return nil
+    }
+
+    /// `rm NAME`: a persisted pipe is persisted no more, and goes with its last close (or
+    /// now, if it has none). EPERM for a pipe that is not persisted (each name is a pipe,
+    /// and cannot be removed) and for a caller who is neither its owner nor root.
+    mutating func unpersist(by caller: Caller) -> Errno? {
+        guard persist, ownership.isOwned(by: caller) else { return .notPermitted }
+        persist = false
         return nil
     }
 

@@ -38,6 +38,8 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
     /// What a ring-mode write does with bytes that do not fit (kept in fifo mode for later).
     var overflow: PipeConfig.Overflow
     var openTimeout: Double
+    /// Outlives its last close (see `PipeConfig.persist`): the executor keeps it.
+    var persist: Bool
     /// How bytes reach readers, and the framing: with what each needs to keep.
     var delivery: Delivery
     var ownership: Ownership
@@ -72,6 +74,7 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
         mode = config.mode
         overflow = config.overflow
         openTimeout = config.openTimeout
+        persist = config.persist
         delivery = Delivery(config.delivery, config.framing, readers: [])
         self.ownership = ownership
         created = now
@@ -92,6 +95,7 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
         config.framing = delivery.framing
         config.delivery = delivery.kind
         config.openTimeout = openTimeout
+        config.persist = persist
         return config
     }
 
@@ -136,7 +140,8 @@ struct PipeMachine<Buffer: PipeBuffer & ~Copyable>: ~Copyable, Sendable {
         if refusingOpens { return (.done(.failed(.noSuchAddressOrDevice)), 0) }
         let mustWaitForPartner: Bool
         switch access {
-        case .read: mustWaitForPartner = waits && liveWriters == 0 && !nonblocking
+        // A persisted pipe's bytes are there for a reader without a writer (then end of file).
+        case .read: mustWaitForPartner = waits && liveWriters == 0 && !nonblocking && !(persist && !broadcast && !ring.isEmpty)
         case .write:
             if waits && nonblocking && liveReaders == 0 { return (.done(.failed(.noSuchAddressOrDevice)), 0) }
             mustWaitForPartner = waits && liveReaders == 0

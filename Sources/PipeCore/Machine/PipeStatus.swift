@@ -29,4 +29,5 @@ package enum PipeSetting: Sendable, Equatable {
     case framing(PipeConfig.Framing)
     case openTimeout(Double)
     case delivery(PipeConfig.Delivery)
+    case persist(Bool)
 }

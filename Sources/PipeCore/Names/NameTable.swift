@@ -14,9 +14,11 @@ struct NameTable {
         /// Entry replies not yet forgotten by the kernel.
         var lookups: UInt64 = 0
         var pipe: (any PipeEndpoint)?
-        /// Opens of `pipe`, completed, waiting or being decided: it stays attached while
-        /// this is above zero.
+        /// Opens of `pipe`, completed, waiting or being decided, and its pin: it stays
+        /// attached while this is above zero.
         var opens = 0
+        /// A persisted pipe of a local store: attached with no open (counted as one in `opens`).
+        var pinned = false
         /// The capacity reserved for `pipe` against the limits, and the uid it counts for.
         var reserved = 0
         var reservedBy: UInt32 = 0

@@ -33,8 +33,10 @@ package struct SharedMachine<Buffer: StoredBuffer & ~Copyable>: ~Copyable, Senda
     package var losses: [OpenID: UInt64] { machine.delivery.inspectBroadcast { $0.cursors.losses(base: $0.base) } ?? [:] }
     /// The reading opens of `host` (waiting ones too).
     package func readerOpens(of host: HostID) -> Set<OpenID> { machine.readerOpens.filter { $0.host == host } }
-    /// No open and no wait is left: the pipe can go (unless persisted).
-    package var isUnused: Bool { machine.readers == 0 && machine.writers == 0 && machine.waitIDs.isEmpty }
+    /// No open and no wait is left, and it is not persisted: the pipe can go.
+    package var isUnused: Bool { !machine.persist && machine.readers == 0 && machine.writers == 0 && machine.waitIDs.isEmpty }
+    /// Persisted: its commits wait for the server's disk.
+    package var isPersisted: Bool { machine.persist }
     /// Internally consistent (for tests).
     package var isConsistent: Bool { machine.isConsistent }
 
@@ -131,6 +133,9 @@ package struct SharedMachine<Buffer: StoredBuffer & ~Copyable>: ~Copyable, Senda
         let (error, effects, _) = run(at: now) { machine, step, lend in machine.apply(setting, &step, lend: lend) }
         return (error, effects)
     }
+
+    /// `rm` (see `PipeMachine.unpersist`).
+    package mutating func unpersist(by caller: Caller) -> Errno? { machine.unpersist(by: caller) }
 
     /// chmod and chown as `caller` may (see `Ownership.changed`).
     package mutating func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {

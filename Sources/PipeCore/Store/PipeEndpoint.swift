@@ -34,6 +34,8 @@ package protocol PipeEndpoint: AnyObject, Sendable {
     /// Changes a setting at once (see `PipeSetting`).
     func apply(_ setting: PipeSetting) throws(Errno)
     var ownership: Ownership { get }
+    /// `rm`: persisted no more (see `PipeMachine.unpersist`).
+    func unpersist(by caller: Caller) throws(Errno)
     /// chmod and chown as `caller` may (see `Ownership.changed`); the new ownership.
     func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership
     /// Settings and figures now.

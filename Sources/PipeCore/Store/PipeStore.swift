@@ -22,6 +22,9 @@ package protocol PipeStore: Sendable {
     /// Settings, ownership changes and peeks wait for the store (a round trip to another
     /// machine): the adapter makes them on a thread of its own, never a FUSE thread.
     var settingsWait: Bool { get }
+    /// The store keeps persisted pipes itself (in a database); otherwise the registry keeps
+    /// them attached (`NameTable.Node.pinned`) until `rm` or unmount.
+    var keepsPersistedPipes: Bool { get }
 }
 
 extension PipeStore {
@@ -29,6 +32,7 @@ extension PipeStore {
     package var sharedNames: [[UInt8]] { [] }
     package var clusterSummary: String? { nil }
     package var settingsWait: Bool { false }
+    package var keepsPersistedPipes: Bool { false }
 }
 
 /// Told by a store whose waiting opens end on threads of its own (the cluster's, after a
