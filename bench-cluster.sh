@@ -2,7 +2,7 @@
 # Pipes across hosts (-o cluster=): two npfs mounts of one PostgreSQL server, as two hosts,
 # on this machine. Run by `./bench.sh --cluster`; prints figures and writes cluster.json.
 #
-#   ./bench-cluster.sh [--reps N] [--size MIB] [--out DIR]
+#   ./bench-cluster.sh [--reps N] [--size MIB] [--storage MIB] [--out DIR]
 #
 # Starts a PostgreSQL server of its own (Debian's postgresql, installed if missing; initdb
 # in a temporary directory, run by a user made for it and removed after, a free port of
@@ -10,17 +10,20 @@
 # the writer on A and the reader on B: dd throughput in 64 KiB and 4 KiB blocks (median of
 # --reps), the 1-byte wake-up (a byte written on A until the read on B returns: half of a
 # round trip A -> B -> A, 200 of them, p50 and p99) and the open rendezvous (a writer's
-# open on A while a reader waits on B, 50 of them, p50). Figures, not a test.
+# open on A while a reader waits on B, 50 of them, p50), and storage: npfs's tables
+# (pg_total_relation_size) once --storage MiB (default 1024, 0: skip) have moved through
+# a pipe and it is closed, as autovacuum leaves them (no manual VACUUM; up to 3 minutes).
+# Figures, not a test.
 set -euo pipefail
 cd "$(dirname "$0")"
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
 
-reps=3 size_mib=64 out=bench-results
+reps=3 size_mib=64 storage_mib=1024 out=bench-results
 while [[ $# -gt 0 ]]; do
     case $1 in
-        --reps|--size|--out)
+        --reps|--size|--storage|--out)
             [[ $# -ge 2 ]] || { echo "bench-cluster.sh: $1 needs a value" >&2; exit 2; }
-            case $1 in --reps) reps=$2 ;; --size) size_mib=$2 ;; --out) out=$2 ;; esac
+            case $1 in --reps) reps=$2 ;; --size) size_mib=$2 ;; --storage) storage_mib=$2 ;; --out) out=$2 ;; esac
             shift 2 ;;
         *) echo "bench-cluster.sh: unknown argument '$1'" >&2; exit 2 ;;
     esac
@@ -105,13 +108,36 @@ print(f"{statistics.median(trips):.2f} {q[98]:.2f} {statistics.median(opens):.2f
 EOF
 )
 read -r wake50 wake99 open50 <<<"$latency"
+
+tables_size() {   # bytes in npfs's tables, with their indexes and TOAST
+    "$pgbin/psql" -qtA -h 127.0.0.1 -p "$port" -U npfs -d npfs \
+        -c "SELECT coalesce(sum(pg_total_relation_size(c.oid)), 0) FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'npfs' AND c.relkind = 'r'"
+}
+storage_closed=null storage_after=null storage_seconds=null
+if (( storage_mib > 0 )); then
+    (timeout 900 dd if="$work/b/BULK" of=/dev/null bs=65536 2>/dev/null &)
+    timeout 900 dd if=/dev/zero of="$work/a/BULK" bs=65536 count=$(( storage_mib * 16 )) 2>/dev/null
+    sleep 1
+    storage_closed=$(tables_size)
+    t0=$SECONDS
+    while (( SECONDS - t0 < 180 )); do
+        storage_after=$(tables_size)
+        (( storage_after <= 64 * 1048576 )) && break
+        sleep 5
+    done
+    storage_seconds=$(( SECONDS - t0 ))
+fi
 echo
 echo "cluster, writer on host A, reader on host B (loopback, server and mounts on this machine):"
 printf '  64 KiB blocks  %6s MB/s   (target >= 40)\n' "${tp[65536]}"
 printf '   4 KiB blocks  %6s MB/s   (target >= 8)\n' "${tp[4096]}"
 printf '  1-byte wake-up p50 %s ms, p99 %s ms   (targets <= 1.5, <= 5)\n' "$wake50" "$wake99"
 printf '  open rendezvous p50 %s ms   (target <= 5)\n' "$open50"
+if (( storage_mib > 0 )); then
+    printf '  tables after %s MiB through a pipe, closed: %s MiB, %s MiB %s s later (target <= 64 MiB)\n' "$storage_mib" \
+        "$(( storage_closed / 1048576 ))" "$(( storage_after / 1048576 ))" "$storage_seconds"
+fi
 cat > "$out/cluster.json" <<EOF
-{"throughput_mb_s": {"64K": ${tp[65536]}, "4K": ${tp[4096]}}, "wakeup_ms": {"p50": $wake50, "p99": $wake99}, "rendezvous_ms": {"p50": $open50}}
+{"throughput_mb_s": {"64K": ${tp[65536]}, "4K": ${tp[4096]}}, "wakeup_ms": {"p50": $wake50, "p99": $wake99}, "rendezvous_ms": {"p50": $open50}, "storage_bytes": {"moved_mib": $storage_mib, "at_close": $storage_closed, "after": $storage_after, "seconds": $storage_seconds}}
 EOF
 echo "wrote $out/cluster.json"

@@ -6,8 +6,8 @@ import Synchronization
 /// This host's own connection: it holds the host's lease (a session advisory lock, which
 /// PostgreSQL lets go the moment the connection does, so a dead daemon's lease ends at
 /// once), listens on the host's channel, fetches the replies other hosts left in its
-/// mailbox, refreshes pipes other hosts changed, and once a second beats its heart and
-/// looks for hosts whose lease ended, to close their opens and withdraw their waits.
+/// mailbox, and refreshes pipes other hosts changed. (The heartbeat is the watcher's:
+/// `LeaseWatcher`.)
 final class HostListener: @unchecked Sendable {
     private unowned let store: PostgresPipeStore
     /// Replaced when the server went away and came back; used on `queue` (and by `stop`
@@ -63,7 +63,6 @@ final class HostListener: @unchecked Sendable {
     }
 
     private func loop() {
-        var nextBeat = 0.0
         while !stopping.load(ordering: .relaxed) {
             if !connection.isOK {
                 reconnect()
@@ -75,12 +74,6 @@ final class HostListener: @unchecked Sendable {
             handleNotifications()
             if connection.waitReadable(timeout: 0.2) {
                 handleNotifications()
-            }
-            let now = Timestamp.monotonicSeconds()
-            if now >= nextBeat {
-                // At least three beats within the timeout, so that a live host never looks silent.
-                nextBeat = now + min(1, store.settings.timeout / 3)
-                heartbeat()
             }
         }
         stopped.signal()
@@ -128,27 +121,5 @@ final class HostListener: @unchecked Sendable {
                                                  [.text(store.settings.space), .bytes(name)]),
               let state = rows.bytes(0, 0) else { return }
         pipe.refresh(state, readinessChanged: true)
-    }
-
-    /// Once a second (more often with a cluster timeout under 3 s), one query: this host's
-    /// heartbeat; the backends of hosts silent for longer than the cluster's timeout ended
-    /// (a host cut off from the network, whose connection the server would otherwise keep
-    /// for a long time); the space's hosts counted; and the hosts of the space whose lease
-    /// is free (their daemon died and the watcher missed it), whose lease it takes, to
-    /// remove them if they are gone (see `store.removeIfGone`).
-    private func heartbeat() {
-        let hosts = store.schema.table("hosts")
-        guard let rows = try? connection.execute("""
-            WITH beat AS (UPDATE \(hosts) SET heartbeat = now() WHERE id = $2),
-                 silent AS (SELECT pg_terminate_backend(backend) FROM \(hosts)
-                            WHERE space = $1 AND id <> $2 AND backend IS NOT NULL AND heartbeat < now() - make_interval(secs => $4))
-            SELECT (SELECT count(*) FROM \(hosts) WHERE space = $1), (SELECT count(*) FROM silent),
-                   (SELECT string_agg(id::text, ',') FROM \(hosts) WHERE space = $1 AND id <> $2 AND pg_try_advisory_lock(hashtext($3), id))
-            """, [.text(store.settings.space), .int32(Int32(bitPattern: store.host)), .text(store.schema.leaseKey), .double(store.settings.timeout)])
-        else { return }
-        if let seen = rows.integer(0, 0) { store.hostsSeen.store(Int(seen), ordering: .relaxed) }
-        for id in (rows.text(0, 2) ?? "").split(separator: ",").compactMap({ HostNumber($0) }) {
-            store.removeIfGone(id, on: connection)
-        }
     }
 }

@@ -2,12 +2,20 @@ import Dispatch
 import PipeCore
 import Synchronization
 
-/// Notices at once when a host of this space dies: on a connection of its own it waits for
-/// the lease of the next host (by id, round the ring), which PostgreSQL grants the moment
-/// that host's connection is gone; it then closes the dead host's opens (`removeHost`) and
-/// watches the next one. Every host is watched by the one before it; the listener's
-/// once-a-second look catches whatever this misses (a host that joined in between, or two
-/// that died together).
+/// A host's heartbeat, and its watch on the others: on a connection of its own, once a
+/// second (three times within `cluster_timeout` if that is shorter), one statement
+/// (`Schema.beat`) sets this host's heartbeat, ends the backends of hosts silent for
+/// longer than the timeout, counts the space's hosts, takes the free leases of hosts that
+/// died unnoticed, and then waits for the rest of the second for the lease of the next
+/// host (by id, round the ring), which PostgreSQL grants the moment that host's
+/// connection is gone. A host whose lease it took is removed (`removeIfGone`: its opens
+/// closed, its waits withdrawn). Every host is watched by the one before it, so a dead
+/// daemon's opens close within milliseconds; the free leases catch the rest (a host that
+/// joined in between, or two that died together) within a second.
+///
+/// The wait is cut into statements of at most a second because a running statement holds
+/// back what VACUUM may remove, in every table of the database: a wait that lasted would
+/// let the rows of pipes' steps pile up, and every step slow down.
 final class LeaseWatcher: @unchecked Sendable {
     private unowned let store: PostgresPipeStore
     private let queue = DispatchQueue(label: "npfs.cluster.watcher")
@@ -15,9 +23,9 @@ final class LeaseWatcher: @unchecked Sendable {
     private let stopped = DispatchSemaphore(value: 0)
     /// The watcher's connection, to cancel a wait when stopping.
     private let current = Mutex<Connection?>(nil)
-    /// How long one wait for a lease lasts before the watcher looks again for a new next
-    /// host (stopping cancels the wait): an idle mount's queries stay near one a second.
-    private let patience = 30
+    /// How long one beat lasts: at least three beats within the timeout, so that a live
+    /// host never looks silent.
+    private var patience: Double { min(1, store.settings.timeout / 3) }
 
     init(store: PostgresPipeStore) {
         self.store = store
@@ -28,54 +36,50 @@ final class LeaseWatcher: @unchecked Sendable {
     func stop() {
         stopping.store(true, ordering: .relaxed)
         current.withLock { $0 }?.cancelRunningStatement()
-        _ = stopped.wait(timeout: .now() + .seconds(patience + 2))
+        _ = stopped.wait(timeout: .now() + .seconds(Int(patience) + 2))
     }
 
     private func loop() {
         defer { stopped.signal() }
         var connection: Connection?
         while !stopping.load(ordering: .relaxed) {
+            let started = Timestamp.monotonicSeconds()
             do {
                 let live: Connection
                 if let connection, connection.isOK { live = connection } else {
                     live = try Connection(store.settings.target, timeout: store.settings.timeout)
-                    try live.execute("SET lock_timeout = '\(patience)s'")
+                    // Should this daemon die mid-wait, its backend stops waiting soon after
+                    // (PostgreSQL 14 and later; older servers refuse it and wait out the beat).
+                    _ = try? live.execute("SET client_connection_check_interval = 100")
                     connection = live
                     current.withLock { $0 = live }
                 }
-                guard let next = try nextHost(on: live) else {
-                    // Alone in the space: look again now and then (the heartbeat's look
-                    // covers a host that joins and dies in between).
-                    pause(10)
-                    continue
+                let rows = try live.execute("SELECT hosts, free, next, next_gone FROM \(store.schema.table("beat"))($1, $2, $3, $4, $5)", [
+                    .text(store.settings.space), .int32(Int32(bitPattern: store.host)), .text(store.schema.leaseKey),
+                    .double(store.settings.timeout), .double(patience),
+                ])
+                if let seen = rows.integer(0, 0) { store.hostsSeen.store(Int(seen), ordering: .relaxed) }
+                for id in (rows.text(0, 1) ?? "").split(separator: ",").compactMap({ HostNumber($0) }) {
+                    store.removeIfGone(id, on: live)
                 }
-                do {
-                    try live.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(store.schema.leaseKey), .int32(Int32(bitPattern: next))])
-                } catch where error.sqlState == "55P03" || error.sqlState == "57014" {
-                    continue   // still alive (or stopping): look again
+                if rows.bool(0, 3) == true, let next = rows.integer(0, 2).flatMap(HostNumber.init(exactly:)),
+                   !store.removeIfGone(next, on: live) {
+                    // Its lease ended with a restart of the server: it is given time to come back.
+                    pause(0.5)
                 }
-                // A host whose lease ended with a restart of the server is given time to come back.
-                if !store.removeIfGone(next, on: live) { pause(0.5) }
             } catch {
                 connection = nil
-                pause(0.5)
             }
+            // A beat that did not wait (no other host, or one whose lease was free) still
+            // lasts its time.
+            pause(patience - (Timestamp.monotonicSeconds() - started))
         }
     }
 
     /// Sleeps up to `seconds`, waking early to stop.
     private func pause(_ seconds: Double) {
         let end = Timestamp.monotonicSeconds() + seconds
-        while !stopping.load(ordering: .relaxed) && Timestamp.monotonicSeconds() < end { usleep(100_000) }
-    }
-
-    /// The host after this one in the space, by id, round the ring.
-    private func nextHost(on connection: Connection) throws(ClusterError) -> HostNumber? {
-        let rows = try connection.execute("""
-            SELECT id FROM \(store.schema.table("hosts")) WHERE space = $1 AND id <> $2
-            ORDER BY id <= $2, id LIMIT 1
-            """, [.text(store.settings.space), .int32(Int32(bitPattern: store.host))])
-        return rows.integer(0, 0).flatMap(HostNumber.init(exactly:))
+        while !stopping.load(ordering: .relaxed) && Timestamp.monotonicSeconds() < end { usleep(20_000) }
     }
 }
 

@@ -13,6 +13,8 @@
 /// after every thousand dead rows, so that storage follows what is buffered.
 /// - `mailbox`: replies to waiting requests of other hosts, fetched by the host after a
 ///   notification on its channel.
+/// - `beat(...)`: a host's heartbeat and its watch on the next host's lease, in one
+///   statement (see `LeaseWatcher`).
 package struct Schema: Sendable {
     package static let version = 1
     /// The schema's name, checked to be a plain identifier.
@@ -62,6 +64,7 @@ package struct Schema: Sendable {
             CREATE TABLE IF NOT EXISTS \(name).mailbox (
                 id bigserial PRIMARY KEY, host integer NOT NULL, wait bigint NOT NULL, reply bytea NOT NULL);
             CREATE INDEX IF NOT EXISTS mailbox_by_host ON \(name).mailbox (host);
+            \(beatFunction)
             ALTER TABLE \(name).mailbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
                                               autovacuum_vacuum_cost_delay = 0, toast.autovacuum_vacuum_scale_factor = 0,
                                               toast.autovacuum_vacuum_threshold = 1000, toast.autovacuum_vacuum_cost_delay = 0);
@@ -74,6 +77,46 @@ package struct Schema: Sendable {
         guard found <= Schema.version else {
             throw ClusterError("the cluster schema \(name) is version \(found), newer than this npfs knows (\(Schema.version)): upgrade npfs")
         }
+    }
+
+    /// A host's heartbeat: the backends of hosts silent for longer than `timeout` seconds
+    /// ended (a host cut off from the network, whose connection the
+    /// server would otherwise keep for long); the space's hosts counted; the leases of its
+    /// other hosts that are free taken (their daemon died unnoticed) and listed; then, for
+    /// at most `patience` seconds, a wait for the lease of the next host round the ring by
+    /// id, which the server grants the moment that host's connection is gone; then its
+    /// row's time set. The wait
+    /// ends without an error (a lock timeout or a cancel is caught), so that it is never
+    /// longer than `patience`: a statement that waits holds back what VACUUM may remove,
+    /// in every table of the database, for as long as it runs.
+    private var beatFunction: String {
+        let hosts = table("hosts")
+        return """
+            CREATE OR REPLACE FUNCTION \(name).beat(p_space text, p_me integer, p_lease text, p_timeout float8, p_patience float8,
+                OUT hosts bigint, OUT free text, OUT next integer, OUT next_gone boolean) LANGUAGE plpgsql AS $beat$
+            BEGIN
+                PERFORM pg_terminate_backend(h.backend) FROM \(hosts) h
+                    WHERE h.space = p_space AND h.id <> p_me AND h.backend IS NOT NULL AND h.heartbeat < now() - make_interval(secs => p_timeout);
+                SELECT count(*) INTO hosts FROM \(hosts) h WHERE h.space = p_space;
+                SELECT string_agg(h.id::text, ',') INTO free FROM \(hosts) h
+                    WHERE h.space = p_space AND h.id <> p_me AND pg_try_advisory_lock(hashtext(p_lease), h.id);
+                SELECT h.id INTO next FROM \(hosts) h WHERE h.space = p_space AND h.id <> p_me ORDER BY h.id <= p_me, h.id LIMIT 1;
+                next_gone := false;
+                IF next IS NOT NULL AND NOT coalesce(next::text = ANY (string_to_array(free, ',')), false) THEN
+                    BEGIN
+                        PERFORM set_config('lock_timeout', greatest(1, (p_patience * 1000)::integer)::text || 'ms', true);
+                        PERFORM pg_advisory_lock(hashtext(p_lease), next);
+                        next_gone := true;
+                    EXCEPTION WHEN lock_not_available OR query_canceled THEN
+                        NULL;
+                    END;
+                END IF;
+                -- Last, so that the row is not locked while this waits: a host that dies
+                -- mid-wait would keep it locked (its backend waits on) and its removal wait.
+                UPDATE \(hosts) SET heartbeat = clock_timestamp() WHERE id = p_me;
+            END
+            $beat$;
+            """
     }
 
     /// The channel a host listens on for replies and changes meant for it.

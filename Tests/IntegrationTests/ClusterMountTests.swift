@@ -134,6 +134,29 @@ import Testing
         }
     }
 
+    /// A statement that runs holds back what VACUUM may remove in the whole database: the
+    /// hosts' watch on each other (a wait for a lease) is cut into beats of a second, so
+    /// the rows pipes' steps leave behind never pile up (they did, and every step slowed).
+    /// The beats end without an error in the server's log.
+    @Test func noMountHoldsASnapshotForMoreThanABeat() throws {
+        try Self.withHosts(["host=a", "host=b"]) { server, _ in
+            usleep(2_000_000)
+            var oldest = 0.0
+            for _ in 0..<12 {
+                let age = try server.admin("""
+                    SELECT coalesce(max(extract(epoch FROM clock_timestamp() - xact_start)), 0) FROM pg_stat_activity
+                    WHERE application_name = 'npfs' AND backend_xmin IS NOT NULL
+                    """)
+                oldest = max(oldest, Double(age) ?? 99)
+                usleep(250_000)
+            }
+            print("npfs-measure: the oldest snapshot a mount held was \(Int(oldest * 1000)) ms old")
+            #expect(oldest < 1.6, "a mount's statement held a snapshot for \(oldest) s")
+            let errors = server.log.split(separator: "\n").filter { $0.contains("ERROR:") }
+            #expect(errors.isEmpty, "\(errors.joined(separator: "\n"))")
+        }
+    }
+
     @Test func anIdleMountWithAThousandPipesHoldsFiveConnectionsAndQueriesOnceASecond() throws {
         try PostgresServer.with { server in
             try TestMount.with(options: ["cluster=\(server.url()),host=a"]) { a in
