@@ -5,8 +5,8 @@ typealias ClusterMachine = SharedMachine<PagedBuffer>
 
 /// One pipe's rows in PostgreSQL, within a transaction: its machine in `pipes` (locked for
 /// the transaction), its bytes in `pages`, its opens in `opens`, and what its steps tell
-/// other hosts. A step costs two round trips: the row locked and read with this host's
-/// opens of it and the pages a read will want (`begin`), then everything it changes sent
+/// other hosts. A step costs two round trips: the row locked and read (with this host's
+/// opens of it, for a close) and the pages a read will want (`begin`), then everything it changes sent
 /// with the commit (`saving`). A page it did not fetch ahead is read when needed.
 struct PipeRow {
     let store: PostgresPipeStore
@@ -17,45 +17,51 @@ struct PipeRow {
     private var me: HostID { store.hostID }
     private var pipeKey: [SQLValue?] { [.text(space), .bytes(key)] }
 
-    /// The pipe as locked: its machine, and the opens `host` has recorded, with their access.
+    /// The pipe as locked: its machine, the opens `host` has recorded, with their access
+    /// (if asked for), and the page of its oldest byte then.
     struct Locked: ~Copyable {
         var machine: ClusterMachine
         let opens: [PipeHandle: AccessMode]
+        let firstLivePage: Int64
     }
 
-    /// Locks the row: the machine, `host`'s opens, and `prefetch` bytes from the oldest
-    /// buffered one, in one round trip (beginning the transaction first if `begin`); made
-    /// with `creating` (settings and owner) if missing, or nil if missing and nothing is to
-    /// be made.
-    func lock(on connection: Connection, opensOf host: HostID, prefetch: Int = 0, begin: Bool,
+    /// Locks the row: the machine, `host`'s opens (if `opensOf` is given), and `prefetch`
+    /// bytes from the oldest buffered one, in one round trip (beginning the transaction
+    /// first if `begin`); made with `creating` (settings and owner) if missing, or nil if
+    /// missing and nothing is to be made.
+    func lock(on connection: Connection, opensOf host: HostID?, prefetch: Int = 0, begin: Bool,
               creating: (PipeConfig, Ownership)?) throws(ClusterError) -> Locked? {
         let pipes = schema.table("pipes")
         let select = Statement("SELECT state FROM \(pipes) WHERE space = $1 AND name = $2 FOR UPDATE", pipeKey)
-        let opens = Statement("SELECT handle, access FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
-                              pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
+        let opens = host.map { host in
+            Statement("SELECT handle, access FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
+                      pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
+        }
+        let wanted = [select] + (opens.map { [$0] } ?? [])
         let pages = Statement("""
             SELECT page, data FROM \(schema.table("pages")) WHERE space = $1 AND name = $2
             AND page BETWEEN (SELECT head FROM \(pipes) WHERE space = $1 AND name = $2) / \(PagedBuffer.pageSize)
                 AND ((SELECT head FROM \(pipes) WHERE space = $1 AND name = $2) + $3) / \(PagedBuffer.pageSize)
             """, pipeKey + [.int64(Int64(max(0, prefetch)))])
-        var results = Array(try connection.pipeline((begin ? [Statement("BEGIN")] : []) + [select, opens] + (prefetch > 0 ? [pages] : []))
+        var results = Array(try connection.pipeline((begin ? [Statement("BEGIN")] : []) + wanted + (prefetch > 0 ? [pages] : []))
             .dropFirst(begin ? 1 : 0))
-        if results.count >= 2, results[0].count == 0 {
+        if results.count >= wanted.count, results[0].count == 0 {
             guard let (config, ownership) = creating else { return nil }
             let fresh = ClusterMachine(config: config, ownership: ownership, at: .now(), budget: store.budget)
             let made = try connection.pipeline([
                 Statement("INSERT INTO \(pipes) (space, name, state) VALUES ($1, $2, $3) ON CONFLICT DO NOTHING", pipeKey + [.bytes(fresh.encoded)]),
-                select, opens, namesChanged,
-            ])
-            results = Array(made.dropFirst().prefix(2))
+            ] + wanted + [namesChanged])
+            results = Array(made.dropFirst().prefix(wanted.count))
         }
-        guard results.count >= 2, let bytes = results[0].bytes(0, 0) else { throw ClusterError("a pipe's row went missing") }
+        guard results.count >= wanted.count, let bytes = results[0].bytes(0, 0) else { throw ClusterError("a pipe's row went missing") }
         var recorded: [PipeHandle: AccessMode] = [:]
-        for index in 0..<results[1].count {
-            guard let handle = results[1].integer(index, 0),
-                  let access = results[1].integer(index, 1).flatMap({ (0...2).contains($0) ? AccessMode(openFlags: Int32($0)) : nil })
-            else { continue }
-            recorded[PipeHandle(rawValue: UInt64(bitPattern: handle))] = access
+        if opens != nil {
+            for index in 0..<results[1].count {
+                guard let handle = results[1].integer(index, 0),
+                      let access = results[1].integer(index, 1).flatMap({ (0...2).contains($0) ? AccessMode(openFlags: Int32($0)) : nil })
+                else { continue }
+                recorded[PipeHandle(rawValue: UInt64(bitPattern: handle))] = access
+            }
         }
         let machine: ClusterMachine
         do {
@@ -63,8 +69,8 @@ struct PipeRow {
         } catch {
             throw ClusterError("a pipe's state in PostgreSQL is damaged: \(error.description)")
         }
-        if results.count == 3 { machine.preload(PipeRow.pages(in: results[2])) }
-        return Locked(machine: machine, opens: recorded)
+        if results.count > wanted.count { machine.preload(PipeRow.pages(in: results[wanted.count])) }
+        return Locked(machine: machine, opens: recorded, firstLivePage: machine.pageChanges.firstLivePage)
     }
 
     /// The pipe's state as committed, unlocked (nil if the row is gone).
@@ -84,7 +90,9 @@ struct PipeRow {
     /// dropped (or the row and its pages removed once nobody uses the pipe, unless
     /// persisted: then the commit waits for the server's disk), replies for other hosts' waits left in their mailboxes, they and (if the
     /// pipe's readiness changed) the other hosts with opens of it notified.
-    func saving(_ machine: borrowing ClusterMachine, effects: SharedEffects) -> [Statement] {
+    /// Pages are dropped only if the oldest byte moved to a later page than `firstLivePage`
+    /// (the one it was on when the row was locked; nil: look anyway).
+    func saving(_ machine: borrowing ClusterMachine, effects: SharedEffects, firstLivePage before: Int64? = nil) -> [Statement] {
         let pipes = schema.table("pipes"), pageTable = schema.table("pages")
         // A persisted pipe's bytes are to outlive a server crash: as the server's
         // synchronous_commit says, not the connection's `off`.
@@ -107,7 +115,9 @@ struct PipeRow {
                 ON CONFLICT (space, name, page) DO UPDATE SET data = \(pageTable).data || EXCLUDED.data
                 """, pipeKey + [.int64Array(numbers), .bytesArray(pieces)]))
         }
-        statements.append(Statement("DELETE FROM \(pageTable) WHERE space = $1 AND name = $2 AND page < $3", pipeKey + [.int64(firstLivePage)]))
+        if before.map({ firstLivePage > $0 }) ?? true {
+            statements.append(Statement("DELETE FROM \(pageTable) WHERE space = $1 AND name = $2 AND page < $3", pipeKey + [.int64(firstLivePage)]))
+        }
         if machine.isUnused {
             statements.append(Statement("""
                 WITH gone AS (DELETE FROM \(pipes) WHERE space = $1 AND name = $2 RETURNING name)

@@ -68,7 +68,7 @@ final class SharedPipe: PipeEndpoint {
 
     func close(_ handle: PipeHandle, access: AccessMode) {
         seen.withLock { _ = $0.pollers.removeValue(forKey: handle) }
-        run { pipe, now, statements in
+        run(readingOpens: true) { pipe, now, statements in
             // Closed once: an open this host's removal closed already is not closed again.
             guard pipe.opens[handle] != nil else { return (SharedEffects(), {}) }
             statements.append(self.row.forgettingOpen(of: self.me, handle))
@@ -224,13 +224,14 @@ final class SharedPipe: PipeEndpoint {
     typealias Step = (SharedEffects, () -> Void)
 
     /// Runs `body` on the pipe's machine in a transaction on the pipe's worker, in two round
-    /// trips: the row locked and read (made if missing) with this host's opens of it; then
+    /// trips: the row locked and read (made if missing), with this host's opens of it if
+    /// `readingOpens` (a close checks its open is still there); then
     /// the machine written back (or the row removed once nobody uses the pipe), with the
     /// statements `body` added, replies for other hosts left in their mailboxes and the
     /// hosts notified, and the commit. After the commit, this host's replies are delivered,
     /// its view of the pipe refreshed and its pollers told. `failed` runs if PostgreSQL could
     /// not be reached or refused.
-    func run(prefetch: Int = 0, _ body: @escaping @Sendable (inout PipeRow.Locked, Timestamp, inout [Statement]) -> Step,
+    func run(prefetch: Int = 0, readingOpens: Bool = false, _ body: @escaping @Sendable (inout PipeRow.Locked, Timestamp, inout [Statement]) -> Step,
              failed: @escaping @Sendable () -> Void) {
         store.worker(for: key).async { worker in
             do {
@@ -238,7 +239,7 @@ final class SharedPipe: PipeEndpoint {
                 let (state, effects, after) = try worker.transaction { connection throws(ClusterError) in
                     let begun: PipeRow.Locked?
                     do throws(ClusterError) {
-                        begun = try row.lock(on: connection, opensOf: self.me, prefetch: prefetch, begin: true,
+                        begun = try row.lock(on: connection, opensOf: readingOpens ? self.me : nil, prefetch: prefetch, begin: true,
                                              creating: (self.config, self.creator))
                     } catch {
                         // Nothing is committed before the step: a lost connection is tried again.
@@ -250,7 +251,7 @@ final class SharedPipe: PipeEndpoint {
                     var statements: [Statement] = []
                     let (effects, after) = body(&pipe, .now(), &statements)
                     let (state, unused) = (pipe.machine.encoded, pipe.machine.isUnused)
-                    _ = try connection.pipeline(statements + row.saving(pipe.machine, effects: effects) + [Statement("COMMIT")])
+                    _ = try connection.pipeline(statements + row.saving(pipe.machine, effects: effects, firstLivePage: pipe.firstLivePage) + [Statement("COMMIT")])
                     return (state, effects, { if unused { self.store.forgetName(self.key) }; after() })
                 }
                 after()

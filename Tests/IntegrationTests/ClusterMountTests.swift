@@ -87,6 +87,18 @@ import Testing
             #expect(reader.wait(timeout: 60) == 0)
             #expect(try ChildProcess.shell("cmp \(source) \(copy)").status == 0, "the bytes read differ from those written")
 
+            // Pages go as they are read, while the pipe lives on: 40000 bytes are five
+            // pages, of which only the one holding the next byte is left.
+            let holder = try ChildProcess(["/bin/sh", "-c", "exec 3<>\(a.path("H")); exec sleep 60"])
+            defer { holder.signal(SIGKILL) }
+            #expect(eventually(timeout: 20) { (try? server.admin("SELECT count(*) FROM npfs.opens", database: "npfs")) == "1" })
+            #expect(try ChildProcess.shell("head -c 40000 /dev/zero > \(a.path("H"))", timeout: 30).status == 0)
+            #expect(try server.admin("SELECT count(*) FROM npfs.pages", database: "npfs") == "5")
+            #expect(try ChildProcess.shell("head -c 40000 \(b.path("H")) | wc -c", timeout: 30).output == "40000\n")
+            #expect(try server.admin("SELECT count(*) FROM npfs.pages", database: "npfs") == "1")
+            holder.signal(SIGKILL)
+            #expect(eventually(timeout: 20) { (try? server.admin("SELECT count(*) FROM npfs.pages", database: "npfs")) == "0" })
+
             // Numbered lines from A, read by competing readers on B and C: each line once.
             let count = 3000
             let first = try ChildProcess(["/bin/sh", "-c", "cat \(b.path("N")) > \(directory)/b.out"])
