@@ -45,7 +45,7 @@ final class SharedPipe: PipeEndpoint {
                 (answer, effects) = pipe.machine.open(open, access: access, nonblocking: nonblocking, caller: caller.readingGroups(for: group),
                                                  protection: protection, mountOwner: mountOwner, wait: offer, at: now)
             }
-            var hangUpVersion: UInt64 = 0
+            var hangUpVersion: UInt64 = 0, timeout = 0.0
             switch answer {
             case .result(.done(let reply), let version):
                 effects.replies.append((wait, PipeReply(reply)))
@@ -55,11 +55,19 @@ final class SharedPipe: PipeEndpoint {
                 }
             case .result(.queued, _):
                 statements.append(self.row.recordingOpen(of: self.me, handle, access: access))
+                timeout = pipe.machine.status.config.openTimeout
             case .needsGroups:   // never after the groups were read
                 break
             }
-            // The POLLHUP mark reaches the registry before the open's reply.
-            return (effects, { if hangUpVersion != 0 { self.store.openCompleted(handle, hangUpVersion: hangUpVersion) } })
+            return (effects, {
+                // The POLLHUP mark reaches the registry before the open's reply.
+                if hangUpVersion != 0 { self.store.openCompleted(handle, hangUpVersion: hangUpVersion) }
+                // The pipe's open_timeout, as set on any host: the adapter knew only this
+                // mount's default when the open came (nothing happens if it was answered).
+                if timeout > 0 {
+                    DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { _ = self.cancel(waiter, because: .timedOut) }
+                }
+            })
         } failed: {
             self.store.deliver([(wait, .failed(.ioError))])
         }
