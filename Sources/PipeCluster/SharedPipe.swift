@@ -174,7 +174,10 @@ final class SharedPipe: PipeEndpoint {
     func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
         let result: Result<Ownership, Errno> = runAndWait { pipe, _ in
             do throws(Errno) {
-                return (.success(try pipe.machine.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)), SharedEffects())
+                // The other hosts with opens are told (they read the new owner and mode).
+                var told = SharedEffects()
+                told.readinessChanged = true
+                return (.success(try pipe.machine.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)), told)
             } catch {
                 return (.failure(error), SharedEffects())
             }
@@ -214,6 +217,20 @@ final class SharedPipe: PipeEndpoint {
     }
 
     func trimBuffers() {}
+
+    func load() throws(Errno) {
+        let row = self.row
+        let result = Mutex<Result<[UInt8]?, Errno>>(.failure(.ioError))
+        let done = DispatchSemaphore(value: 0)
+        store.worker(for: key).async { worker in
+            defer { done.signal() }
+            guard let state = try? row.state(on: worker.connected()) else { return }
+            result.withLock { $0 = .success(state) }
+        }
+        _ = done.wait(timeout: .now() + store.settings.timeout * 2 + 1)
+        guard let state = try result.withLock({ $0 }).get() else { throw .noSuchFileOrDirectory }
+        refresh(state, readinessChanged: false)
+    }
 
     func holdsExactly(readers: Set<PipeHandle>, writers: Int) -> Bool {
         seen.withLock { seen in

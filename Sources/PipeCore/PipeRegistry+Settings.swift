@@ -16,18 +16,19 @@ extension PipeRegistry {
                                 gid: UInt32?) throws(Errno) -> Ownership {
         let caller = gid.map { caller.readingGroups(for: $0) } ?? caller   // chgrp: before any lock
         return try reservations.withLock { _ throws(Errno) -> Ownership in
-            let pipe = try livePipe(inode)
-            let ownership = try pipe.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)
-            state.withLock { state in
-                guard var node = state.names.nodes[inode], node.pipe === pipe, ownership.uid != node.reservedBy else { return }
-                state.usage.reserve(-node.reserved, owner: node.reservedBy)
-                state.usage.reserve(node.reserved, owner: ownership.uid)
-                state.usage.countPipe(-1, owner: node.reservedBy)
-                state.usage.countPipe(1, owner: ownership.uid)
-                node.reservedBy = ownership.uid
-                state.names.nodes[inode] = node
+            try withPipe(inode) { pipe throws(Errno) in
+                let ownership = try pipe.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)
+                state.withLock { state in
+                    guard var node = state.names.nodes[inode], node.pipe === pipe, ownership.uid != node.reservedBy else { return }
+                    state.usage.reserve(-node.reserved, owner: node.reservedBy)
+                    state.usage.reserve(node.reserved, owner: ownership.uid)
+                    state.usage.countPipe(-1, owner: node.reservedBy)
+                    state.usage.countPipe(1, owner: ownership.uid)
+                    node.reservedBy = ownership.uid
+                    state.names.nodes[inode] = node
+                }
+                return ownership
             }
-            return ownership
         }
     }
 
@@ -43,11 +44,30 @@ extension PipeRegistry {
         return pipe
     }
 
+    /// A live pipe, here or (a shared store's) on another host, is behind the inode.
+    package func isPipe(_ inode: InodeNumber) -> Bool {
+        guard let (key, live) = state.withLock({ $0.names.nodes[inode].map { ($0.key, $0.pipe != nil) } }) else { return false }
+        return live || store.sharedNames.contains(key)
+    }
+
+    /// `body` with the pipe behind an inode: the live one, or a shared store's pipe that
+    /// lives on other hosts only, attached for the call (and its state read) like an open.
+    /// ENOENT if neither. A shared store's calls wait for it: never on a FUSE thread.
+    func withPipe<T>(_ inode: InodeNumber, _ body: (any PipeEndpoint) throws(Errno) -> T) throws(Errno) -> T {
+        if let pipe = state.withLock({ $0.names.nodes[inode]?.pipe }) { return try body(pipe) }
+        guard let key = state.withLock({ $0.names.nodes[inode]?.key }), store.sharedNames.contains(key),
+              let pipe = state.withLock({ $0.attachForCall(inode, store: store) })
+        else { throw .noSuchFileOrDirectory }
+        defer { state.withLock { $0.dropOpen(of: inode, store: store) } }
+        try pipe.load()
+        return try body(pipe)
+    }
+
     /// `getfattr`: one attribute's value. ENOENT if the pipe is not live, EACCES if
     /// `caller` may not read the pipe.
     package func attribute(_ attribute: PipeAttribute, of inode: InodeNumber, caller: Caller) throws(Errno) -> String {
         var caller = caller
-        let status = try livePipe(inode).status
+        let status = try withPipe(inode) { $0.status }
         guard Self.mayRead(status.ownership, &caller) else { throw .permissionDenied }
         return attribute.value(in: status)
     }
@@ -87,12 +107,13 @@ extension PipeRegistry {
     /// `PipeMachine.peek`). ENOENT if the pipe is not live, EACCES if `caller` may not read it.
     package func peek(_ inode: InodeNumber, max: Int, caller: Caller, process: Int32? = nil) throws(Errno) -> [UInt8] {
         var caller = caller
-        let pipe = try livePipe(inode)
-        guard Self.mayRead(pipe.ownership, &caller) else { throw .permissionDenied }
-        let reader = process.flatMap { process in
-            opensByInode([inode])[inode]?.last { $0.1.access.reads && $0.1.client.pid == process }?.0
+        return try withPipe(inode) { pipe throws(Errno) in
+            guard Self.mayRead(pipe.ownership, &caller) else { throw .permissionDenied }
+            let reader = process.flatMap { process in
+                opensByInode([inode])[inode]?.last { $0.1.access.reads && $0.1.client.pid == process }?.0
+            }
+            return pipe.peek(min(max, PipeAttribute.peekLimit), reader: reader)
         }
-        return pipe.peek(min(max, PipeAttribute.peekLimit), reader: reader)
     }
 
     /// `unlink`: a persisted pipe is persisted no more, and goes (now if nothing has it
@@ -101,15 +122,14 @@ extension PipeRegistry {
     /// pipe's owner nor root. A shared store's pipe that no open of this mount attaches
     /// is attached for the call.
     package func remove(_ name: PipeName, caller: Caller) throws(Errno) {
-        let key = name.key(ignoringCase: configuration.ignoreCase)
         let inode = lookup(name)   // held for the call, as if the kernel had looked it up
         defer { forget(inode, count: 1) }
         try reservations.withLock { _ throws(Errno) in
-            let visiting = store.keepsPersistedPipes && store.sharedNames.contains(key)
-            guard let pipe = state.withLock({ $0.attachForCall(inode, visiting: visiting, store: store, ownership: defaultOwnership(for: caller)) })
-            else { throw .notPermitted }
-            defer { if visiting { state.withLock { $0.dropOpen(of: inode, store: store) } } }
-            try pipe.unpersist(by: caller)
+            do throws(Errno) {
+                try withPipe(inode) { pipe throws(Errno) in try pipe.unpersist(by: caller) }
+            } catch .noSuchFileOrDirectory {
+                throw .notPermitted
+            }
             state.withLock { $0.pin(inode, false, store: store) }
         }
     }
@@ -128,39 +148,40 @@ extension PipeRegistry {
     package func setAttributes(_ changes: [(PipeAttribute, String)], of inode: InodeNumber, caller: Caller) throws(Errno) {
         let limits = configuration.limits
         try reservations.withLock { _ throws(Errno) in
-            let pipe = try livePipe(inode)
-            guard pipe.ownership.isOwned(by: caller) else { throw .notPermitted }
-            var settings: [PipeSetting] = []
-            for (attribute, value) in changes { settings.append(try attribute.setting(from: value)) }
-            for setting in settings {
-                guard case .capacity(let capacity) = setting else {
-                    try pipe.apply(setting)
-                    if case .persist(let on) = setting { state.withLock { $0.pin(inode, on, store: store) } }
-                    continue
-                }
-                if capacity > limits.maxCapacity && !caller.isRoot { throw .notPermitted }
-                // Never less than the capacity it was created with: shrinking a pipe makes
-                // no room for more pipes. Reserved first, given back if the pipe refuses.
-                let reserved = max(capacity, configuration.pipe.capacity)
-                let extra = try state.withLock { (state: inout State) throws(Errno) -> Int in
-                    guard var node = state.names.nodes[inode], node.pipe === pipe else { throw .noSuchFileOrDirectory }
-                    let extra = reserved - node.reserved
-                    if let error = state.usage.fits(extra: extra, owner: node.reservedBy, limits) { throw error }
-                    state.usage.reserve(extra, owner: node.reservedBy)
-                    node.reserved = reserved
-                    state.names.nodes[inode] = node
-                    return extra
-                }
-                do throws(Errno) {
-                    try pipe.apply(setting)
-                } catch {
-                    state.withLock { state in
-                        guard var node = state.names.nodes[inode], node.pipe === pipe else { return }
-                        state.usage.reserve(-extra, owner: node.reservedBy)
-                        node.reserved -= extra
-                        state.names.nodes[inode] = node
+            try withPipe(inode) { pipe throws(Errno) in
+                guard pipe.ownership.isOwned(by: caller) else { throw .notPermitted }
+                var settings: [PipeSetting] = []
+                for (attribute, value) in changes { settings.append(try attribute.setting(from: value)) }
+                for setting in settings {
+                    guard case .capacity(let capacity) = setting else {
+                        try pipe.apply(setting)
+                        if case .persist(let on) = setting { state.withLock { $0.pin(inode, on, store: store) } }
+                        continue
                     }
-                    throw error
+                    if capacity > limits.maxCapacity && !caller.isRoot { throw .notPermitted }
+                    // Never less than the capacity it was created with: shrinking a pipe makes
+                    // no room for more pipes. Reserved first, given back if the pipe refuses.
+                    let reserved = max(capacity, configuration.pipe.capacity)
+                    let extra = try state.withLock { (state: inout State) throws(Errno) -> Int in
+                        guard var node = state.names.nodes[inode], node.pipe === pipe else { throw .noSuchFileOrDirectory }
+                        let extra = reserved - node.reserved
+                        if let error = state.usage.fits(extra: extra, owner: node.reservedBy, limits) { throw error }
+                        state.usage.reserve(extra, owner: node.reservedBy)
+                        node.reserved = reserved
+                        state.names.nodes[inode] = node
+                        return extra
+                    }
+                    do throws(Errno) {
+                        try pipe.apply(setting)
+                    } catch {
+                        state.withLock { state in
+                            guard var node = state.names.nodes[inode], node.pipe === pipe else { return }
+                            state.usage.reserve(-extra, owner: node.reservedBy)
+                            node.reserved -= extra
+                            state.names.nodes[inode] = node
+                        }
+                        throw error
+                    }
                 }
             }
         }

@@ -315,17 +315,15 @@ extension PipeRegistry.State {
         dropOpen(of: open.inode, store: store)
     }
 
-    /// The inode's live pipe or, `visiting` (a shared store's pipe that lives on other
-    /// hosts), the store's, attached for one call like an open: the caller drops it with
-    /// `dropOpen`. Nil if neither.
-    mutating func attachForCall(_ inode: InodeNumber, visiting: Bool, store: any PipeStore, ownership: Ownership) -> (any PipeEndpoint)? {
+    /// A shared store's pipe that lives on other hosts only, attached to the inode for one
+    /// call like an open (owned by nobody until its state is read): the caller drops it
+    /// with `dropOpen`. Nil for an unknown inode.
+    mutating func attachForCall(_ inode: InodeNumber, store: any PipeStore) -> (any PipeEndpoint)? {
         guard var node = names.nodes[inode] else { return nil }
-        if let pipe = node.pipe, !visiting { return pipe }
-        guard visiting else { return nil }
         if node.pipe == nil {
-            names.attach(store.attach(node.key, config: .defaults, ownership: ownership), to: &node)
-            usage.countPipe(1, owner: ownership.uid)
-            (node.reserved, node.reservedBy) = (0, ownership.uid)
+            names.attach(store.attach(node.key, config: .defaults, ownership: Ownership(uid: 0, gid: 0, permissions: 0)), to: &node)
+            usage.countPipe(1, owner: 0)
+            (node.reserved, node.reservedBy) = (0, 0)
         }
         node.opens += 1
         names.nodes[inode] = node

@@ -13,11 +13,14 @@ extension FuseFilesystem {
     /// outside the `user.` namespace: npfs keeps no ACLs and no security labels, and saying
     /// so once lets `ls -l` stop asking for every name.
     func getxattr(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8], size: Int) {
-        // A peek of a cluster's pipe reads its pages from the server.
-        guard registry.store.settingsWait, case .peek = AttributeName(name, onRoot: inode == .root) else {
-            return getxattrNow(request, inode: inode, name: name, size: size)
+        // A cluster's pipe: a peek reads its pages from the server, and a pipe that no open
+        // of this mount holds is read from the server.
+        switch registry.store.settingsWait ? AttributeName(name, onRoot: inode == .root) : .unknown {
+        case .peek, .attribute, .clients:
+            offFuse(request) { self.getxattrNow($0, inode: inode, name: name, size: size) }
+        default:
+            getxattrNow(request, inode: inode, name: name, size: size)
         }
-        offFuse(request) { self.getxattrNow($0, inode: inode, name: name, size: size) }
     }
 
     private func getxattrNow(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8], size: Int) {
@@ -90,7 +93,7 @@ extension FuseFilesystem {
             switch AttributeName(name, onRoot: inode == .root) {
             case .attribute(let attribute, let pipe):
                 let target = try target(pipe, on: inode)
-                _ = try registry.livePipe(target)
+                guard registry.isPipe(target) else { throw .noSuchFileOrDirectory }
                 if flags & XATTR_CREATE_FLAG != 0 { throw .fileExists }
                 try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: target, caller: request.caller)
             case .setRequest:

@@ -146,6 +146,30 @@ import Testing
         }
     }
 
+    /// npfs get, set and peek, and chmod, of a pipe from a host that has no open of it:
+    /// the pipe is read from the server for the call.
+    @Test func settingsAndPeeksReachAPipeFromAHostWithoutAnOpen() throws {
+        try Self.withHosts(["host=a", "host=b"]) { _, mounts in
+            let (a, b) = (mounts[0], mounts[1])
+            let npfs = TestMount.binary
+            let holder = try ChildProcess(["/bin/sh", "-c", "exec 3<>\(a.path("P")); printf hello >&3; exec sleep 60"])
+            defer { holder.signal(SIGKILL) }
+            #expect(eventually(timeout: 20) {
+                (try? ChildProcess.run([npfs, "get", b.path("P"), "buffered"]))?.output == "5\n"
+            }, "get on b")
+            #expect(try ChildProcess.run([npfs, "get", b.path("P"), "readers", "writers"]).output == "readers=1\nwriters=1\n")
+            #expect(try ChildProcess.run([npfs, "peek", b.path("P")]).output == "hello")
+            let set = try ChildProcess.run([npfs, "set", b.path("P"), "capacity=128K"])
+            #expect(set.status == 0, "\(set.output)")
+            #expect(eventually(timeout: 10) { (try? ChildProcess.run([npfs, "get", a.path("P"), "capacity"]))?.output == "131072\n" })
+            #expect(try ChildProcess.shell("chmod 600 \(b.path("P"))").status == 0)
+            #expect(eventually(timeout: 10) { (try? ChildProcess.run(["stat", "-c", "%a", a.path("P")]))?.output == "600\n" })
+            // A name no host has open is no pipe here either.
+            let none = try ChildProcess.run([npfs, "get", b.path("NONE"), "readers"])
+            #expect(none.status != 0 && none.output.contains("is not a live pipe"), "\(none.output)")
+        }
+    }
+
     /// A statement that runs holds back what VACUUM may remove in the whole database: the
     /// hosts' watch on each other (a wait for a lease) is cut into beats of a second, so
     /// the rows pipes' steps leave behind never pile up (they did, and every step slowed).

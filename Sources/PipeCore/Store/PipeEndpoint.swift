@@ -49,6 +49,14 @@ package protocol PipeEndpoint: AnyObject, Sendable {
 
     /// For tests: internally consistent, counting exactly these readers and writers.
     func holdsExactly(readers: Set<PipeHandle>, writers: Int) -> Bool
+    /// Reads the pipe's state where it is kept, for a call on a host that has no open of
+    /// it (a shared store's pipe, attached for the call): ENOENT if it is gone, EIO if the
+    /// store cannot be reached. A local pipe is always up to date.
+    func load() throws(Errno)
+}
+
+extension PipeEndpoint {
+    package func load() throws(Errno) {}
 }
 
 /// What an open decided.
