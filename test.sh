@@ -15,6 +15,8 @@ command -v zsh >/dev/null 2>&1 || missing+=(zsh)
 command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 # The cluster tests start PostgreSQL servers of their own (Debian's server, not a system one).
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
+# ... one of them with TLS, its certificates made by openssl.
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 if [[ ${#missing[@]} -gt 0 ]]; then
     apt_get=(env DEBIAN_FRONTEND=noninteractive apt-get); [[ $(id -u) -eq 0 ]] || apt_get=(sudo "${apt_get[@]}")
     "${apt_get[@]}" install -y -qq "${missing[@]}" >/dev/null \

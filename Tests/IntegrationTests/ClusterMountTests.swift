@@ -305,6 +305,35 @@ import Testing
             print(errno.errorcode[e.errno])
         """
 
+    /// TLS is libpq's: with `sslmode=verify-full` and the server's authority every
+    /// connection of the mount is encrypted; with an authority that did not sign the
+    /// server's certificate, the mount is refused in one line.
+    @Test func tlsConnectionsAreVerifiedAsLibpqDoes() throws {
+        try PostgresServer.with { server in
+            let authority = try server.enableTLS()
+            let stranger = try server.makeAuthority(named: "stranger")
+            try TestMount.with(options: ["cluster=\(server.url(query: "sslmode=verify-full&sslrootcert=\(authority)")),host=a"]) { a in
+                let echoed = try ChildProcess.shell("exec 3<>\(a.path("P")); echo sealed >&3; read -r line <&3; echo $line", timeout: 30)
+                #expect(echoed.output == "sealed\n", "\(echoed.output)")
+                let encrypted = try server.admin("""
+                    SELECT count(*) FILTER (WHERE s.ssl), count(*) FROM pg_stat_ssl s JOIN pg_stat_activity USING (pid)
+                    WHERE application_name = 'npfs'
+                    """)
+                // (The listener's, the watcher's and those of the workers used so far.)
+                let counts = encrypted.split(separator: "|").compactMap { Int($0) }
+                #expect(counts.count == 2 && counts[0] == counts[1] && counts[0] >= 3, "encrypted|all connections of the mount: \(encrypted)")
+            }
+            let directory = try makeTemporaryDirectory()
+            defer { rmdir(directory) }
+            let refused = try ChildProcess.run([TestMount.binary, "mount", "-o",
+                                                "cluster=\(server.url(query: "sslmode=verify-full&sslrootcert=\(stranger)"))", directory],
+                                               timeout: 30)
+            #expect(refused.status != 0)
+            #expect(refused.output.split(separator: "\n").count == 1 && refused.output.contains("certificate verify failed"), "\(refused.output)")
+            #expect(!isMounted(directory))
+        }
+    }
+
     @Test func aBadClusterIsOneLineAndMountsNothing() throws {
         try PostgresServer.with { server in
             let directory = try makeTemporaryDirectory()

@@ -102,6 +102,38 @@ package final class PostgresServer: @unchecked Sendable {
         return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// Turns TLS on (connections without it still work): a certificate authority made
+    /// for the test (`openssl`, in the server's directory) signs the server's certificate
+    /// for 127.0.0.1. Returns the authority's certificate, for `sslrootcert=`.
+    package func enableTLS() throws -> String {
+        let ca = try makeAuthority(named: "ca")
+        let key = directory + "/server.key", request = directory + "/server.csr", certificate = directory + "/server.crt"
+        try PostgresServer.must(["openssl", "req", "-new", "-nodes", "-newkey", "rsa:2048", "-keyout", key, "-out", request,
+                                 "-subj", "/CN=127.0.0.1"])
+        let extensions = directory + "/server.ext"
+        try "subjectAltName=IP:127.0.0.1\n".write(toFile: extensions, atomically: false, encoding: .utf8)
+        try PostgresServer.must(["openssl", "x509", "-req", "-in", request, "-CA", ca, "-CAkey", directory + "/ca.key",
+                                 "-CAcreateserial", "-days", "2", "-extfile", extensions, "-out", certificate])
+        try PostgresServer.must(["chown", "\(user):\(user)", key, certificate])
+        chmod(key, 0o600)
+        try admin("ALTER SYSTEM SET ssl_cert_file = '\(certificate)'")
+        try admin("ALTER SYSTEM SET ssl_key_file = '\(key)'")
+        try admin("ALTER SYSTEM SET ssl = on")
+        try admin("SELECT pg_reload_conf()")
+        guard eventually(timeout: 10, { (try? admin("SHOW ssl")) == "on" }) else { throw TestFailure("TLS did not come on: \(log)") }
+        return ca
+    }
+
+    /// A certificate authority of the test's own (another one than the server's, for a
+    /// certificate that must not be trusted): its certificate's path.
+    package func makeAuthority(named name: String) throws -> String {
+        let certificate = directory + "/\(name).crt"
+        try PostgresServer.must(["openssl", "req", "-new", "-x509", "-nodes", "-newkey", "rsa:2048", "-days", "2",
+                                 "-keyout", directory + "/\(name).key", "-out", certificate, "-subj", "/CN=npfs test \(name)"])
+        chmod(certificate, 0o644)
+        return certificate
+    }
+
     /// The server's log so far (for failure messages).
     package var log: String { (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? "" }
 
