@@ -23,11 +23,19 @@ final class HostListener: @unchecked Sendable {
     }
 
     /// Takes this host's lease on `connection`, records its backend (for a survivor to end,
-    /// should this host be cut off) and listens on its channel.
+    /// should this host be cut off) and listens on its channel. A host whose row is gone
+    /// was taken for gone while it was away: it joins again under its id, and what it had
+    /// open or waiting is fenced off (`store.rejoinedAfterRemoval`).
     private func take(_ connection: Connection) throws(ClusterError) {
-        try connection.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(store.schema.leaseKey), .int32(Int32(bitPattern: store.host))])
-        try connection.execute("UPDATE \(store.schema.table("hosts")) SET heartbeat = now(), backend = pg_backend_pid() WHERE id = $1",
-                               [.int32(Int32(bitPattern: store.host))])
+        let me = SQLValue.int32(Int32(bitPattern: store.host))
+        try connection.execute("SELECT pg_advisory_lock(hashtext($1), $2)", [.text(store.schema.leaseKey), me])
+        let hosts = store.schema.table("hosts")
+        let mine = try connection.execute("UPDATE \(hosts) SET heartbeat = now(), backend = pg_backend_pid() WHERE id = $1 RETURNING id", [me])
+        if mine.count == 0 {
+            try connection.execute("INSERT INTO \(hosts) (id, space, name, pid, backend) VALUES ($1, $2, $3, $4, pg_backend_pid())",
+                                   [me, .text(store.settings.space), .text(store.settings.hostName), .int32(getpid())])
+            store.rejoinedAfterRemoval()
+        }
         try connection.execute("LISTEN \(store.schema.channel(of: store.host))")
     }
 

@@ -32,7 +32,10 @@ struct PipeRow {
     func lock(on connection: Connection, opensOf host: HostID?, prefetch: Int = 0, begin: Bool,
               creating: (PipeConfig, Ownership)?) throws(ClusterError) -> Locked? {
         let pipes = schema.table("pipes")
-        let select = Statement("SELECT state FROM \(pipes) WHERE space = $1 AND name = $2 FOR UPDATE", pipeKey)
+        // With it, whether this host is still in the cluster: one taken for gone (cut off,
+        // its opens closed by the others) may make no step until it joined again.
+        let select = Statement("SELECT state, EXISTS (SELECT 1 FROM \(schema.table("hosts")) WHERE id = $3) FROM \(pipes) "
+                               + "WHERE space = $1 AND name = $2 FOR UPDATE", pipeKey + [.int32(Int32(bitPattern: me.rawValue))])
         let opens = host.map { host in
             Statement("SELECT handle, access FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host = $3",
                       pipeKey + [.int32(Int32(bitPattern: host.rawValue))])
@@ -54,6 +57,7 @@ struct PipeRow {
             results = Array(made.dropFirst().prefix(wanted.count))
         }
         guard results.count >= wanted.count, let bytes = results[0].bytes(0, 0) else { throw ClusterError("a pipe's row went missing") }
+        guard results[0].bool(0, 1) == true else { throw ClusterError("this host was taken for gone; it joins again") }
         var recorded: [PipeHandle: AccessMode] = [:]
         if opens != nil {
             for index in 0..<results[1].count {

@@ -27,6 +27,8 @@ package final class PostgresPipeStore: PipeStore {
     private let attached = Mutex<[[UInt8]: SharedPipe]>([:])
     /// This host's requests waiting in some pipe, by their wait numbers.
     let waits = WaitTable()
+    /// Which opens were made before the other hosts last took this one for gone.
+    let fence = HostFence()
     private let outcomes = Mutex<(any OpenOutcomes)?>(nil)
     private let disconnected = Mutex<Timestamp?>(nil)
     /// The space's pipe names, as last read (`readdir` lists them).
@@ -132,9 +134,20 @@ package final class PostgresPipeStore: PipeStore {
     func deliver(_ replies: [(wait: WaitID, reply: PipeReply)]) {
         for (wait, reply) in replies where wait.host == hostID {
             guard let entry = waits.take(wait.number) else { continue }
-            if let handle = entry.open, case .failed = reply { openFailed(handle) }
+            if let handle = entry.open, case .failed = reply {
+                fence.forget(handle)
+                openFailed(handle)
+            }
             entry.waiter.resume(reply)
         }
+    }
+
+    /// The other hosts took this one for gone (its row was missing when it came back):
+    /// every open made so far is fenced (EIO until reopened), and every request waiting
+    /// here is answered EIO at once, its wait withdrawn everywhere already.
+    func rejoinedAfterRemoval() {
+        fence.raise()
+        deliver(waits.all.map { (WaitID(host: hostID, number: $0), PipeReply.failed(.ioError)) })
     }
 
     /// A host whose lease this host has just taken is removed if it is gone: the server has
@@ -227,6 +240,9 @@ final class WaitTable: Sendable {
     }
 
     func take(_ number: UInt64) -> Entry? { state.withLock { $0.entries.removeValue(forKey: number) } }
+
+    /// The numbers of every request waiting now.
+    var all: [UInt64] { state.withLock { Array($0.entries.keys) } }
 
     func number(of waiter: any PipeWaiter) -> UInt64? {
         state.withLock { $0.entries.first { $0.value.waiter === waiter }?.key }

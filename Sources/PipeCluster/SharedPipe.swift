@@ -36,6 +36,7 @@ final class SharedPipe: PipeEndpoint {
               mountOwner: UInt32, waiter: any PipeWaiter) -> OpenAnswer {
         let wait = WaitID(host: me, number: store.waits.add(waiter, open: handle))
         let open = OpenID(host: me, handle: handle)
+        store.fence.opened(handle)
         run { pipe, now, statements in
             let offer = WaitOffer(wait, interrupted: waiter.isInterrupted)
             var (answer, effects) = pipe.machine.open(open, access: access, nonblocking: nonblocking, caller: caller, protection: protection,
@@ -76,6 +77,8 @@ final class SharedPipe: PipeEndpoint {
 
     func close(_ handle: PipeHandle, access: AccessMode) {
         seen.withLock { _ = $0.pollers.removeValue(forKey: handle) }
+        // An open from before this host was taken for gone was closed by the others.
+        if store.fence.forget(handle) { return }
         run(readingOpens: true) { pipe, now, statements in
             // Closed once: an open this host's removal closed already is not closed again.
             guard pipe.opens[handle] != nil else { return (SharedEffects(), {}) }
@@ -101,6 +104,7 @@ final class SharedPipe: PipeEndpoint {
 
     func read(_ handle: PipeHandle, size: Int, offset: Int64, nonblocking: Bool, waiter: (any PipeWaiter)?,
               sink: ReadSink?) -> ReadResult {
+        if store.fence.isFenced(handle) { return .done(.failed(.ioError)) }
         guard let waiter else { return .mustWait }
         let wait = WaitID(host: me, number: store.waits.add(waiter))
         run(prefetch: size) { pipe, now, _ in
@@ -116,6 +120,7 @@ final class SharedPipe: PipeEndpoint {
 
     func write(_ handle: PipeHandle, bytes: UnsafeRawBufferPointer, offset: Int64, nonblocking: Bool,
                waiter: (any PipeWaiter)?, uid: UInt32) -> WriteResult {
+        if store.fence.isFenced(handle) { return .done(.failed(.ioError)) }
         guard let waiter else { return .mustWait }
         let wait = WaitID(host: me, number: store.waits.add(waiter))
         let copy = [UInt8](bytes)
@@ -135,6 +140,7 @@ final class SharedPipe: PipeEndpoint {
     /// still be on its way). As last seen if the server cannot be reached.
     func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?,
               replier: (any PollReplier)?) -> PollResult {
+        if store.fence.isFenced(handle) { return .events([.error]) }
         guard let replier else { return .mustAsk }
         if let notifier { seen.withLock { $0.pollers[handle] = notifier } }
         let row = self.row

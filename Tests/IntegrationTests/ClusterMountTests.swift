@@ -73,6 +73,44 @@ import Testing
         }
     }
 
+    /// A host the others take for gone while it is still alive (here its daemon is stopped
+    /// past the cluster's timeout, as a host cut off from the network would be silent):
+    /// its opens close elsewhere; when it comes back, its waiting read fails EIO, its old
+    /// handles answer EIO until reopened, and it joins again by itself.
+    @Test func aHostTakenForGoneFailsItsOldHandlesEIOAndJoinsAgain() throws {
+        try Self.withHosts(["host=a,cluster_timeout=1", "host=b,cluster_timeout=1"]) { server, mounts in
+            let (a, b) = (mounts[0], mounts[1])
+            let hosts = { (try? server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs")) ?? "?" }
+            let writer = try ChildProcess(["/bin/sh", "-c", "exec 3>\(b.path("P")); echo one >&3; exec sleep 60"])
+            defer { writer.signal(SIGKILL) }
+            let reader = try ChildProcess(["python3", "-c", """
+                import errno, os, sys
+                fd = os.open(sys.argv[1], os.O_RDONLY)
+                for _ in range(3):
+                    try:
+                        print(os.read(fd, 100).decode().strip() or "end of file", flush=True)
+                    except OSError as e:
+                        print(errno.errorcode[e.errno], flush=True)
+                """, a.path("P")])
+            defer { reader.signal(SIGKILL) }
+            #expect(eventually(timeout: 20) { reader.output == "one\n" })
+            usleep(300_000)   // the reader waits in its second read
+            a.daemon.signal(SIGSTOP)
+            defer { a.daemon.signal(SIGCONT) }
+            #expect(eventually(timeout: 20) { hosts() == "1" }, "a is taken for gone")
+            #expect(try server.admin("SELECT count(*) FROM npfs.opens", database: "npfs") == "1", "only b's writer is left")
+            a.daemon.signal(SIGCONT)
+            #expect(reader.wait(timeout: 20) == 0)
+            #expect(reader.output == "one\nEIO\nEIO\n", "the waiting read, then the old handle: \(reader.output)")
+            #expect(eventually(timeout: 20) { hosts() == "2" }, "a joined again")
+            // A fresh open on a works with b again.
+            let fresh = try ChildProcess(["cat", b.path("Q")])
+            defer { fresh.signal(SIGKILL) }
+            #expect(try ChildProcess.shell("echo again > \(a.path("Q"))", timeout: 20).status == 0)
+            #expect(fresh.wait(timeout: 20) == 0 && fresh.output == "again\n", "\(fresh.output)")
+        }
+    }
+
     @Test func bytesCrossHostsIntactAndCompetingReadersShareThemWithoutLossOrDuplicate() throws {
         try Self.withHosts(["host=a", "host=b", "host=c"]) { server, mounts in
             let (a, b, c) = (mounts[0], mounts[1], mounts[2])
