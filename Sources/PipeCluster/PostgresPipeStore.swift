@@ -226,6 +226,8 @@ final class WaitTable: Sendable {
         let waiter: any PipeWaiter
         /// The handle of a waiting open (its end is undone if it fails).
         let open: PipeHandle?
+        /// Its step has begun (the server was reached): a withdrawal is a step too.
+        var begun = false
     }
 
     private let state = Mutex<(next: UInt64, entries: [UInt64: Entry])>((1, [:]))
@@ -243,6 +245,28 @@ final class WaitTable: Sendable {
 
     /// The numbers of every request waiting now.
     var all: [UInt64] { state.withLock { Array($0.entries.keys) } }
+
+    func isWaiting(_ number: UInt64) -> Bool { state.withLock { $0.entries[number] != nil } }
+
+    /// The request's step begins; false if it was answered meanwhile (withdrawn while its
+    /// worker waited for the server), and then it must not.
+    func begin(_ number: UInt64) -> Bool {
+        state.withLock { state in
+            guard state.entries[number] != nil else { return false }
+            state.entries[number]?.begun = true
+            return true
+        }
+    }
+
+    /// Takes a request whose step has not begun (it waits for the server to come back):
+    /// it can be answered at once, nothing of it being anywhere else.
+    func takeUnbegun(_ waiter: any PipeWaiter) -> Entry? {
+        state.withLock { state in
+            guard let (number, entry) = state.entries.first(where: { $0.value.waiter === waiter }), !entry.begun else { return nil }
+            state.entries[number] = nil
+            return entry
+        }
+    }
 
     func number(of waiter: any PipeWaiter) -> UInt64? {
         state.withLock { $0.entries.first { $0.value.waiter === waiter }?.key }

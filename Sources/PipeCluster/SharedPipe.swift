@@ -37,7 +37,7 @@ final class SharedPipe: PipeEndpoint {
         let wait = WaitID(host: me, number: store.waits.add(waiter, open: handle))
         let open = OpenID(host: me, handle: handle)
         store.fence.opened(handle)
-        run { pipe, now, statements in
+        run(for: wait.number) { pipe, now, statements in
             let offer = WaitOffer(wait, interrupted: waiter.isInterrupted)
             var (answer, effects) = pipe.machine.open(open, access: access, nonblocking: nonblocking, caller: caller, protection: protection,
                                                  mountOwner: mountOwner, wait: offer, at: now)
@@ -88,6 +88,15 @@ final class SharedPipe: PipeEndpoint {
     }
 
     func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
+        if let entry = store.waits.takeUnbegun(waiter) {
+            // Its step waits for the server: answered now, and the step will not run.
+            if let handle = entry.open {
+                store.fence.forget(handle)
+                store.openFailed(handle)
+            }
+            waiter.resume(.failed(reason == .timedOut ? .timedOut : .interrupted))
+            return nil
+        }
         guard let number = store.waits.number(of: waiter) else { return nil }
         run { pipe, now, statements in
             let (cancelled, effects) = pipe.machine.cancel(WaitID(host: self.me, number: number), because: reason, at: now)
@@ -107,7 +116,7 @@ final class SharedPipe: PipeEndpoint {
         if store.fence.isFenced(handle) { return .done(.failed(.ioError)) }
         guard let waiter else { return .mustWait }
         let wait = WaitID(host: me, number: store.waits.add(waiter))
-        run(prefetch: size) { pipe, now, _ in
+        run(prefetch: size, for: wait.number) { pipe, now, _ in
             var (reply, _, effects) = pipe.machine.read(OpenID(host: self.me, handle: handle), size: size, offset: offset,
                                                   nonblocking: nonblocking, wait: WaitOffer(wait, interrupted: waiter.isInterrupted), at: now)
             if let reply { effects.replies.append((wait, PipeReply(reply))) }
@@ -124,7 +133,7 @@ final class SharedPipe: PipeEndpoint {
         guard let waiter else { return .mustWait }
         let wait = WaitID(host: me, number: store.waits.add(waiter))
         let copy = [UInt8](bytes)
-        run { pipe, now, _ in
+        run(for: wait.number) { pipe, now, _ in
             var (attempt, effects) = pipe.machine.write(OpenID(host: self.me, handle: handle), copy, offset: offset,
                                                    nonblocking: nonblocking, wait: WaitOffer(wait, interrupted: waiter.isInterrupted), at: now)
             if case .done(let reply) = attempt { effects.replies.append((wait, PipeReply(reply))) }
@@ -262,10 +271,16 @@ final class SharedPipe: PipeEndpoint {
     /// hosts notified, and the commit. After the commit, this host's replies are delivered,
     /// its view of the pipe refreshed and its pollers told. `failed` runs if PostgreSQL could
     /// not be reached or refused.
-    func run(prefetch: Int = 0, readingOpens: Bool = false, _ body: @escaping @Sendable (inout PipeRow.Locked, Timestamp, inout [Statement]) -> Step,
+    func run(prefetch: Int = 0, readingOpens: Bool = false, for request: UInt64? = nil,
+             _ body: @escaping @Sendable (inout PipeRow.Locked, Timestamp, inout [Statement]) -> Step,
              failed: @escaping @Sendable () -> Void) {
         store.worker(for: key).async { worker in
             do {
+                // While the server is away the request may be withdrawn (Ctrl-C, a timeout):
+                // it then is answered at once, and its step never runs.
+                if let request, !self.store.waits.isWaiting(request) { return }
+                _ = try worker.connected()
+                if let request, !self.store.waits.begin(request) { return }
                 let row = self.row
                 let (state, effects, after) = try worker.transaction { connection throws(ClusterError) in
                     let begun: PipeRow.Locked?

@@ -231,6 +231,36 @@ import Testing
         }
     }
 
+    /// With the server away, a request waiting for it can be interrupted at once (Ctrl-C
+    /// of a cat whose open waits for the server), status says since when the mount is
+    /// disconnected, and everything goes on once the server is back.
+    @Test func requestsWaitingForAnAbsentServerAreInterruptible() throws {
+        try Self.withHosts(["host=a", "host=b"]) { server, mounts in
+            let (a, b) = (mounts[0], mounts[1])
+            server.stopServer(mode: "fast")
+            var restarted = false
+            defer { if !restarted { try? server.start() } }
+            #expect(eventually(timeout: 10) {
+                ((try? ChildProcess.run([TestMount.binary, "status", a.directory]))?.output ?? "").contains("disconnected since")
+            })
+            let waiting = try ChildProcess(["cat", a.path("P")])
+            usleep(500_000)
+            #expect(waiting.isRunning)
+            let interrupted = Date()
+            waiting.signal(SIGINT)
+            #expect(waiting.wait(timeout: 10) != nil)
+            let seconds = Date().timeIntervalSince(interrupted)
+            print("npfs-measure: a request waiting for an absent server ended \(Int(seconds * 1000)) ms after its Ctrl-C")
+            #expect(seconds < 1, "answered only after \(seconds) s (the cluster timeout is 5)")
+            try server.start()
+            restarted = true
+            let reader = try ChildProcess(["cat", b.path("P")])
+            defer { reader.signal(SIGKILL) }
+            #expect(try ChildProcess.shell("echo back > \(a.path("P"))", timeout: 30).status == 0)
+            #expect(reader.wait(timeout: 30) == 0 && reader.output == "back\n", "\(reader.output)")
+        }
+    }
+
     @Test func anIdleMountWithAThousandPipesHoldsFiveConnectionsAndQueriesOnceASecond() throws {
         try PostgresServer.with { server in
             try TestMount.with(options: ["cluster=\(server.url()),host=a"]) { a in
