@@ -151,16 +151,16 @@ package final class PostgresPipeStore: PipeStore {
     }
 
     /// A host whose lease this host has just taken is removed if it is gone: the server has
-    /// been up longer than the cluster's timeout (so the lease ended with the host's own
-    /// connection: its daemon died), or the host has been silent that long. Otherwise the
-    /// lease ended with a restart of the server, and the host gets the timeout to come back:
-    /// the lease is let go.
+    /// been up longer than the cluster's timeout, so the lease ended with the host's own
+    /// connection (its daemon died, or it was cut off and ended as silent). Otherwise the
+    /// lease may have ended with a restart of the server, and the host gets the timeout to
+    /// come back (its heartbeat is as old as the restart, and says nothing): the lease is
+    /// let go.
     @discardableResult
     func removeIfGone(_ host: HostNumber, on connection: Connection) -> Bool {
         let rows = try? connection.execute("""
-            SELECT pg_postmaster_start_time() < now() - make_interval(secs => $2)
-                OR coalesce((SELECT heartbeat < now() - make_interval(secs => $2) FROM \(schema.table("hosts")) WHERE id = $1), true)
-            """, [.int32(Int32(bitPattern: host)), .double(settings.timeout)])
+            SELECT pg_postmaster_start_time() < now() - make_interval(secs => $1)
+            """, [.double(settings.timeout)])
         if rows?.bool(0, 0) == true {
             removeHost(host, on: connection)
             return true
@@ -218,6 +218,8 @@ package final class PostgresPipeStore: PipeStore {
     }
 
     func openFailed(_ handle: PipeHandle) { outcomes.withLock { $0 }?.openFailed(handle) }
+
+    func client(of handle: PipeHandle) -> (ClientIdentity, Timestamp)? { outcomes.withLock { $0 }?.client(of: handle) }
 }
 
 /// This host's requests that wait in some pipe, by number: the `WaitID`s its machines hold.

@@ -8,7 +8,8 @@
 ///   stream position of its oldest buffered byte.
 /// - `pages`: its buffered bytes, as 8 KiB pages of its stream (`PagedBuffer`), stored
 ///   uncompressed.
-/// - `opens`: each open of a pipe, by host and handle (to close a dead host's opens).
+/// - `opens`: each open of a pipe, by host and handle (to close a dead host's opens), with
+///   the process that made it and when (for the clients `npfs status` lists).
 /// Tables whose rows come and go with the bytes (`pages`, `pipes`, `mailbox`) are vacuumed
 /// after every thousand dead rows, so that storage follows what is buffered.
 /// - `mailbox`: replies to waiting requests of other hosts, fetched by the host after a
@@ -61,6 +62,8 @@ package struct Schema: Sendable {
                 space text NOT NULL, name bytea NOT NULL, host integer NOT NULL, handle bigint NOT NULL, access smallint NOT NULL,
                 PRIMARY KEY (space, name, host, handle));
             CREATE INDEX IF NOT EXISTS opens_by_host ON \(name).opens (host);
+            ALTER TABLE \(name).opens ADD COLUMN IF NOT EXISTS pid integer, ADD COLUMN IF NOT EXISTS uid bigint,
+                ADD COLUMN IF NOT EXISTS command text, ADD COLUMN IF NOT EXISTS since double precision;
             CREATE TABLE IF NOT EXISTS \(name).mailbox (
                 id bigserial PRIMARY KEY, host integer NOT NULL, wait bigint NOT NULL, reply bytea NOT NULL);
             CREATE INDEX IF NOT EXISTS mailbox_by_host ON \(name).mailbox (host);
@@ -95,8 +98,11 @@ package struct Schema: Sendable {
             CREATE OR REPLACE FUNCTION \(name).beat(p_space text, p_me integer, p_lease text, p_timeout float8, p_patience float8,
                 OUT hosts bigint, OUT free text, OUT next integer, OUT next_gone boolean) LANGUAGE plpgsql AS $beat$
             BEGIN
+                -- Not within the timeout of a restart of the server, when every heartbeat is old.
                 PERFORM pg_terminate_backend(h.backend) FROM \(hosts) h
-                    WHERE h.space = p_space AND h.id <> p_me AND h.backend IS NOT NULL AND h.heartbeat < now() - make_interval(secs => p_timeout);
+                    WHERE h.space = p_space AND h.id <> p_me AND h.heartbeat < now() - make_interval(secs => p_timeout)
+                    AND pg_postmaster_start_time() < now() - make_interval(secs => p_timeout)
+                    AND h.backend IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database());
                 SELECT count(*) INTO hosts FROM \(hosts) h WHERE h.space = p_space;
                 SELECT string_agg(h.id::text, ',') INTO free FROM \(hosts) h
                     WHERE h.space = p_space AND h.id <> p_me AND pg_try_advisory_lock(hashtext(p_lease), h.id);

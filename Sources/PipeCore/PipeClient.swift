@@ -23,24 +23,29 @@ package struct PipeClient: Sendable, Equatable {
     package var waiting: Waiting?
     /// Broadcast delivery: bytes this reader lost, left behind by a ring-mode pipe.
     package var lost: UInt64?
+    /// A cluster's pipe: the host (`-o host=`) the open was made on.
+    package var host: String?
 
     package enum Waiting: String, Sendable, CaseIterable { case open, read, write }
 
-    package init(identity: ClientIdentity, access: AccessMode, since: Timestamp, waiting: Waiting?, lost: UInt64? = nil) {
+    package init(identity: ClientIdentity, access: AccessMode, since: Timestamp, waiting: Waiting?, lost: UInt64? = nil,
+                 host: String? = nil) {
         self.identity = identity
         self.access = access
         self.since = since
         self.waiting = waiting
         self.lost = lost
+        self.host = host
     }
 
     /// One line, `KEY=VALUE` separated by spaces, the command last (it may hold spaces):
-    /// `pid=4242 uid=1000 access=read waiting=open since=1764111001.250 command=cat`.
+    /// `pid=4242 uid=1000 access=read waiting=open since=1764111001.250 command=cat`
+    /// (with `host=NAME` before `since` for a cluster's pipe; a host name has no space).
     package var line: String {
         let fraction = String(since.nanoseconds / 1_000_000)
         let millis = String(repeating: "0", count: max(0, 3 - fraction.count)) + fraction
         return "pid=\(identity.pid) uid=\(identity.uid) access=\(access.name) waiting=\(waiting?.rawValue ?? "no")"
-            + (lost.map { " lost=\($0)" } ?? "") + " since=\(since.seconds).\(millis) command=\(identity.command)"
+            + (lost.map { " lost=\($0)" } ?? "") + (host.map { " host=\($0)" } ?? "") + " since=\(since.seconds).\(millis) command=\(identity.command)"
     }
 
     /// Parses `line`; nil if it is not one.
@@ -59,7 +64,7 @@ package struct PipeClient: Sendable, Equatable {
         let waiting = fields["waiting"] == "no" ? nil : fields["waiting"].flatMap(Waiting.init(rawValue:))
         self.init(identity: ClientIdentity(pid: pid, uid: uid, command: String(line[commandRange.upperBound...])),
                   access: access, since: Timestamp(seconds: seconds, nanoseconds: millis * 1_000_000), waiting: waiting,
-                  lost: fields["lost"].flatMap { UInt64($0) })
+                  lost: fields["lost"].flatMap { UInt64($0) }, host: fields["host"])
     }
 }
 

@@ -76,6 +76,12 @@ extension PipeRegistry {
     /// live, EACCES if `caller` may not read it.
     package func clients(of inode: InodeNumber, caller: Caller) throws(Errno) -> [PipeClient] {
         var caller = caller
+        // A shared store's pipe: its clients on every host, as the server has them.
+        if let key = state.withLock({ $0.names.nodes[inode]?.key }), let shared = store.sharedStatus(of: key) {
+            guard let pipe = shared.first else { throw .noSuchFileOrDirectory }
+            guard Self.mayRead(pipe.status.ownership, &caller) else { throw .permissionDenied }
+            return pipe.clients
+        }
         let pipe = try livePipe(inode)
         guard Self.mayRead(pipe.ownership, &caller) else { throw .permissionDenied }
         return Self.clients(opensByInode([inode])[inode] ?? [])

@@ -299,6 +299,10 @@ extension PipeRegistry: OpenOutcomes {
     package func openFailed(_ handle: PipeHandle) {
         state.withLock { $0.undo(handle, store: store) }
     }
+
+    package func client(of handle: PipeHandle) -> (ClientIdentity, Timestamp)? {
+        state.withLock { $0.opens.open(handle).map { ($0.client, $0.since) } }
+    }
 }
 
 extension PipeRegistry.State {

@@ -13,10 +13,11 @@ extension FuseFilesystem {
     /// outside the `user.` namespace: npfs keeps no ACLs and no security labels, and saying
     /// so once lets `ls -l` stop asking for every name.
     func getxattr(_ request: consuming FuseRequest, inode: InodeNumber, name: [UInt8], size: Int) {
-        // A cluster's pipe: a peek reads its pages from the server, and a pipe that no open
-        // of this mount holds is read from the server.
+        // A cluster's pipe: a peek reads its pages from the server, a pipe that no open of
+        // this mount holds is read from it, and clients and the status table are the
+        // server's (every host's).
         switch registry.store.settingsWait ? AttributeName(name, onRoot: inode == .root) : .unknown {
-        case .peek, .attribute, .clients:
+        case .peek, .attribute, .clients, .statusPage:
             offFuse(request) { self.getxattrNow($0, inode: inode, name: name, size: size) }
         default:
             getxattrNow(request, inode: inode, name: name, size: size)

@@ -147,6 +147,8 @@ struct StatusCommand: ParsableCommand {
         var since: Double
         /// Broadcast delivery: bytes this reader lost, left behind by a ring-mode pipe.
         var lost: UInt64?
+        /// A cluster's pipe: the host the open was made on.
+        var host: String?
 
         init(_ client: PipeClient) {
             pid = client.identity.pid
@@ -156,9 +158,11 @@ struct StatusCommand: ParsableCommand {
             waiting = client.waiting?.rawValue
             since = Double(client.since.seconds) + Double(client.since.nanoseconds) / 1e9
             lost = client.lost
+            host = client.host
         }
 
-        /// `4242 cat (uid 1000) reads, waiting for a writer, for 12 s`.
+        /// `4242 cat (uid 1000) reads, waiting for a writer, for 12 s` (`... (uid 1000) on
+        /// host b reads ...` on a cluster mount).
         func line(now: Double) -> String {
             let what: String
             switch waiting {
@@ -169,7 +173,8 @@ struct StatusCommand: ParsableCommand {
             }
             let verb = ["read": "reads", "write": "writes", "read-write": "reads and writes"][access] ?? access
             let loss = lost.map { $0 > 0 ? ", lost \($0) bytes" : "" } ?? ""
-            return "\(pid) \(command.isEmpty ? "?" : command) (uid \(uid)) \(verb)\(what)\(loss), for \(age(now - since))"
+            let place = host.map { " on host \($0)" } ?? ""
+            return "\(pid) \(command.isEmpty ? "?" : command) (uid \(uid))\(place) \(verb)\(what)\(loss), for \(age(now - since))"
         }
     }
 

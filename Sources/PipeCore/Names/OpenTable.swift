@@ -55,6 +55,8 @@ struct OpenTable {
         return Route(pipe: open.pipe, access: open.access, hangUpVersion: open.hangUpVersion, uid: open.uid)
     }
 
+    func open(_ handle: PipeHandle) -> OpenFile? { opens[handle.rawValue] }
+
     mutating func setHangUpVersion(_ version: UInt64, of handle: PipeHandle) {
         opens[handle.rawValue]?.hangUpVersion = version
     }

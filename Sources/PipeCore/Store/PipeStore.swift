@@ -25,6 +25,25 @@ package protocol PipeStore: Sendable {
     /// The store keeps persisted pipes itself (in a database); otherwise the registry keeps
     /// them attached (`NameTable.Node.pinned`) until `rm` or unmount.
     var keepsPersistedPipes: Bool { get }
+    /// A shared store's pipes as the server has them (the one named `key`, or every one of
+    /// the space), each with its clients on every host: for `npfs status` and
+    /// `user.npfs.clients` (a round trip: never on a FUSE thread). Nil for a local store,
+    /// whose registry knows its pipes, or if the server cannot be reached.
+    func sharedStatus(of key: [UInt8]?) -> [SharedPipeStatus]?
+}
+
+/// A pipe of a shared store as the server has it.
+package struct SharedPipeStatus: Sendable {
+    package let key: [UInt8]
+    package let status: PipeStatus
+    /// Its opens on every host, oldest first.
+    package let clients: [PipeClient]
+
+    package init(key: [UInt8], status: PipeStatus, clients: [PipeClient]) {
+        self.key = key
+        self.status = status
+        self.clients = clients
+    }
 }
 
 extension PipeStore {
@@ -33,6 +52,7 @@ extension PipeStore {
     package var clusterSummary: String? { nil }
     package var settingsWait: Bool { false }
     package var keepsPersistedPipes: Bool { false }
+    package func sharedStatus(of key: [UInt8]?) -> [SharedPipeStatus]? { nil }
 }
 
 /// Told by a store whose waiting opens end on threads of its own (the cluster's, after a
@@ -43,4 +63,6 @@ package protocol OpenOutcomes: AnyObject, Sendable {
     func openCompleted(_ handle: PipeHandle, hangUpVersion: UInt64)
     /// The open failed or was withdrawn.
     func openFailed(_ handle: PipeHandle)
+    /// Who made the open, and when (for a shared store's list of clients).
+    func client(of handle: PipeHandle) -> (ClientIdentity, Timestamp)?
 }
