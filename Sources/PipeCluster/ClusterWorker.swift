@@ -28,9 +28,14 @@ final class ClusterWorker: @unchecked Sendable {
         while true {
             do {
                 let made = try Connection(settings.target, timeout: max(2, deadline - Timestamp.monotonicSeconds()))
+                made.patience = settings.timeout
                 // A pipe's bytes never outlive its users: a commit that does not wait for
                 // the disk is enough (a server crash may lose the last moment's writes).
                 try made.execute("SET synchronous_commit = off")
+                // Should this host be cut off mid-transaction, the server ends it (and lets
+                // go of the pipe's row) after the cluster's timeout, as the others end its
+                // lease's connection.
+                try made.execute("SET idle_in_transaction_session_timeout = \(Int(settings.timeout * 1000))")
                 connection = made
                 return made
             } catch {

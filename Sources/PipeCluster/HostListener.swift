@@ -46,6 +46,7 @@ final class HostListener: @unchecked Sendable {
         var pause = 0.1
         while !stopping.load(ordering: .relaxed) {
             if let fresh = try? Connection(store.settings.target, timeout: store.settings.timeout), (try? take(fresh)) != nil {
+                fresh.patience = store.settings.timeout
                 connection = fresh
                 store.connection(lost: false)
                 fetchMail()

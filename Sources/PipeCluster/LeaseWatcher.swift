@@ -48,6 +48,7 @@ final class LeaseWatcher: @unchecked Sendable {
                 let live: Connection
                 if let connection, connection.isOK { live = connection } else {
                     live = try Connection(store.settings.target, timeout: store.settings.timeout)
+                    live.patience = store.settings.timeout + patience
                     // Should this daemon die mid-wait, its backend stops waiting soon after
                     // (PostgreSQL 14 and later; older servers refuse it and wait out the beat).
                     _ = try? live.execute("SET client_connection_check_interval = 100")

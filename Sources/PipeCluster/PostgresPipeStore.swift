@@ -42,6 +42,7 @@ package final class PostgresPipeStore: PipeStore {
         schema = try Schema(settings.schema)
         let connection = try Connection(settings.target, timeout: settings.timeout)
         try schema.prepare(on: connection)
+        connection.patience = settings.timeout
         let rows = try connection.execute("""
             INSERT INTO \(schema.table("hosts")) (id, space, name, pid) VALUES (nextval('\(schema.table("host_ids"))'), $1, $2, $3)
             RETURNING id

@@ -100,9 +100,9 @@ import Testing
         }
     }
 
-    /// A blocking open for reading, given `seconds` (then interrupted): its outcome.
-    static func openWithin(_ seconds: Double, _ path: String) -> Outcome? {
-        let call = BlockingCall { Sys.open(path, O_RDONLY) }
+    /// A blocking open (for reading unless `flags` say), given `seconds` (then interrupted): its outcome.
+    static func openWithin(_ seconds: Double, _ path: String, flags: Int32 = O_RDONLY) -> Outcome? {
+        let call = BlockingCall { Sys.open(path, flags) }
         let outcome = call.wait(timeout: seconds) ?? call.interrupt()
         if case .ok(let fd) = outcome { Glibc.close(Int32(fd)) }
         return outcome

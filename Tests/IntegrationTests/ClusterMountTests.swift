@@ -111,6 +111,110 @@ import Testing
         }
     }
 
+    /// A host cut off from the server by the network (a relay between it and the server
+    /// stops passing bytes, as a cut cable does: no reset, silence): the others take it for
+    /// gone within the timeout; on it, a request that needs the server fails EIO within
+    /// seconds instead of waiting for TCP to give up; once the network is back, its waiting
+    /// read and its old handle fail EIO and it joins again.
+    @Test func aHostCutOffByTheNetworkFailsEIOInSecondsAndComesBackFenced() throws {
+        try PostgresServer.with { server in
+            let relay = try ChildProcess(["python3", "-c", Self.relay, String(server.port)])
+            defer { relay.signal(SIGKILL) }
+            #expect(eventually(timeout: 10) { Int(relay.output.trimmingCharacters(in: .whitespacesAndNewlines)) != nil })
+            let relayPort = relay.output.trimmingCharacters(in: .whitespacesAndNewlines)
+            let cutURL = server.url().replacingOccurrences(of: ":\(server.port)/", with: ":\(relayPort)/")
+            let a = try TestMount(options: ["cluster=\(cutURL),host=a,cluster_timeout=1"])
+            defer { a.tearDown() }
+            let b = try TestMount(options: ["cluster=\(server.url()),host=b,cluster_timeout=1"])
+            defer { b.tearDown() }
+            let hosts = { (try? server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs")) ?? "?" }
+            let writer = try ChildProcess(["/bin/sh", "-c", "exec 3>\(b.path("P")); echo one >&3; exec sleep 60"])
+            defer { writer.signal(SIGKILL) }
+            let reader = try ChildProcess(["python3", "-c", Self.threeReads, a.path("P")])
+            defer { reader.signal(SIGKILL) }
+            #expect(eventually(timeout: 20) { reader.output == "one\n" })
+            // An open of a's whose pipe's worker has its connection when the cut comes.
+            let held = Glibc.open(a.path("S"), O_RDWR | O_CLOEXEC)
+            #expect(held >= 0)
+            defer { Glibc.close(held) }
+            usleep(300_000)
+            relay.signal(SIGUSR1)   // the cut
+            var restored = false
+            defer { if !restored { relay.signal(SIGUSR2) } }
+            #expect(eventually(timeout: 20) { hosts() == "1" }, "b takes a for gone")
+            let started = Date()
+            #expect(ClusterModesTests.openWithin(15, a.path("Q"), flags: O_RDWR) == .error(EIO))
+            let seconds = Date().timeIntervalSince(started)
+            print("npfs-measure: an open on a host cut off from the server failed EIO after \(Int(seconds * 1000)) ms")
+            #expect(seconds < 6)
+            // A write through a connection that went silent mid-use: not the kernel's
+            // quarter of an hour, but the cluster's timeout and a new connection's.
+            let write = BlockingCall { Sys.write(held, Array("x".utf8)) }
+            let wrote = Date()
+            #expect((write.wait(timeout: 15) ?? write.interrupt()) == .error(EIO))
+            let writeSeconds = Date().timeIntervalSince(wrote)
+            print("npfs-measure: a write on a host cut off mid-connection failed EIO after \(Int(writeSeconds * 1000)) ms")
+            #expect(writeSeconds < 6)
+            relay.signal(SIGUSR2)   // the network is back
+            restored = true
+            #expect(reader.wait(timeout: 30) == 0)
+            #expect(reader.output == "one\nEIO\nEIO\n", "\(reader.output)")
+            #expect(eventually(timeout: 20) { hosts() == "2" }, "a joined again")
+            let fresh = try ChildProcess(["cat", b.path("R")])
+            defer { fresh.signal(SIGKILL) }
+            #expect(try ChildProcess.shell("echo again > \(a.path("R"))", timeout: 20).status == 0)
+            #expect(fresh.wait(timeout: 20) == 0 && fresh.output == "again\n", "\(fresh.output)")
+        }
+    }
+
+    /// Reads argv[1] three times, printing each outcome (the text, or the errno's name).
+    static let threeReads = """
+        import errno, os, sys
+        fd = os.open(sys.argv[1], os.O_RDONLY)
+        for _ in range(3):
+            try:
+                print(os.read(fd, 100).decode().strip() or "end of file", flush=True)
+            except OSError as e:
+                print(errno.errorcode[e.errno], flush=True)
+        """
+
+    /// A TCP relay to 127.0.0.1:argv[1] on a port of its own (printed); SIGUSR1 stops it
+    /// passing bytes (silence, as a cut cable: nothing is closed), SIGUSR2 lets them pass.
+    static let relay = """
+        import select, signal, socket, sys, time
+        server = int(sys.argv[1])
+        listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(64)
+        print(listener.getsockname()[1], flush=True)
+        cut = [False]
+        signal.signal(signal.SIGUSR1, lambda *_: cut.__setitem__(0, True))
+        signal.signal(signal.SIGUSR2, lambda *_: cut.__setitem__(0, False))
+        peers = {}
+        while True:
+            if cut[0]:
+                time.sleep(0.02); continue
+            try:
+                ready, _, _ = select.select([listener] + list(peers), [], [], 0.1)
+            except InterruptedError:
+                continue
+            for s in ready:
+                if s is listener:
+                    c, _ = listener.accept(); u = socket.create_connection(("127.0.0.1", server))
+                    peers[c] = u; peers[u] = c
+                    continue
+                if s not in peers: continue
+                try:
+                    data = s.recv(65536)
+                except OSError:
+                    data = b""
+                other = peers[s]
+                if data:
+                    try: other.sendall(data)
+                    except OSError: data = b""
+                if not data:
+                    for x in (s, other):
+                        peers.pop(x, None); x.close()
+        """
+
     @Test func bytesCrossHostsIntactAndCompetingReadersShareThemWithoutLossOrDuplicate() throws {
         try Self.withHosts(["host=a", "host=b", "host=c"]) { server, mounts in
             let (a, b, c) = (mounts[0], mounts[1], mounts[2])

@@ -49,8 +49,15 @@ package final class Connection: @unchecked Sendable {
         return "\(host.hasPrefix("/") ? "socket \(host)" : host):\(port)/\(database)"
     }
 
-    /// The connection still works as far as libpq knows.
-    package var isOK: Bool { PQstatus(connection) == CONNECTION_OK }
+    /// The connection still works as far as libpq knows, and never failed to answer in time.
+    package var isOK: Bool { !abandoned && PQstatus(connection) == CONNECTION_OK }
+
+    /// How long a statement (or a pipeline of them) may take before the connection is
+    /// given up: a server or network that went silent (a cut cable sends no reset) must
+    /// not hold a thread for the kernel's retransmission timeout, a quarter of an hour.
+    package var patience: Double = 30
+    /// Given up after a statement that did not answer in time: never used again.
+    private var abandoned = false
 
     /// Asks the server to cancel the statement running on this connection now (from any
     /// thread); that statement then fails with SQLSTATE 57014.
@@ -67,10 +74,43 @@ package final class Connection: @unchecked Sendable {
     /// Runs `sql` with `parameters` ($1, $2, ...), sent and answered in binary; the rows.
     @discardableResult
     package func execute(_ sql: String, _ parameters: [SQLValue?] = []) throws(ClusterError) -> Rows {
-        let result = Connection.withParameters(parameters) { types, values, lengths, formats in
-            PQexecParams(connection, sql, Int32(parameters.count), types, values, lengths, formats, 1)
+        let sent = Connection.withParameters(parameters) { types, values, lengths, formats in
+            PQsendQueryParams(connection, sql, Int32(parameters.count), types, values, lengths, formats, 1)
         }
-        return try succeeded(result)
+        guard sent == 1 else { throw failure }
+        return try lastResult()
+    }
+
+    /// The results of what was sent, the last one's rows (or the first error), each waited
+    /// for at most `patience` seconds in all.
+    private func lastResult() throws(ClusterError) -> Rows {
+        let end = Timestamp.monotonicSeconds() + patience
+        var last: Rows?
+        var first: ClusterError?
+        while true {
+            try awaitResult(until: end)
+            guard let result = PQgetResult(connection) else { break }
+            do { last = try succeeded(result) } catch { first = first ?? error }
+        }
+        if let first { throw first }
+        guard let last else { throw failure }
+        return last
+    }
+
+    /// Waits until libpq holds a whole result (or the connection failed, which the next
+    /// PQgetResult reports); past `end`, gives the connection up.
+    private func awaitResult(until end: Double) throws(ClusterError) {
+        while PQisBusy(connection) == 1 {
+            let left = end - Timestamp.monotonicSeconds()
+            guard left > 0 else {
+                abandoned = true
+                Glibc.shutdown(PQsocket(connection), Int32(SHUT_RDWR))
+                throw ClusterError("PostgreSQL did not answer within \(Int(patience.rounded(.up))) s")
+            }
+            var entry = pollfd(fd: PQsocket(connection), events: Int16(POLLIN), revents: 0)
+            if poll(&entry, 1, Int32(min(left, 1) * 1000) + 1) < 0 && errno != EINTR { return }
+            if PQconsumeInput(connection) == 0 { return }
+        }
     }
 
     /// Sends `statements` together (libpq's pipeline mode: one round trip) and returns each
@@ -93,7 +133,9 @@ package final class Connection: @unchecked Sendable {
         var first: ClusterError?
         // Each statement's result, then a NULL; at the end, the sync point.
         var nulls = 0
+        let end = Timestamp.monotonicSeconds() + patience
         while true {
+            try awaitResult(until: end)
             guard let result = PQgetResult(connection) else {
                 nulls += 1
                 if PQstatus(connection) != CONNECTION_OK || nulls > 2 * statements.count + 2 { throw failure }
@@ -117,14 +159,18 @@ package final class Connection: @unchecked Sendable {
         if let name = prepared[statement.sql] { return name }
         let name = "npfs_\(prepared.count)"
         let types = statement.parameters.map { $0?.typeOID ?? 0 }
-        _ = try succeeded(types.withUnsafeBufferPointer { PQprepare(connection, name, statement.sql, Int32(types.count), $0.baseAddress) })
+        guard types.withUnsafeBufferPointer({ PQsendPrepare(connection, name, statement.sql, Int32(types.count), $0.baseAddress) }) == 1 else {
+            throw failure
+        }
+        _ = try lastResult()
         prepared[statement.sql] = name
         return name
     }
 
     /// Runs several statements given as text (no parameters), such as a schema.
     package func executeScript(_ sql: String) throws(ClusterError) {
-        _ = try succeeded(PQexec(connection, sql))
+        guard PQsendQuery(connection, sql) == 1 else { throw failure }
+        _ = try lastResult()
     }
 
     /// A statement's result as rows, or (freed) the error it holds; a missing result is the
