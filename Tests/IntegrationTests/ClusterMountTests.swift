@@ -83,15 +83,7 @@ import Testing
             let hosts = { (try? server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs")) ?? "?" }
             let writer = try ChildProcess(["/bin/sh", "-c", "exec 3>\(b.path("P")); echo one >&3; exec sleep 60"])
             defer { writer.signal(SIGKILL) }
-            let reader = try ChildProcess(["python3", "-c", """
-                import errno, os, sys
-                fd = os.open(sys.argv[1], os.O_RDONLY)
-                for _ in range(3):
-                    try:
-                        print(os.read(fd, 100).decode().strip() or "end of file", flush=True)
-                    except OSError as e:
-                        print(errno.errorcode[e.errno], flush=True)
-                """, a.path("P")])
+            let reader = try ChildProcess(["python3", "-c", Self.threeReads, a.path("P")])
             defer { reader.signal(SIGKILL) }
             #expect(eventually(timeout: 20) { reader.output == "one\n" })
             usleep(300_000)   // the reader waits in its second read
@@ -100,15 +92,20 @@ import Testing
             #expect(eventually(timeout: 20) { hosts() == "1" }, "a is taken for gone")
             #expect(try server.admin("SELECT count(*) FROM npfs.opens", database: "npfs") == "1", "only b's writer is left")
             a.daemon.signal(SIGCONT)
-            #expect(reader.wait(timeout: 20) == 0)
-            #expect(reader.output == "one\nEIO\nEIO\n", "the waiting read, then the old handle: \(reader.output)")
-            #expect(eventually(timeout: 20) { hosts() == "2" }, "a joined again")
-            // A fresh open on a works with b again.
-            let fresh = try ChildProcess(["cat", b.path("Q")])
-            defer { fresh.signal(SIGKILL) }
-            #expect(try ChildProcess.shell("echo again > \(a.path("Q"))", timeout: 20).status == 0)
-            #expect(fresh.wait(timeout: 20) == 0 && fresh.output == "again\n", "\(fresh.output)")
+            try Self.expectFencedThenJoinedAgain(reader, hosts: hosts, from: a, to: b)
         }
+    }
+
+    /// What a host taken for gone shows once it is back: its reader's waiting read and the
+    /// next one failed EIO, it joined again, and a fresh pipe from it to `b` works.
+    static func expectFencedThenJoinedAgain(_ reader: ChildProcess, hosts: () -> String, from a: TestMount, to b: TestMount) throws {
+        #expect(reader.wait(timeout: 30) == 0)
+        #expect(reader.output == "one\nEIO\nEIO\n", "the waiting read, then the old handle: \(reader.output)")
+        #expect(eventually(timeout: 20) { hosts() == "2" }, "a joined again")
+        let fresh = try ChildProcess(["cat", b.path("FRESH")])
+        defer { fresh.signal(SIGKILL) }
+        #expect(try ChildProcess.shell("echo again > \(a.path("FRESH"))", timeout: 20).status == 0)
+        #expect(fresh.wait(timeout: 20) == 0 && fresh.output == "again\n", "\(fresh.output)")
     }
 
     /// A host cut off from the server by the network (a relay between it and the server
@@ -157,13 +154,7 @@ import Testing
             #expect(writeSeconds < 6)
             relay.signal(SIGUSR2)   // the network is back
             restored = true
-            #expect(reader.wait(timeout: 30) == 0)
-            #expect(reader.output == "one\nEIO\nEIO\n", "\(reader.output)")
-            #expect(eventually(timeout: 20) { hosts() == "2" }, "a joined again")
-            let fresh = try ChildProcess(["cat", b.path("R")])
-            defer { fresh.signal(SIGKILL) }
-            #expect(try ChildProcess.shell("echo again > \(a.path("R"))", timeout: 20).status == 0)
-            #expect(fresh.wait(timeout: 20) == 0 && fresh.output == "again\n", "\(fresh.output)")
+            try Self.expectFencedThenJoinedAgain(reader, hosts: hosts, from: a, to: b)
         }
     }
 
