@@ -54,7 +54,9 @@ final class HostListener: @unchecked Sendable {
                 return
             }
             usleep(UInt32(pause * 1_000_000))
-            pause = min(pause * 2, 2)
+            // Back within a third of the timeout: after a restart or a failover, the others
+            // give a host that long to come back.
+            pause = min(pause * 2, 2, store.settings.timeout / 3)
         }
     }
 

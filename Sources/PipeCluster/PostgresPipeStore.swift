@@ -152,7 +152,8 @@ package final class PostgresPipeStore: PipeStore {
     }
 
     /// A host whose lease this host has just taken is removed if it is gone: the server has
-    /// been up longer than the cluster's timeout, so the lease ended with the host's own
+    /// served the cluster longer than the cluster's timeout (since it started, or since a
+    /// standby was promoted: `serving_since()`), so the lease ended with the host's own
     /// connection (its daemon died, or it was cut off and ended as silent). Otherwise the
     /// lease may have ended with a restart of the server, and the host gets the timeout to
     /// come back (its heartbeat is as old as the restart, and says nothing): the lease is
@@ -160,7 +161,7 @@ package final class PostgresPipeStore: PipeStore {
     @discardableResult
     func removeIfGone(_ host: HostNumber, on connection: Connection) -> Bool {
         let rows = try? connection.execute("""
-            SELECT pg_postmaster_start_time() < now() - make_interval(secs => $1)
+            SELECT \(schema.name).serving_since() < now() - make_interval(secs => $1)
             """, [.double(settings.timeout)])
         if rows?.bool(0, 0) == true {
             removeHost(host, on: connection)

@@ -2,7 +2,8 @@
 /// the first mount that finds them missing and carrying a version: a daemon refuses a
 /// newer one than it knows.
 ///
-/// - `meta`: the version.
+/// - `meta`: the version, and since when each server (by its start time) serves the
+///   cluster (`serving_since()`, the grace a restart or a failover gives hosts).
 /// - `hosts`: every mount taking part, by space; its id names its opens and waits.
 /// - `pipes`: each live (or persisted) pipe's machine, encoded (`SharedMachine`), and the
 ///   stream position of its oldest buffered byte.
@@ -67,6 +68,9 @@ package struct Schema: Sendable {
             CREATE TABLE IF NOT EXISTS \(name).mailbox (
                 id bigserial PRIMARY KEY, host integer NOT NULL, wait bigint NOT NULL, reply bytea NOT NULL);
             CREATE INDEX IF NOT EXISTS mailbox_by_host ON \(name).mailbox (host);
+            CREATE OR REPLACE FUNCTION \(name).serving_since() RETURNS timestamptz LANGUAGE sql STABLE AS $serving$
+                SELECT coalesce((SELECT value::timestamptz FROM \(name).meta WHERE key = 'serving:' || extract(epoch FROM pg_postmaster_start_time())::text), now())
+            $serving$;
             \(beatFunction)
             ALTER TABLE \(name).mailbox SET (autovacuum_vacuum_scale_factor = 0, autovacuum_vacuum_threshold = 1000,
                                               autovacuum_vacuum_cost_delay = 0, toast.autovacuum_vacuum_scale_factor = 0,
@@ -98,10 +102,13 @@ package struct Schema: Sendable {
             CREATE OR REPLACE FUNCTION \(name).beat(p_space text, p_me integer, p_lease text, p_timeout float8, p_patience float8,
                 OUT hosts bigint, OUT free text, OUT next integer, OUT next_gone boolean) LANGUAGE plpgsql AS $beat$
             BEGIN
+                -- Since when this server serves the cluster (restarted, or a standby promoted,
+                -- whose start is older than its being primary): see serving_since.
+                INSERT INTO \(table("meta")) VALUES ('serving:' || extract(epoch FROM pg_postmaster_start_time())::text, now()::text) ON CONFLICT (key) DO NOTHING;
                 -- Not within the timeout of a restart of the server, when every heartbeat is old.
                 PERFORM pg_terminate_backend(h.backend) FROM \(hosts) h
                     WHERE h.space = p_space AND h.id <> p_me AND h.heartbeat < now() - make_interval(secs => p_timeout)
-                    AND pg_postmaster_start_time() < now() - make_interval(secs => p_timeout)
+                    AND \(name).serving_since() < now() - make_interval(secs => p_timeout)
                     AND h.backend IN (SELECT pid FROM pg_stat_activity WHERE datname = current_database());
                 SELECT count(*) INTO hosts FROM \(hosts) h WHERE h.space = p_space;
                 SELECT string_agg(h.id::text, ',') INTO free FROM \(hosts) h

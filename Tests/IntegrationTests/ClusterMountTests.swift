@@ -384,6 +384,67 @@ import Testing
         }
     }
 
+    /// libpq's failover: two servers in the URL, the standby synchronous; the primary
+    /// dies mid-transfer and the standby is promoted. Both hosts go on with it, neither is
+    /// taken for gone (the promoted standby started long before it served the cluster),
+    /// and a persisted pipe's bytes are all there.
+    @Test func aStandbyPromotedMidTransferTakesOverWithNothingLost() throws {
+        try PostgresServer.with { server in
+            let standbyPort = try server.startStandby(synchronous: true)
+            let url = server.url().replacingOccurrences(of: ":\(server.port)/", with: ":\(server.port)\\,127.0.0.1:\(standbyPort)/")
+                + "?target_session_attrs=read-write"
+            let a = try TestMount(options: ["cluster=\(url),host=a,persist,cluster_timeout=1"])
+            defer { a.tearDown() }
+            let b = try TestMount(options: ["cluster=\(url),host=b,persist,cluster_timeout=1"])
+            defer { b.tearDown() }
+            let directory = try makeTemporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: directory) }
+            let go = directory + "/go"
+            let writer = try ChildProcess(["python3", "-c", """
+                import os, sys, time
+                fd = os.open(sys.argv[1], os.O_WRONLY)
+                for i in range(10):
+                    os.write(fd, b"line %d\\n" % i)
+                while not os.path.exists(sys.argv[2]):
+                    time.sleep(0.05)
+                os.write(fd, b"end\\n")
+                """, a.path("F"), go])
+            defer { writer.signal(SIGKILL) }
+            let reader = try ChildProcess(["python3", "-c", """
+                import os, sys, time
+                fd = os.open(sys.argv[1], os.O_RDONLY)
+                got = b""
+                while got.count(b"\\n") < 10:
+                    got += os.read(fd, 100)
+                print("ten", flush=True)
+                while not os.path.exists(sys.argv[2]):
+                    time.sleep(0.05)
+                while (more := os.read(fd, 100)):
+                    got += more
+                sys.stdout.write(got.decode()); sys.stdout.flush()
+                """, b.path("F"), go])
+            defer { reader.signal(SIGKILL) }
+            #expect(eventually(timeout: 30) { reader.output == "ten\n" }, "\(reader.output)")
+            let ids = try server.admin("SELECT string_agg(id::text, ',' ORDER BY id) FROM npfs.hosts", database: "npfs")
+            // The standby has been up for longer than the cluster's timeout, as standbys are.
+            usleep(2_000_000)
+            server.stopServer(mode: "immediate")
+            try server.promoteStandby()
+            let connected = { (mount: TestMount) in
+                ((try? ChildProcess.run([TestMount.binary, "status", mount.directory]))?.output ?? "").split(separator: "\n").first?.hasSuffix("connected") == true
+                    && !(((try? ChildProcess.run([TestMount.binary, "status", mount.directory]))?.output ?? "").contains("disconnected"))
+            }
+            #expect(eventually(timeout: 60) { connected(a) && connected(b) }, "both hosts are connected to the promoted standby")
+            #expect(try ChildProcess.shell("touch \(go)").status == 0)
+            #expect(writer.wait(timeout: 30) == 0, "\(writer.output)")
+            #expect(reader.wait(timeout: 30) == 0)
+            let lines = (0..<10).map { "line \($0)\n" }.joined()
+            #expect(reader.output == "ten\n" + lines + "end\n", "\(reader.output)")
+            #expect(try server.admin("SELECT string_agg(id::text, ',' ORDER BY id) FROM npfs.hosts", database: "npfs", port: standbyPort) == ids,
+                    "neither host was taken for gone")
+        }
+    }
+
     @Test func anIdleMountWithAThousandPipesHoldsFiveConnectionsAndQueriesOnceASecond() throws {
         try PostgresServer.with { server in
             try TestMount.with(options: ["cluster=\(server.url()),host=a"]) { a in

@@ -18,6 +18,9 @@ package final class PostgresServer: @unchecked Sendable {
     private let user: String
     private let binaries: String
     private var dataDirectory: String { directory + "/data" }
+    private var standbyDirectory: String { directory + "/standby" }
+    /// The standby's port, once `startStandby` made one.
+    package private(set) var standbyPort: Int?
 
     /// `postgresql://npfs:PASSWORD@127.0.0.1:PORT/npfs`, and any `query` after a `?`.
     package func url(password: Bool = true, query: String? = nil) -> String {
@@ -92,11 +95,47 @@ package final class PostgresServer: @unchecked Sendable {
         return pid_t(line)
     }
 
-    /// Runs `sql` as the superuser on `database`; what psql printed (unaligned, tuples only).
+    /// A streaming standby of this server (pg_basebackup, in the server's directory, run by
+    /// the same user) on a port of its own, `synchronous` (commits that wait for the disk
+    /// wait for it too) or not; its port. `promoteStandby` makes it a primary; it is stopped
+    /// and removed with the server.
     @discardableResult
-    package func admin(_ sql: String, database: String = "postgres") throws -> String {
+    package func startStandby(synchronous: Bool) throws -> Int {
+        let standbyPort = try PostgresServer.freePort()
+        try asUser([binaries + "/pg_basebackup", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-D", standbyDirectory,
+                    "-R", "-X", "stream", "--checkpoint=fast", "--no-sync"], timeout: 120, environment: ["PGPASSWORD": adminPassword])
+        let settings = standbyDirectory + "/postgresql.auto.conf"
+        let conninfo = "host=127.0.0.1 port=\(port) user=postgres password=\(adminPassword)"
+        let existing = (try? String(contentsOfFile: settings, encoding: .utf8)) ?? ""
+        try (existing + "primary_conninfo = '\(conninfo)'\n").write(toFile: settings, atomically: false, encoding: .utf8)
+        let options = "-p \(standbyPort) -k \(directory) -c listen_addresses=127.0.0.1 -c max_connections=200"
+        try asUser([binaries + "/pg_ctl", "-D", standbyDirectory, "-l", directory + "/standby.log", "-w", "-t", "60",
+                    "-o", options, "start"], timeout: 90)
+        self.standbyPort = standbyPort
+        if synchronous {
+            try admin("ALTER SYSTEM SET synchronous_standby_names = '*'")
+            try admin("SELECT pg_reload_conf()")
+            guard eventually(timeout: 20, { (try? admin("SELECT count(*) FROM pg_stat_replication WHERE sync_state = 'sync'")) == "1" }) else {
+                throw TestFailure("the standby did not become synchronous: \(standbyLog)")
+            }
+        }
+        return standbyPort
+    }
+
+    /// Makes the standby a primary (the server, stopped first, is gone as in a failover).
+    package func promoteStandby() throws {
+        try asUser([binaries + "/pg_ctl", "-D", standbyDirectory, "-w", "-t", "60", "promote"], timeout: 90)
+    }
+
+    /// The standby's log so far.
+    package var standbyLog: String { (try? String(contentsOfFile: directory + "/standby.log", encoding: .utf8)) ?? "" }
+
+    /// Runs `sql` as the superuser on `database` (of the standby, given its port); what
+    /// psql printed (unaligned, tuples only).
+    @discardableResult
+    package func admin(_ sql: String, database: String = "postgres", port: Int? = nil) throws -> String {
         let result = try ChildProcess.run([binaries + "/psql", "-X", "-q", "-A", "-t", "-v", "ON_ERROR_STOP=1",
-                                           "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", database, "-c", sql],
+                                           "-h", "127.0.0.1", "-p", String(port ?? self.port), "-U", "postgres", "-d", database, "-c", sql],
                                           timeout: 60, environment: ["PGPASSWORD": adminPassword])
         guard result.status == 0 else { throw TestFailure("psql \(sql): \(result.output)") }
         return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
@@ -138,14 +177,17 @@ package final class PostgresServer: @unchecked Sendable {
     package var log: String { (try? String(contentsOfFile: directory + "/server.log", encoding: .utf8)) ?? "" }
 
     private func remove() {
+        if standbyPort != nil {
+            _ = try? asUser([binaries + "/pg_ctl", "-D", standbyDirectory, "-m", "immediate", "-w", "-t", "60", "stop"], timeout: 90)
+        }
         stopServer(mode: "immediate")
         try? FileManager.default.removeItem(atPath: directory)
         _ = try? ChildProcess.run(["userdel", user], timeout: 30)
     }
 
-    private func asUser(_ arguments: [String], timeout: Double) throws {
+    private func asUser(_ arguments: [String], timeout: Double, environment: [String: String] = [:]) throws {
         let result = try ChildProcess.run(["setpriv", "--reuid=\(user)", "--regid=\(user)", "--init-groups", "--"] + arguments,
-                                          timeout: timeout)
+                                          timeout: timeout, environment: environment)
         guard result.status == 0 else {
             throw TestFailure("\(arguments.first ?? "") failed (\(result.status)): \(result.output)")
         }
