@@ -1,5 +1,6 @@
 import Dispatch
 import PipeCore
+import Synchronization
 
 /// One connection and the serial queue that uses it: the cluster's transactions run here,
 /// never on a FUSE thread. Work for one pipe always goes to the same worker, so a host's
@@ -17,6 +18,21 @@ final class ClusterWorker: @unchecked Sendable {
 
     func async(_ work: @escaping @Sendable (ClusterWorker) -> Void) {
         queue.async { work(self) }
+    }
+
+    /// Runs `work` here, after what is queued, and waits for it: at most twice the
+    /// cluster's timeout and a second (a reconnection and a statement); nil past that.
+    /// Never on a FUSE thread.
+    func sync<T: Sendable>(_ work: @escaping @Sendable (ClusterWorker) -> T?) -> T? {
+        let result = Mutex<T?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        queue.async {
+            let value = work(self)
+            result.withLock { $0 = value }
+            done.signal()
+        }
+        _ = done.wait(timeout: .now() + settings.timeout * 2 + 1)
+        return result.withLock { $0 }
     }
 
     /// The connection, made again if it was lost (failing after the cluster timeout).

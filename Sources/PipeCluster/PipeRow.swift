@@ -165,9 +165,9 @@ struct PipeRow {
     func recordingOpen(of host: HostID, _ handle: PipeHandle, access: AccessMode) -> Statement {
         let (client, since) = store.client(of: handle) ?? (ClientIdentity(pid: 0, uid: 0, command: ""), Timestamp.now())
         return Statement("INSERT INTO \(schema.table("opens")) (space, name, host, handle, access, pid, uid, command, since) "
-                         + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)", pipeKey + [.int32(Int32(bitPattern: host.rawValue)), .int64(Int64(bitPattern: handle.rawValue)), .int32(access.openFlags),
-                         .int32(client.pid), .int64(Int64(client.uid)), .text(client.command),
-                         .double(Double(since.seconds) + Double(since.nanoseconds) / 1e9)])
+                         + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                         pipeKey + [.int32(Int32(bitPattern: host.rawValue)), .int64(Int64(bitPattern: handle.rawValue)), .int32(access.openFlags),
+                                    .int32(client.pid), .int64(Int64(client.uid)), .text(client.command), .double(since.secondsSinceEpoch)])
     }
 
     func forgettingOpen(of host: HostID, _ handle: PipeHandle) -> Statement {

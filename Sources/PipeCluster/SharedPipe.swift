@@ -152,9 +152,8 @@ final class SharedPipe: PipeEndpoint {
         if store.fence.isFenced(handle) { return .events([.error]) }
         guard let replier else { return .mustAsk }
         if let notifier { seen.withLock { $0.pollers[handle] = notifier } }
-        let row = self.row
         store.worker(for: key).async { worker in
-            if let state = try? row.state(on: worker.connected()) { self.refresh(state, readinessChanged: false) }
+            try? self.reload(on: worker)
             let events = self.seen.withLock { seen -> PollEvents in
                 switch seen.machine {
                 case .some(let machine): machine.readiness(OpenID(host: self.me, handle: handle), access: access, hangUpVersion: hangUpVersion)
@@ -169,21 +168,13 @@ final class SharedPipe: PipeEndpoint {
     // MARK: Settings and figures (as last seen)
 
     func apply(_ setting: PipeSetting) throws(Errno) {
-        switch runAndWait({ pipe, now in pipe.machine.apply(setting, at: now) }) {
-        case .none: throw .ioError
-        case .some(.some(let error)): throw error
-        case .some(.none): return
-        }
+        try decide { pipe, now in pipe.machine.apply(setting, at: now) }
     }
 
     var ownership: Ownership { seen.withLock { $0.machine?.ownership } ?? creator }
 
     func unpersist(by caller: Caller) throws(Errno) {
-        switch runAndWait({ pipe, _ in (pipe.machine.unpersist(by: caller), SharedEffects()) }) {
-        case .none: throw .ioError
-        case .some(.some(let error)): throw error
-        case .some(.none): return
-        }
+        try decide { pipe, _ in (pipe.machine.unpersist(by: caller), SharedEffects()) }
     }
 
     func changeOwnership(by caller: Caller, permissions: UInt32?, uid: UInt32?, gid: UInt32?) throws(Errno) -> Ownership {
@@ -234,17 +225,10 @@ final class SharedPipe: PipeEndpoint {
     func trimBuffers() {}
 
     func load() throws(Errno) {
-        let row = self.row
-        let result = Mutex<Result<[UInt8]?, Errno>>(.failure(.ioError))
-        let done = DispatchSemaphore(value: 0)
-        store.worker(for: key).async { worker in
-            defer { done.signal() }
-            guard let state = try? row.state(on: worker.connected()) else { return }
-            result.withLock { $0 = .success(state) }
+        let outcome = store.worker(for: key).sync { worker -> Result<Void, Errno> in
+            do throws(Errno) { return .success(try self.reload(on: worker)) } catch { return .failure(error) }
         }
-        _ = done.wait(timeout: .now() + store.settings.timeout * 2 + 1)
-        guard let state = try result.withLock({ $0 }).get() else { throw .noSuchFileOrDirectory }
-        refresh(state, readinessChanged: false)
+        try (outcome ?? .failure(.ioError)).get()
     }
 
     func holdsExactly(readers: Set<PipeHandle>, writers: Int) -> Bool {
@@ -313,15 +297,33 @@ final class SharedPipe: PipeEndpoint {
     /// PostgreSQL could not be reached within the cluster's timeout.
     private func runAndWait<T: Sendable>(_ body: @escaping @Sendable (inout PipeRow.Locked, Timestamp) -> (T, SharedEffects)) -> T? {
         let result = Mutex<T?>(nil)
-        let done = DispatchSemaphore(value: 0)
         run { pipe, now, _ in
             let (value, effects) = body(&pipe, now)
             result.withLock { $0 = value }
             return (effects, {})
         } failed: {}
-        store.worker(for: key).async { _ in done.signal() }
-        _ = done.wait(timeout: .now() + store.settings.timeout * 2 + 1)
+        _ = store.worker(for: key).sync { _ in true }   // the step above has run by then
         return result.withLock { $0 }
+    }
+
+    /// A change that succeeds or fails with an errno, waited for; EIO if PostgreSQL could
+    /// not be reached within the cluster's timeout.
+    private func decide(_ body: @escaping @Sendable (inout PipeRow.Locked, Timestamp) -> (Errno?, SharedEffects)) throws(Errno) {
+        switch runAndWait(body) {
+        case .none: throw .ioError
+        case .some(.some(let error)): throw error
+        case .some(.none): return
+        }
+    }
+
+    /// Reads the row's committed state on the pipe's worker (so after this host's earlier
+    /// steps on it) and takes it as this host's view: ENOENT if the row is gone, EIO if the
+    /// server could not be reached.
+    private func reload(on worker: ClusterWorker) throws(Errno) {
+        let state: [UInt8]?
+        do throws(ClusterError) { state = try row.state(on: worker.connected()) } catch { throw .ioError }
+        guard let state else { throw .noSuchFileOrDirectory }
+        refresh(state, readinessChanged: false)
     }
 
     /// This host's view of the pipe is now `state`; pollers are told if readiness may have changed.

@@ -1,21 +1,11 @@
-import Dispatch
 import PipeCore
-import Synchronization
 
 /// `npfs status` and `user.npfs.clients` on a cluster mount: the space's pipes as the
 /// server has them, each with its opens on every host (who made each, on which host, and
 /// what it waits for, from the pipe's machine).
 extension PostgresPipeStore {
     package func sharedStatus(of key: [UInt8]?) -> [SharedPipeStatus]? {
-        let result = Mutex<[SharedPipeStatus]?>(nil)
-        let done = DispatchSemaphore(value: 0)
-        (key.map { worker(for: $0) } ?? worker(for: [])).async { worker in
-            defer { done.signal() }
-            guard let connection = try? worker.connected(), let read = try? self.readStatus(of: key, on: connection) else { return }
-            result.withLock { $0 = read }
-        }
-        _ = done.wait(timeout: .now() + settings.timeout * 2 + 1)
-        return result.withLock { $0 }
+        worker(for: key ?? []).sync { worker in try? self.readStatus(of: key, on: worker.connected()) }
     }
 
     private func readStatus(of key: [UInt8]?, on connection: Connection) throws(ClusterError) -> [SharedPipeStatus] {

@@ -55,9 +55,7 @@ extension PipeRegistry {
     /// ENOENT if neither. A shared store's calls wait for it: never on a FUSE thread.
     func withPipe<T>(_ inode: InodeNumber, _ body: (any PipeEndpoint) throws(Errno) -> T) throws(Errno) -> T {
         if let pipe = state.withLock({ $0.names.nodes[inode]?.pipe }) { return try body(pipe) }
-        guard let key = state.withLock({ $0.names.nodes[inode]?.key }), store.sharedNames.contains(key),
-              let pipe = state.withLock({ $0.attachForCall(inode, store: store) })
-        else { throw .noSuchFileOrDirectory }
+        guard isPipe(inode), let pipe = state.withLock({ $0.attachForCall(inode, store: store) }) else { throw .noSuchFileOrDirectory }
         defer { state.withLock { $0.dropOpen(of: inode, store: store) } }
         try pipe.load()
         return try body(pipe)
@@ -128,8 +126,8 @@ extension PipeRegistry {
     /// pipe's owner nor root. A shared store's pipe that no open of this mount attaches
     /// is attached for the call.
     package func remove(_ name: PipeName, caller: Caller) throws(Errno) {
-        let inode = lookup(name)   // held for the call, as if the kernel had looked it up
-        defer { forget(inode, count: 1) }
+        // The kernel looks a name up before it unlinks it: one it never looked up is no pipe.
+        guard let inode = knownInode(named: name) else { throw .notPermitted }
         try reservations.withLock { _ throws(Errno) in
             do throws(Errno) {
                 try withPipe(inode) { pipe throws(Errno) in try pipe.unpersist(by: caller) }

@@ -83,40 +83,43 @@ package enum StatusPage {
 }
 
 extension PipeRegistry {
+    /// A pipe a status page may list: its status read when needed, and its clients if the
+    /// store gave them (a shared store's, on every host).
+    private typealias Candidate = (inode: UInt64, name: [UInt8], status: () -> PipeStatus, clients: [PipeClient]?)
+
     /// A page of the status table (see `StatusPage`): live pipes from `inode` on, those
     /// `caller` may read, as many whole records as fit in `size` bytes, and never none while
     /// one remains (the reply is then too long for `size`: ERANGE).
     package func statusPage(from inode: UInt64, size: Int, caller: Caller) -> [UInt8] {
         var caller = caller
         // A shared store's: every pipe of the space, with its clients on every host, as the
-        // server has them (numbered as readdir numbers them); a local store's: the live pipes.
+        // server has them (numbered as readdir numbers them); a local store's: the live
+        // pipes, whose status and opens are read only for those that fit a page.
         let shared = store.sharedStatus(of: nil).map { pipes in
-            let known = state.withLock { $0.names.inodeByKey }
-            return pipes.map { pipe in ((known[pipe.key] ?? InodeNumber.derived(from: pipe.key)).rawValue, pipe) }
-                .filter { $0.0 >= inode }.sorted { $0.0 < $1.0 }
+            let known = state.withLock { state in pipes.map { state.names.inodeByKey[$0.key] } }
+            return zip(pipes, known).map { pipe, inode -> Candidate in
+                ((inode ?? InodeNumber.derived(from: pipe.key)).rawValue, pipe.key, { pipe.status }, pipe.clients)
+            }
         }
-        let pipes: [(UInt64, [UInt8], () -> PipeStatus)] = shared?.map { entry in (entry.0, entry.1.key, { entry.1.status }) }
-            ?? state.withLock { state in
-                state.names.nodes.values.compactMap { node in
-                    node.inode.rawValue >= inode ? node.pipe.map { pipe in (node.inode.rawValue, node.name.bytes, { pipe.status }) } : nil
-                }
-            }.sorted { $0.0 < $1.0 }
+        let pipes = (shared ?? state.withLock { state in
+            state.names.nodes.values.compactMap { node -> Candidate? in
+                node.pipe.map { pipe in (node.inode.rawValue, node.name.bytes, { pipe.status }, nil) }
+            }
+        }).filter { $0.inode >= inode }.sorted { $0.inode < $1.inode }
         // At most this many records fit a page (none is shorter than 100 bytes): of the
         // pipes the caller may read, only these need their opens.
-        var readable: [(inode: UInt64, name: [UInt8], status: PipeStatus)] = []
-        for (inode, name, status) in pipes where readable.count < StatusPage.maximumSize / 100 {
-            let status = status()
+        var readable: [(inode: UInt64, name: [UInt8], status: PipeStatus, clients: [PipeClient]?)] = []
+        for pipe in pipes where readable.count < StatusPage.maximumSize / 100 {
+            let status = pipe.status()
             // The caller's groups are read (with no lock held) once, if some pipe needs them.
-            if Self.mayRead(status.ownership, &caller) { readable.append((inode, name, status)) }
+            if Self.mayRead(status.ownership, &caller) { readable.append((pipe.inode, pipe.name, status, pipe.clients)) }
         }
-        let opens = shared == nil ? opensByInode(Set(readable.map { InodeNumber($0.inode) })) : [:]
-        let sharedClients = Dictionary(shared?.map { ($0.0, $0.1.clients) } ?? [], uniquingKeysWith: { first, _ in first })
+        let opens = opensByInode(Set(readable.filter { $0.clients == nil }.map { InodeNumber($0.inode) }))
         var page: [UInt8] = []
-        for (inode, name, status) in readable {
+        for (inode, name, status, clients) in readable {
             var values: [String: String] = [:]
             for attribute in PipeAttribute.allCases { values[attribute.rawValue] = attribute.value(in: status) }
-            let clients = sharedClients[inode] ?? Self.clients(opens[InodeNumber(inode)] ?? [])
-            let (lines, more) = Self.clientLines(clients, budget: StatusPage.clientBudget)
+            let (lines, more) = Self.clientLines(clients ?? Self.clients(opens[InodeNumber(inode)] ?? []), budget: StatusPage.clientBudget)
             let record = StatusPage.encode(StatusPage.Record(inode: inode, name: name, values: values, clients: lines, moreClients: more))
             guard page.isEmpty || page.count + record.count <= min(size, StatusPage.maximumSize) else { break }
             page += record

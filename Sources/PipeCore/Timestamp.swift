@@ -16,6 +16,9 @@ package struct Timestamp: Sendable, Equatable {
         return Timestamp(seconds: ts.tv_sec, nanoseconds: ts.tv_nsec)
     }
 
+    /// Seconds since the epoch, with their fraction.
+    package var secondsSinceEpoch: Double { Double(seconds) + Double(nanoseconds) / 1e9 }
+
     /// Seconds on the monotonic clock, for ages and intervals.
     package static func monotonicSeconds() -> Double {
         var ts = timespec()

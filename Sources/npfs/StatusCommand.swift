@@ -156,7 +156,7 @@ struct StatusCommand: ParsableCommand {
             command = client.identity.command
             access = client.access.name
             waiting = client.waiting?.rawValue
-            since = Double(client.since.seconds) + Double(client.since.nanoseconds) / 1e9
+            since = client.since.secondsSinceEpoch
             lost = client.lost
             host = client.host
         }
@@ -251,10 +251,6 @@ extension StatusCommand.PipeStatus {
     func clientLines(now: Double) -> String {
         clients.map { "  " + $0.line(now: now) + "\n" }.joined() + (moreClients > 0 ? "  and \(moreClients) more\n" : "")
     }
-}
-
-extension Timestamp {
-    var secondsSinceEpoch: Double { Double(seconds) + Double(nanoseconds) / 1e9 }
 }
 
 /// Rows as lines with aligned columns: those in `leftAligned` padded on the right, the

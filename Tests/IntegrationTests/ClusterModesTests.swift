@@ -62,7 +62,7 @@ import Testing
             // ETIMEDOUT and leaves nothing in the cluster.
             #expect(eventually(timeout: 10) { opens() == "4" }, "RING, MSG and NEWS twice held: \(opens())")
             let started = Date()
-            #expect(Self.openWithin(10, b.path("LATE")) == .error(ETIMEDOUT))
+            #expect(Sys.openWithin(10, b.path("LATE")) == .error(ETIMEDOUT))
             #expect((0.4...5).contains(Date().timeIntervalSince(started)))
             #expect(eventually(timeout: 10) { opens() == "4" }, "the timed-out open left no trace: \(opens())")
 
@@ -72,7 +72,7 @@ import Testing
             #expect(eventually(timeout: 10) { opens() == "5" })
             _ = try npfs(["set", a.path("PT"), "open_timeout=0.5"])
             let timed = Date()
-            #expect(Self.openWithin(10, c.path("PT")) == .error(ETIMEDOUT))
+            #expect(Sys.openWithin(10, c.path("PT")) == .error(ETIMEDOUT))
             #expect((0.4...5).contains(Date().timeIntervalSince(timed)))
             firstReader.signal(SIGKILL)
             #expect(eventually(timeout: 10) { opens() == "4" })
@@ -98,13 +98,5 @@ import Testing
             defer { Glibc.close(later) }
             #expect(eventually(timeout: 5) { Sys.read(later, 100) == .bytes(Array("kept".utf8)) }, "the interrupted read took nothing")
         }
-    }
-
-    /// A blocking open (for reading unless `flags` say), given `seconds` (then interrupted): its outcome.
-    static func openWithin(_ seconds: Double, _ path: String, flags: Int32 = O_RDONLY) -> Outcome? {
-        let call = BlockingCall { Sys.open(path, flags) }
-        let outcome = call.wait(timeout: seconds) ?? call.interrupt()
-        if case .ok(let fd) = outcome { Glibc.close(Int32(fd)) }
-        return outcome
     }
 }

@@ -81,11 +81,8 @@ import Testing
         try Self.withHosts(["host=a,cluster_timeout=1", "host=b,cluster_timeout=1"]) { server, mounts in
             let (a, b) = (mounts[0], mounts[1])
             let hosts = { (try? server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs")) ?? "?" }
-            let writer = try ChildProcess(["/bin/sh", "-c", "exec 3>\(b.path("P")); echo one >&3; exec sleep 60"])
-            defer { writer.signal(SIGKILL) }
-            let reader = try ChildProcess(["python3", "-c", Self.threeReads, a.path("P")])
-            defer { reader.signal(SIGKILL) }
-            #expect(eventually(timeout: 20) { reader.output == "one\n" })
+            let (writer, reader) = try Self.readerOnAOfAWriterOnB(a, b)
+            defer { writer.signal(SIGKILL); reader.signal(SIGKILL) }
             usleep(300_000)   // the reader waits in its second read
             a.daemon.signal(SIGSTOP)
             defer { a.daemon.signal(SIGCONT) }
@@ -93,6 +90,20 @@ import Testing
             #expect(try server.admin("SELECT count(*) FROM npfs.opens", database: "npfs") == "1", "only b's writer is left")
             a.daemon.signal(SIGCONT)
             try Self.expectFencedThenJoinedAgain(reader, hosts: hosts, from: a, to: b)
+        }
+    }
+
+    /// A writer on `b` that wrote "one" into P and holds it open, and a reader on `a`
+    /// (`threeReads`) that has read the line and goes on reading.
+    static func readerOnAOfAWriterOnB(_ a: TestMount, _ b: TestMount) throws -> (writer: ChildProcess, reader: ChildProcess) {
+        let writer = try ChildProcess(["/bin/sh", "-c", "exec 3>\(b.path("P")); echo one >&3; exec sleep 60"])
+        do {
+            let reader = try ChildProcess(["python3", "-c", Self.threeReads, a.path("P")])
+            #expect(eventually(timeout: 20) { reader.output == "one\n" })
+            return (writer, reader)
+        } catch {
+            writer.signal(SIGKILL)
+            throw error
         }
     }
 
@@ -125,11 +136,8 @@ import Testing
             let b = try TestMount(options: ["cluster=\(server.url()),host=b,cluster_timeout=1"])
             defer { b.tearDown() }
             let hosts = { (try? server.admin("SELECT count(*) FROM npfs.hosts", database: "npfs")) ?? "?" }
-            let writer = try ChildProcess(["/bin/sh", "-c", "exec 3>\(b.path("P")); echo one >&3; exec sleep 60"])
-            defer { writer.signal(SIGKILL) }
-            let reader = try ChildProcess(["python3", "-c", Self.threeReads, a.path("P")])
-            defer { reader.signal(SIGKILL) }
-            #expect(eventually(timeout: 20) { reader.output == "one\n" })
+            let (writer, reader) = try Self.readerOnAOfAWriterOnB(a, b)
+            defer { writer.signal(SIGKILL); reader.signal(SIGKILL) }
             // An open of a's whose pipe's worker has its connection when the cut comes.
             let held = Glibc.open(a.path("S"), O_RDWR | O_CLOEXEC)
             #expect(held >= 0)
@@ -140,15 +148,14 @@ import Testing
             defer { if !restored { relay.signal(SIGUSR2) } }
             #expect(eventually(timeout: 20) { hosts() == "1" }, "b takes a for gone")
             let started = Date()
-            #expect(ClusterModesTests.openWithin(15, a.path("Q"), flags: O_RDWR) == .error(EIO))
+            #expect(Sys.openWithin(15, a.path("Q"), flags: O_RDWR) == .error(EIO))
             let seconds = Date().timeIntervalSince(started)
             print("npfs-measure: an open on a host cut off from the server failed EIO after \(Int(seconds * 1000)) ms")
             #expect(seconds < 6)
             // A write through a connection that went silent mid-use: not the kernel's
             // quarter of an hour, but the cluster's timeout and a new connection's.
-            let write = BlockingCall { Sys.write(held, Array("x".utf8)) }
             let wrote = Date()
-            #expect((write.wait(timeout: 15) ?? write.interrupt()) == .error(EIO))
+            #expect(BlockingCall.within(15) { Sys.write(held, Array("x".utf8)) } == .error(EIO))
             let writeSeconds = Date().timeIntervalSince(wrote)
             print("npfs-measure: a write on a host cut off mid-connection failed EIO after \(Int(writeSeconds * 1000)) ms")
             #expect(writeSeconds < 6)

@@ -155,3 +155,22 @@ func pollNames(_ events: Int16) -> String {
     let set = names.filter { Int32(events) & $0.0 != 0 }.map(\.1)
     return set.isEmpty ? "none" : set.joined(separator: "|")
 }
+
+extension BlockingCall {
+    /// `work`'s outcome, given `seconds` to finish before it is interrupted (nil if even
+    /// that does not end it).
+    static func within(_ seconds: Double, _ work: @escaping @Sendable () -> Outcome) -> Outcome? {
+        let call = BlockingCall(work)
+        return call.wait(timeout: seconds) ?? call.interrupt()
+    }
+}
+
+extension Sys {
+    /// A blocking open (for reading unless `flags` say), given `seconds` before it is
+    /// interrupted: its outcome (a descriptor it opened is closed).
+    static func openWithin(_ seconds: Double, _ path: String, flags: Int32 = O_RDONLY) -> Outcome? {
+        let outcome = BlockingCall.within(seconds) { Sys.open(path, flags) }
+        if case .ok(let fd) = outcome { Glibc.close(Int32(fd)) }
+        return outcome
+    }
+}
