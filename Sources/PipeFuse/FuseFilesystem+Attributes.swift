@@ -29,17 +29,19 @@ extension FuseFilesystem {
         do throws(Errno) {
             switch AttributeName(name, onRoot: inode == .root) {
             case .attribute(let attribute, let pipe):
-                let value = try registry.attribute(attribute, of: try target(pipe, on: inode), caller: caller)
+                let value = try withTarget(pipe, on: inode) { target throws(Errno) in try registry.attribute(attribute, of: target, caller: caller) }
                 request.xattr(Array(value.utf8), bufferSize: size)
             case .peek(let pipe):
                 // Sized to the caller's buffer, so that the bytes asked for always fit, and
                 // by the caller's own read end if it has one (its thread group, from /proc).
                 let limit = size == 0 ? PipeAttribute.peekLimit : min(size, PipeAttribute.peekLimit)
-                let bytes = try registry.peek(try target(pipe, on: inode), max: limit, caller: caller,
-                                              process: ClientIdentity.of(caller).pid)
+                let bytes = try withTarget(pipe, on: inode) { target throws(Errno) in
+                    try registry.peek(target, max: limit, caller: caller, process: ClientIdentity.of(caller).pid)
+                }
                 request.xattr(bytes, bufferSize: size)
             case .clients(let pipe):
-                request.xattr(Array(try registry.clientsText(of: try target(pipe, on: inode), caller: caller).utf8), bufferSize: size)
+                let text = try withTarget(pipe, on: inode) { target throws(Errno) in try registry.clientsText(of: target, caller: caller) }
+                request.xattr(Array(text.utf8), bufferSize: size)
             case .daemonPid:
                 request.xattr(Array(String(getpid()).utf8), bufferSize: size)
             case .usage:
@@ -93,15 +95,19 @@ extension FuseFilesystem {
         do throws(Errno) {
             switch AttributeName(name, onRoot: inode == .root) {
             case .attribute(let attribute, let pipe):
-                let target = try target(pipe, on: inode)
-                guard registry.isPipe(target) else { throw .noSuchFileOrDirectory }
-                if flags & XATTR_CREATE_FLAG != 0 { throw .fileExists }
-                try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: target, caller: request.caller)
+                let caller = request.caller
+                try withTarget(pipe, on: inode) { target throws(Errno) in
+                    guard registry.isPipe(target) else { throw .noSuchFileOrDirectory }
+                    if flags & XATTR_CREATE_FLAG != 0 { throw .fileExists }
+                    try registry.setAttribute(attribute, to: String(decoding: value, as: UTF8.self), of: target, caller: caller)
+                }
             case .setRequest:
                 // `npfs set`: a pipe named by its bytes, of any length, and several settings.
                 let (pipe, changes) = try PipeAttribute.parseSetRequest(value)
-                guard let target = try knownInode(pipe) else { throw .noSuchFileOrDirectory }
-                try registry.setAttributes(changes, of: target, caller: request.caller)
+                let caller = request.caller
+                try registry.withName(try PipeName(bytes: pipe)) { target throws(Errno) in
+                    try registry.setAttributes(changes, of: target, caller: caller)
+                }
             case .peek, .clients, .daemonPid, .usage, .cluster, .statusPage, .unknown:
                 throw .noData
             case .otherUser, .otherNamespace:
@@ -123,20 +129,14 @@ extension FuseFilesystem {
         }
     }
 
-    /// The inode an attribute is about: the one asked on, or the pipe named through the
-    /// root (ENOENT for a name the kernel does not know; ENAMETOOLONG or EINVAL for a name
-    /// no pipe can have).
-    private func target(_ pipe: AttributeName.Pipe, on inode: InodeNumber) throws(Errno) -> InodeNumber {
+    /// `body` with the inode an attribute is about: the one asked on, or the pipe named
+    /// through the root, as if looked up for the call (a cluster's pipe that lives on other
+    /// hosts only has no inode here before; ENAMETOOLONG or EINVAL for a name no pipe can have).
+    private func withTarget<T>(_ pipe: AttributeName.Pipe, on inode: InodeNumber,
+                               _ body: (InodeNumber) throws(Errno) -> T) throws(Errno) -> T {
         switch pipe {
-        case .this: return inode
-        case .named(let name):
-            guard let known = try knownInode(name) else { throw .noSuchFileOrDirectory }
-            return known
+        case .this: return try body(inode)
+        case .named(let name): return try registry.withName(try PipeName(bytes: name), body)
         }
-    }
-
-    /// The inode of a pipe named in a root attribute, if the kernel knows the name.
-    private func knownInode(_ name: [UInt8]) throws(Errno) -> InodeNumber? {
-        registry.knownInode(named: try PipeName(bytes: name))
     }
 }

@@ -294,6 +294,11 @@ import Testing
             let npfs = TestMount.binary
             let holder = try ChildProcess(["/bin/sh", "-c", "exec 3<>\(a.path("P")); printf hello >&3; exec sleep 60"])
             defer { holder.signal(SIGKILL) }
+            // First, through b's root only (npfs set, a root attribute), before anything
+            // on b looked the name up: b had no inode for it, and both said ENOENT.
+            #expect(eventually(timeout: 20) { (try? ChildProcess.run([npfs, "set", b.path("P"), "capacity=96K"]))?.status == 0 },
+                    "set on b before any lookup there")
+            #expect(try getfattr(b.directory, "user.npfs.pipe.P.capacity") == "98304")
             #expect(eventually(timeout: 20) {
                 (try? ChildProcess.run([npfs, "get", b.path("P"), "buffered"]))?.output == "5\n"
             }, "get on b")

@@ -20,6 +20,15 @@ extension PipeRegistry {
         }
     }
 
+    /// `body` with the inode of a name asked for through the mount root (`npfs set`, a
+    /// root attribute), counted as one lookup for the call: a cluster's pipe that lives on
+    /// other hosts only has no inode here until the name is looked up.
+    package func withName<T>(_ name: PipeName, _ body: (InodeNumber) throws(Errno) -> T) throws(Errno) -> T {
+        let inode = lookup(name)
+        defer { forget(inode, count: 1) }
+        return try body(inode)
+    }
+
     /// FUSE `forget`: the kernel dropped `count` references; an unused name is forgotten.
     package func forget(_ inode: InodeNumber, count: UInt64) {
         state.withLock { $0.names.forget(inode, count: count) }
