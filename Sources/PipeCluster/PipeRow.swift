@@ -143,15 +143,17 @@ struct PipeRow {
                       .int64Array(remote.map { Int64(bitPattern: $0.wait.number) }),
                       .bytesArray(remote.map { $0.reply.encoded }), .text(schema.channelPrefix)]))
         }
-        if effects.readinessChanged {
-            // The new state rides along when it fits a notification (8000 bytes), saving
-            // each host a query to read it.
+        if effects.readinessChanged || effects.viewChanged {
+            // Readiness matters to the hosts whose opens of the pipe were polled (see
+            // `markingPolled`): a notification costs every listening backend a wake-up and
+            // serializes commits, and most steps change readiness. The new state rides
+            // along when it fits a notification (8000 bytes), saving each host a query to read it.
             let state = machine.encoded
             let carried = state.count * 2 + key.count * 2 < 7000 ? Hex.encode(state) : ""
             statements.append(Statement("""
                 SELECT pg_notify($4 || host::text, 'c' || encode($2, 'hex') || ':' || $5)
-                FROM (SELECT DISTINCT host FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host <> $3) AS others
-                """, pipeKey + [.int32(Int32(bitPattern: me.rawValue)), .text(schema.channelPrefix), .text(carried)]))
+                FROM (SELECT DISTINCT host FROM \(schema.table("opens")) WHERE space = $1 AND name = $2 AND host <> $3 AND (polled OR $6)) AS others
+                """, pipeKey + [.int32(Int32(bitPattern: me.rawValue)), .text(schema.channelPrefix), .text(carried), .bool(effects.viewChanged)]))
         }
         return statements
     }
@@ -168,6 +170,22 @@ struct PipeRow {
                          + "VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                          pipeKey + [.int32(Int32(bitPattern: host.rawValue)), .int64(Int64(bitPattern: handle.rawValue)), .int32(access.openFlags),
                                     .int32(client.pid), .int64(Int64(client.uid)), .text(client.command), .double(since.secondsSinceEpoch)])
+    }
+
+    /// Marks an open as polled, from now on told of the pipe's readiness changes, and reads
+    /// the pipe's state, in one transaction, under the row's lock (shared): a step of another
+    /// host either committed before (its state is the one read) or comes after and sees the
+    /// mark (and notifies). Nil if the row is gone.
+    func markingPolled(_ handle: PipeHandle, on connection: Connection) throws(ClusterError) -> [UInt8]? {
+        let results = try connection.pipeline([
+            Statement("BEGIN"),
+            Statement("SELECT state FROM \(schema.table("pipes")) WHERE space = $1 AND name = $2 FOR SHARE", pipeKey),
+            Statement("UPDATE \(schema.table("opens")) SET polled = true WHERE space = $1 AND name = $2 AND host = $3 AND handle = $4",
+                      pipeKey + [.int32(Int32(bitPattern: me.rawValue)), .int64(Int64(bitPattern: handle.rawValue))]),
+            Statement("COMMIT"),
+        ])
+        guard results.count >= 2 else { throw ClusterError("a poll's transaction was cut short") }
+        return results[1].bytes(0, 0)
     }
 
     func forgettingOpen(of host: HostID, _ handle: PipeHandle) -> Statement {

@@ -10,7 +10,8 @@
 /// - `pages`: its buffered bytes, as 8 KiB pages of its stream (`PagedBuffer`), stored
 ///   uncompressed.
 /// - `opens`: each open of a pipe, by host and handle (to close a dead host's opens), with
-///   the process that made it and when (for the clients `npfs status` lists).
+///   the process that made it and when (for the clients `npfs status` lists), and whether
+///   it was polled (its host is then told of the pipe's readiness changes).
 /// Tables whose rows come and go with the bytes (`pages`, `pipes`, `mailbox`) are vacuumed
 /// after every thousand dead rows, so that storage follows what is buffered.
 /// - `mailbox`: replies to waiting requests of other hosts, fetched by the host after a
@@ -64,7 +65,8 @@ package struct Schema: Sendable {
                 PRIMARY KEY (space, name, host, handle));
             CREATE INDEX IF NOT EXISTS opens_by_host ON \(name).opens (host);
             ALTER TABLE \(name).opens ADD COLUMN IF NOT EXISTS pid integer, ADD COLUMN IF NOT EXISTS uid bigint,
-                ADD COLUMN IF NOT EXISTS command text, ADD COLUMN IF NOT EXISTS since double precision;
+                ADD COLUMN IF NOT EXISTS command text, ADD COLUMN IF NOT EXISTS since double precision,
+                ADD COLUMN IF NOT EXISTS polled boolean NOT NULL DEFAULT false;
             CREATE TABLE IF NOT EXISTS \(name).mailbox (
                 id bigserial PRIMARY KEY, host integer NOT NULL, wait bigint NOT NULL, reply bytea NOT NULL);
             CREATE INDEX IF NOT EXISTS mailbox_by_host ON \(name).mailbox (host);

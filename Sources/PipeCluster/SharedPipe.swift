@@ -16,6 +16,8 @@ final class SharedPipe: PipeEndpoint {
     struct Seen: ~Copyable {
         var machine: ClusterMachine?
         var pollers: [PipeHandle: any PollNotifier] = [:]
+        /// Opens marked as polled in the `opens` table (see `PipeRow.markingPolled`).
+        var polled: Set<PipeHandle> = []
     }
 
     private let seen = Mutex(Seen())
@@ -76,7 +78,10 @@ final class SharedPipe: PipeEndpoint {
     }
 
     func close(_ handle: PipeHandle, access: AccessMode) {
-        seen.withLock { _ = $0.pollers.removeValue(forKey: handle) }
+        seen.withLock { seen in
+            seen.pollers[handle] = nil
+            seen.polled.remove(handle)
+        }
         // An open from before this host was taken for gone was closed by the others.
         if store.fence.forget(handle) { return }
         run(readingOpens: true) { pipe, now, statements in
@@ -151,9 +156,15 @@ final class SharedPipe: PipeEndpoint {
               replier: (any PollReplier)?) -> PollResult {
         if store.fence.isFenced(handle) { return .events([.error]) }
         guard let replier else { return .mustAsk }
-        if let notifier { seen.withLock { $0.pollers[handle] = notifier } }
+        // The first poll that asks to be told marks the open, so that the other hosts tell this one.
+        let marking = notifier.map { notifier in
+            seen.withLock { seen in
+                seen.pollers[handle] = notifier
+                return seen.polled.insert(handle).inserted
+            }
+        } ?? false
         store.worker(for: key).async { worker in
-            try? self.reload(on: worker)
+            try? self.reload(on: worker, markingPolled: marking ? handle : nil)
             let events = self.seen.withLock { seen -> PollEvents in
                 switch seen.machine {
                 case .some(let machine): machine.readiness(OpenID(host: self.me, handle: handle), access: access, hangUpVersion: hangUpVersion)
@@ -182,7 +193,7 @@ final class SharedPipe: PipeEndpoint {
             do throws(Errno) {
                 // The other hosts with opens are told (they read the new owner and mode).
                 var told = SharedEffects()
-                told.readinessChanged = true
+                told.viewChanged = true
                 return (.success(try pipe.machine.changeOwnership(by: caller, permissions: permissions, uid: uid, gid: gid)), told)
             } catch {
                 return (.failure(error), SharedEffects())
@@ -317,11 +328,21 @@ final class SharedPipe: PipeEndpoint {
     }
 
     /// Reads the row's committed state on the pipe's worker (so after this host's earlier
-    /// steps on it) and takes it as this host's view: ENOENT if the row is gone, EIO if the
-    /// server could not be reached.
-    private func reload(on worker: ClusterWorker) throws(Errno) {
+    /// steps on it) and takes it as this host's view, marking an open as polled first if
+    /// asked: ENOENT if the row is gone, EIO if the server could not be reached.
+    private func reload(on worker: ClusterWorker, markingPolled handle: PipeHandle? = nil) throws(Errno) {
         let state: [UInt8]?
-        do throws(ClusterError) { state = try row.state(on: worker.connected()) } catch { throw .ioError }
+        do throws(ClusterError) {
+            if let handle {
+                let row = self.row
+                state = try worker.transaction { connection throws(ClusterError) in try row.markingPolled(handle, on: connection) }
+            } else {
+                state = try row.state(on: worker.connected())
+            }
+        } catch {
+            if let handle { seen.withLock { _ = $0.polled.remove(handle) } }   // the next poll tries again
+            throw .ioError
+        }
         guard let state else { throw .noSuchFileOrDirectory }
         refresh(state, readinessChanged: false)
     }

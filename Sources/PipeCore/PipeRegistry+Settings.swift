@@ -50,11 +50,15 @@ extension PipeRegistry {
         return live || store.sharedNames.contains(key)
     }
 
-    /// `body` with the pipe behind an inode: the live one, or a shared store's pipe that
-    /// lives on other hosts only, attached for the call (and its state read) like an open.
+    /// `body` with the pipe behind an inode, its state read (a shared store's as committed:
+    /// other hosts tell this one only of what its pollers need): the live one, or a shared
+    /// store's pipe that lives on other hosts only, attached for the call like an open.
     /// ENOENT if neither. A shared store's calls wait for it: never on a FUSE thread.
     func withPipe<T>(_ inode: InodeNumber, _ body: (any PipeEndpoint) throws(Errno) -> T) throws(Errno) -> T {
-        if let pipe = state.withLock({ $0.names.nodes[inode]?.pipe }) { return try body(pipe) }
+        if let pipe = state.withLock({ $0.names.nodes[inode]?.pipe }) {
+            try pipe.load()
+            return try body(pipe)
+        }
         guard isPipe(inode), let pipe = state.withLock({ $0.attachForCall(inode, store: store) }) else { throw .noSuchFileOrDirectory }
         defer { state.withLock { $0.dropOpen(of: inode, store: store) } }
         try pipe.load()

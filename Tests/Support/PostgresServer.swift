@@ -141,6 +141,29 @@ package final class PostgresServer: @unchecked Sendable {
         return result.output.trimmingCharacters(in: .whitespacesAndNewlines)
     }
 
+    /// The payloads of the notifications sent on `channel` while `body` ran (a psql of the
+    /// test's own listens from before it starts until a second after it ends).
+    package func notifications(on channel: String, during body: () throws -> Void) throws -> [String] {
+        let marker = directory + "/listening-\(channel)"
+        let listener = try ChildProcess([binaries + "/psql", "-X", "-q", "-h", "127.0.0.1", "-p", String(port), "-U", "postgres", "-d", database,
+                                         "-c", "LISTEN \(channel)", "-c", "\\! touch \(marker)",
+                                         "-c", "DO $$ BEGIN FOR i IN 1..1200 LOOP EXIT WHEN pg_stat_file('\(marker)', true) IS NULL; PERFORM pg_sleep(0.1); END LOOP; END $$"],
+                                        environment: ["PGPASSWORD": adminPassword])
+        defer { listener.signal(SIGKILL) }
+        // Listening once the marker is there; the sleeps end when the test removes it.
+        let deadline = Date().addingTimeInterval(20)
+        while !FileManager.default.fileExists(atPath: marker) && Date() < deadline { usleep(20_000) }
+        guard FileManager.default.fileExists(atPath: marker) else { throw TestFailure("psql did not listen: \(listener.output)") }
+        try body()
+        usleep(1_000_000)
+        try FileManager.default.removeItem(atPath: marker)
+        guard listener.wait(timeout: 10) != nil else { throw TestFailure("psql went on listening") }
+        return listener.output.split(separator: "\n").compactMap { line in
+            guard line.hasPrefix("Asynchronous notification"), let start = line.range(of: "with payload \"") else { return nil }
+            return String(line[start.upperBound...].prefix { $0 != "\"" })
+        }
+    }
+
     /// Turns TLS on (connections without it still work): a certificate authority made
     /// for the test (`openssl`, in the server's directory) signs the server's certificate
     /// for 127.0.0.1. Returns the authority's certificate, for `sslrootcert=`.

@@ -175,6 +175,9 @@ package enum CancelledOpen: Sendable, Equatable { case open(OpenID), read, write
 package struct SharedEffects: Sendable {
     package var replies: [(wait: WaitID, reply: PipeReply)] = []
     package var readinessChanged = false
+    /// What every host shows of the pipe changed (its owner or mode): the hosts with opens
+    /// of it are told, not only those polling it.
+    package var viewChanged = false
 
     package init() {}
 
@@ -186,6 +189,7 @@ package struct SharedEffects: Sendable {
     package mutating func merge(_ other: SharedEffects) {
         replies += other.replies
         readinessChanged = readinessChanged || other.readinessChanged
+        viewChanged = viewChanged || other.viewChanged
     }
 }
 
