@@ -17,6 +17,8 @@ command -v groff >/dev/null 2>&1 || missing+=(groff-base)
 compgen -G '/usr/lib/postgresql/*/bin/initdb' >/dev/null || missing+=(postgresql)
 # ... one of them with TLS, its certificates made by openssl.
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+# ... and cut a host off in a network namespace of its own (ip netns, a veth pair).
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if [[ ${#missing[@]} -gt 0 ]]; then
     apt_get=(env DEBIAN_FRONTEND=noninteractive apt-get); [[ $(id -u) -eq 0 ]] || apt_get=(sudo "${apt_get[@]}")
     "${apt_get[@]}" install -y -qq "${missing[@]}" >/dev/null \

@@ -119,19 +119,19 @@ import Testing
         #expect(fresh.wait(timeout: 20) == 0 && fresh.output == "again\n", "\(fresh.output)")
     }
 
-    /// A host cut off from the server by the network (a relay between it and the server
-    /// stops passing bytes, as a cut cable does: no reset, silence): the others take it for
-    /// gone within the timeout; on it, a request that needs the server fails EIO within
-    /// seconds instead of waiting for TCP to give up; once the network is back, its waiting
-    /// read and its old handle fail EIO and it joins again.
+    /// A host cut off from the server by the network: a daemon in a network namespace of
+    /// its own, reaching the server over a veth pair whose link is taken down (as a cut
+    /// cable: packets dropped, nothing reset). The others take it for gone within the
+    /// timeout; on it, a request that needs the server fails EIO within seconds instead of
+    /// waiting for TCP to give up; once the link is back, its waiting read and its old
+    /// handle fail EIO and it joins again.
     @Test func aHostCutOffByTheNetworkFailsEIOInSecondsAndComesBackFenced() throws {
         try PostgresServer.with { server in
-            let relay = try ChildProcess(["python3", "-c", Self.relay, String(server.port)])
-            defer { relay.signal(SIGKILL) }
-            #expect(eventually(timeout: 10) { Int(relay.output.trimmingCharacters(in: .whitespacesAndNewlines)) != nil })
-            let relayPort = relay.output.trimmingCharacters(in: .whitespacesAndNewlines)
-            let cutURL = server.url().replacingOccurrences(of: ":\(server.port)/", with: ":\(relayPort)/")
-            let a = try TestMount(options: ["cluster=\(cutURL),host=a,cluster_timeout=1"])
+            let network = try NetworkNamespace()
+            defer { network.remove() }
+            try server.listen(on: network.hostAddress, for: network.address)
+            let a = try TestMount(options: ["cluster=\(server.url(at: network.hostAddress)),host=a,cluster_timeout=1"],
+                                  launcher: network.launcher)
             defer { a.tearDown() }
             let b = try TestMount(options: ["cluster=\(server.url()),host=b,cluster_timeout=1"])
             defer { b.tearDown() }
@@ -143,9 +143,9 @@ import Testing
             #expect(held >= 0)
             defer { Glibc.close(held) }
             usleep(300_000)
-            relay.signal(SIGUSR1)   // the cut
+            try network.setLink(up: false)   // the cut
             var restored = false
-            defer { if !restored { relay.signal(SIGUSR2) } }
+            defer { if !restored { try? network.setLink(up: true) } }
             #expect(eventually(timeout: 20) { hosts() == "1" }, "b takes a for gone")
             let started = Date()
             #expect(Sys.openWithin(15, a.path("Q"), flags: O_RDWR) == .error(EIO))
@@ -159,7 +159,7 @@ import Testing
             let writeSeconds = Date().timeIntervalSince(wrote)
             print("npfs-measure: a write on a host cut off mid-connection failed EIO after \(Int(writeSeconds * 1000)) ms")
             #expect(writeSeconds < 6)
-            relay.signal(SIGUSR2)   // the network is back
+            try network.setLink(up: true)   // the network is back
             restored = true
             try Self.expectFencedThenJoinedAgain(reader, hosts: hosts, from: a, to: b)
         }
@@ -174,43 +174,6 @@ import Testing
                 print(os.read(fd, 100).decode().strip() or "end of file", flush=True)
             except OSError as e:
                 print(errno.errorcode[e.errno], flush=True)
-        """
-
-    /// A TCP relay to 127.0.0.1:argv[1] on a port of its own (printed); SIGUSR1 stops it
-    /// passing bytes (silence, as a cut cable: nothing is closed), SIGUSR2 lets them pass.
-    static let relay = """
-        import select, signal, socket, sys, time
-        server = int(sys.argv[1])
-        listener = socket.socket(); listener.bind(("127.0.0.1", 0)); listener.listen(64)
-        print(listener.getsockname()[1], flush=True)
-        cut = [False]
-        signal.signal(signal.SIGUSR1, lambda *_: cut.__setitem__(0, True))
-        signal.signal(signal.SIGUSR2, lambda *_: cut.__setitem__(0, False))
-        peers = {}
-        while True:
-            if cut[0]:
-                time.sleep(0.02); continue
-            try:
-                ready, _, _ = select.select([listener] + list(peers), [], [], 0.1)
-            except InterruptedError:
-                continue
-            for s in ready:
-                if s is listener:
-                    c, _ = listener.accept(); u = socket.create_connection(("127.0.0.1", server))
-                    peers[c] = u; peers[u] = c
-                    continue
-                if s not in peers: continue
-                try:
-                    data = s.recv(65536)
-                except OSError:
-                    data = b""
-                other = peers[s]
-                if data:
-                    try: other.sendall(data)
-                    except OSError: data = b""
-                if not data:
-                    for x in (s, other):
-                        peers.pop(x, None); x.close()
         """
 
     @Test func bytesCrossHostsIntactAndCompetingReadersShareThemWithoutLossOrDuplicate() throws {

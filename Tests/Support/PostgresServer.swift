@@ -74,9 +74,30 @@ package final class PostgresServer: @unchecked Sendable {
 
     /// Starts the server (again), waiting until it accepts connections.
     package func start() throws {
-        let options = "-p \(port) -k \(directory) -c listen_addresses=127.0.0.1 -c max_connections=200"
+        let addresses = (["127.0.0.1"] + extraAddresses).joined(separator: ",")
+        let options = "-p \(port) -k \(directory) -c listen_addresses=\(addresses) -c max_connections=200"
         try asUser([binaries + "/pg_ctl", "-D", dataDirectory, "-l", directory + "/server.log", "-w", "-t", "60",
                     "-o", options, "start"], timeout: 90)
+    }
+
+    /// Addresses the server listens on besides 127.0.0.1 (see `listen(on:for:)`).
+    private var extraAddresses: [String] = []
+
+    /// Listens on `address` too, and lets `client` log in from there with a password (a
+    /// line in pg_hba.conf): the server restarts.
+    package func listen(on address: String, for client: String) throws {
+        let hba = try FileHandle(forWritingTo: URL(fileURLWithPath: dataDirectory + "/pg_hba.conf"))
+        defer { try? hba.close() }
+        try hba.seekToEnd()
+        try hba.write(contentsOf: Data("host all all \(client)/32 scram-sha-256\n".utf8))
+        extraAddresses.append(address)
+        stopServer()
+        try start()
+    }
+
+    /// `url()` with another address for the server.
+    package func url(at address: String) -> String {
+        url().replacingOccurrences(of: "@127.0.0.1:", with: "@\(address):")
     }
 
     /// Stops the server: `fast` (sessions ended, a clean shutdown) or `immediate` (as a crash).

@@ -24,7 +24,8 @@ final class TestMount: @unchecked Sendable {
             .deletingLastPathComponent().deletingLastPathComponent().path
     }
 
-    init(options: [String] = []) throws {
+    /// `launcher` comes before the daemon's command line (`nsenter` into a network namespace).
+    init(options: [String] = [], launcher: [String] = []) throws {
         guard FileManager.default.isExecutableFile(atPath: Self.binary) else {
             throw TestFailure("no npfs binary at \(Self.binary): build first (swift build)")
         }
@@ -34,7 +35,7 @@ final class TestMount: @unchecked Sendable {
         _ = fcntl(fds[0], F_SETFD, FD_CLOEXEC)
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         watchdogWriteEnd = fds[1]
-        var arguments = [Self.binary, "mount", "-f", "--watchdog-fd", String(fds[0])]
+        var arguments = launcher + [Self.binary, "mount", "-f", "--watchdog-fd", String(fds[0])]
         for option in options { arguments += ["-o", option] }
         arguments.append(directory)
         do {
