@@ -325,6 +325,36 @@ import Testing
         sys.stdout.write(data.decode())
         """
 
+    /// The README's fstab line, as mount(8) and mount.fuse3 run it: the password from a
+    /// passfile (mode 0600), the mount a host of the cluster like any other.
+    @Test func anFstabLineMountsAClusterHost() throws {
+        try Self.withHosts(["host=b"]) { server, mounts in
+            let b = mounts[0]
+            let files = try makeTemporaryDirectory()
+            defer { try? FileManager.default.removeItem(atPath: files) }
+            let directory = try makeTemporaryDirectory()
+            defer { rmdir(directory) }
+            let passfile = files + "/pgpass", fstab = files + "/fstab"
+            try "127.0.0.1:\(server.port):npfs:npfs:\(server.password)\n".write(toFile: passfile, atomically: false, encoding: .utf8)
+            chmod(passfile, 0o600)
+            // `PROGRAM#SOURCE`: mount.fuse3 runs the test's binary (see fstabEntryMountsThroughMountFuse).
+            try "\(TestMount.binary)#none \(directory) fuse cluster=\(server.url(password: false)),cluster_passfile=\(passfile),host=f,nofail 0 0\n"
+                .write(toFile: fstab, atomically: true, encoding: .utf8)
+            let mounted = try ChildProcess.run(["mount", "-T", fstab, directory], timeout: 30)
+            defer { if isMounted(directory) { _ = try? ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 30) } }
+            #expect(mounted.status == 0, "\(mounted.output)")
+            #expect(isMounted(directory))
+            let status = try ChildProcess.run([TestMount.binary, "status", directory])
+            #expect(status.output.hasPrefix("cluster: 127.0.0.1:\(server.port)/npfs, space default, host f"), "\(status.output)")
+            #expect(!status.output.contains(server.password))
+            let reader = try ChildProcess(["cat", b.path("F")])
+            defer { reader.signal(SIGKILL) }
+            #expect(try ChildProcess.shell("echo from fstab > \(directory)/F", timeout: 30).status == 0)
+            #expect(reader.wait(timeout: 20) == 0 && reader.output == "from fstab\n", "\(reader.output)")
+            #expect(try ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 30).status == 0)
+        }
+    }
+
     /// A statement that runs holds back what VACUUM may remove in the whole database: the
     /// hosts' watch on each other (a wait for a lease) is cut into beats of a second, so
     /// the rows pipes' steps leave behind never pile up (they did, and every step slowed).
