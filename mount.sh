@@ -10,6 +10,12 @@
 #                                               bash and zsh completions, without mounting
 #   ./mount.sh --uninstall                      remove all that --install put in place (mounts
 #                                               are left alone: unmount them with npfs unmount)
+#   ./mount.sh --io-uring [--persistent]        let the kernel offer FUSE over io_uring to mounts
+#                                               made from now on (Linux 6.14+ built with
+#                                               CONFIG_FUSE_IO_URING): sets the fuse module's
+#                                               enable_uring to Y, with --persistent at every boot
+#                                               too (modprobe.d and tmpfiles.d); needs root
+#   ./mount.sh --no-io-uring                    set it back to N and remove what --persistent wrote
 #
 # Options and the mount point may come in any order. Safe to run again: an npfs already
 # mounted there is left as it is, and a stale mount left by a killed daemon ("Transport
@@ -18,7 +24,8 @@
 # a rebuild or a removed clone does not change the npfs that is installed.
 # NPFS_NO_BUILD=1 skips the build, NPFS_BIN=PATH uses that binary, NPFS_NO_LINK=1 leaves
 # /usr/local/bin alone, NPFS_PREFIX=DIR installs under DIR instead of /usr/local, and
-# NPFS_GENERATE_MANUAL=PATH is swift-argument-parser's generate-manual (all for tests).
+# NPFS_GENERATE_MANUAL=PATH is swift-argument-parser's generate-manual, NPFS_ETC=DIR writes
+# --persistent's files under DIR instead of /etc (all for tests).
 set -euo pipefail
 cd "$(dirname "$0")"
 [[ -d /opt/swift/usr/bin ]] && export PATH="/opt/swift/usr/bin:$PATH"
@@ -28,6 +35,8 @@ fail() { echo "npfs: $*" >&2; exit 1; }
 build_only=0
 install_only=0
 uninstall=0
+io_uring=""
+persistent=0
 mountpoint=""
 mount_args=()
 while [[ $# -gt 0 ]]; do
@@ -35,7 +44,10 @@ while [[ $# -gt 0 ]]; do
         --build-only) build_only=1; shift ;;
         --install) install_only=1; shift ;;
         --uninstall) uninstall=1; shift ;;
-        --help|-h) sed -n '2,22p' "$0"; exit 0 ;;
+        --io-uring) io_uring=on; shift ;;
+        --no-io-uring) io_uring=off; shift ;;
+        --persistent) persistent=1; shift ;;
+        --help|-h) sed -n '2,28p' "$0"; exit 0 ;;
         -o) [[ $# -ge 2 ]] || fail "-o needs a value (see ./mount.sh --help)"
             mount_args+=(-o "$2"); shift 2 ;;
         -o*) mount_args+=(-o "${1#-o}"); shift ;;
@@ -53,6 +65,36 @@ prefix=${NPFS_PREFIX:-/usr/local}
 installed_binary=$prefix/bin/npfs
 installed_files=("$prefix/share/man/man1/npfs.1" "$prefix/share/bash-completion/completions/npfs"
                  "$prefix/share/zsh/site-functions/_npfs")
+
+# FUSE over io_uring: the kernel offers it at a mount's start only while the fuse module's
+# enable_uring is Y, which only root can set.
+if [[ -n $io_uring ]]; then
+    [[ $install_only -eq 0 && $build_only -eq 0 && $uninstall -eq 0 && -z "$mountpoint" && ${#mount_args[@]} -eq 0 ]] \
+        || fail "--io-uring and --no-io-uring take no other argument than --persistent"
+    [[ $io_uring == on || $persistent -eq 0 ]] || fail "--persistent goes with --io-uring (--no-io-uring removes its files anyway)"
+    parameter=/sys/module/fuse/parameters/enable_uring
+    [[ -e $parameter ]] || fail "this kernel ($(uname -r)) has no FUSE over io_uring: it needs Linux 6.14 or later built with CONFIG_FUSE_IO_URING"
+    etc=${NPFS_ETC:-/etc}
+    boot_files=("$etc/modprobe.d/npfs-io-uring.conf" "$etc/tmpfiles.d/npfs-io-uring.conf")
+    value=N; [[ $io_uring == on ]] && value=Y
+    echo "$value" | as_root tee "$parameter" >/dev/null || fail "cannot write $parameter (root only)"
+    if [[ $io_uring == on ]]; then
+        said="npfs: FUSE over io_uring enabled ($parameter is Y): mounts made from now on are offered it"
+        if [[ $persistent -eq 1 ]]; then
+            # A fuse module reads its option when it loads; a fuse built into the kernel
+            # gets the value from systemd-tmpfiles at boot.
+            as_root mkdir -p -- "$etc/modprobe.d" "$etc/tmpfiles.d"
+            echo "options fuse enable_uring=1" | as_root tee "${boot_files[0]}" >/dev/null
+            echo "w $parameter - - - - Y" | as_root tee "${boot_files[1]}" >/dev/null
+            said+=", and at every boot (${boot_files[*]})"
+        fi
+        echo "$said"
+    else
+        for file in "${boot_files[@]}"; do [[ -e $file ]] && as_root rm -f -- "$file"; done
+        echo "npfs: FUSE over io_uring disabled ($parameter is N); mounts made before keep what they were given"
+    fi
+    exit 0
+fi
 
 if [[ $uninstall -eq 1 ]]; then
     [[ $install_only -eq 0 && $build_only -eq 0 && -z "$mountpoint" && ${#mount_args[@]} -eq 0 ]] \

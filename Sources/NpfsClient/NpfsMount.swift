@@ -52,6 +52,11 @@ package struct NpfsMount: Sendable {
     /// `host`, `id`, `hosts`, and `connected` or `disconnected_since`; nil on a local mount.
     package func cluster() -> [String: String]? { try? rootLines(.cluster) }
 
+    /// How the mount's requests travel (the root's `user.npfs.transport`): `transport`
+    /// (`dev_fuse`) and `io_uring` (`offered`, `not_offered` or `unknown`, what the kernel
+    /// offered at INIT); nil from a daemon that does not say.
+    package func transport() -> [String: String]? { try? rootLines(.transport) }
+
     /// A root attribute of `KEY=VALUE` lines.
     private func rootLines(_ attribute: AttributeName) throws(Errno) -> [String: String] {
         let text = String(decoding: try Syscalls.getxattr(pathBytes, attribute.bytes), as: UTF8.self)

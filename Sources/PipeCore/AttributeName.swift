@@ -23,6 +23,9 @@ package enum AttributeName: Equatable, Sendable {
     /// The root's, on a cluster mount: the server, space, this host and the hosts seen,
     /// and whether it is connected (`PipeStore.clusterSummary`).
     case cluster
+    /// The root's: how requests travel (`transport=dev_fuse`) and whether the kernel
+    /// offered FUSE over io_uring at INIT (`io_uring=offered`, `not_offered`, `unknown`).
+    case transport
     /// The root's: a page of the status table, from an inode on (see `StatusPage`).
     case statusPage(from: UInt64)
     /// The root's: `npfs set`'s request (see `PipeAttribute.setRequest`).
@@ -51,6 +54,7 @@ package enum AttributeName: Equatable, Sendable {
         case "pid": self = .daemonPid
         case "usage": self = .usage
         case "cluster": self = .cluster
+        case "transport": self = .transport
         case "set": self = .setRequest
         default:
             if let start = StatusPage.startInode(name) {
@@ -99,6 +103,7 @@ package enum AttributeName: Equatable, Sendable {
         case .daemonPid: return Array((Self.prefix + "pid").utf8)
         case .usage: return Array((Self.prefix + "usage").utf8)
         case .cluster: return Array((Self.prefix + "cluster").utf8)
+        case .transport: return Array((Self.prefix + "transport").utf8)
         case .setRequest: return Array((Self.prefix + "set").utf8)
         case .statusPage(let start): return Array((StatusPage.prefix + String(start)).utf8)
         case .unknown, .otherUser, .otherNamespace: return []

@@ -50,6 +50,8 @@ extension FuseFilesystem {
             case .cluster:
                 guard let summary = registry.store.clusterSummary else { return request.fail(.noData) }
                 request.xattr(Array(summary.utf8), bufferSize: size)
+            case .transport:
+                request.xattr(Array(transport.attributeText.utf8), bufferSize: size)
             case .statusPage(let start):
                 // A size query gets the length of a full page; the page itself is cut to the buffer.
                 request.xattr(registry.statusPage(from: start, size: size == 0 ? StatusPage.maximumSize : size, caller: caller),
@@ -69,7 +71,7 @@ extension FuseFilesystem {
     func listxattr(_ request: consuming FuseRequest, inode: InodeNumber, size: Int) {
         let names: [AttributeName]
         if inode == .root {
-            names = [.daemonPid, .usage] + (registry.store.clusterSummary == nil ? [] : [.cluster])
+            names = [.daemonPid, .usage, .transport] + (registry.store.clusterSummary == nil ? [] : [.cluster])
         } else if (try? registry.livePipe(inode)) != nil {
             names = PipeAttribute.allCases.map { .attribute($0, of: .this) }
         } else {
@@ -108,7 +110,7 @@ extension FuseFilesystem {
                 try registry.withName(try PipeName(bytes: pipe)) { target throws(Errno) in
                     try registry.setAttributes(changes, of: target, caller: caller)
                 }
-            case .peek, .clients, .daemonPid, .usage, .cluster, .statusPage, .unknown:
+            case .peek, .clients, .daemonPid, .usage, .cluster, .transport, .statusPage, .unknown:
                 throw .noData
             case .otherUser, .otherNamespace:
                 throw .notSupported
@@ -125,7 +127,7 @@ extension FuseFilesystem {
         switch AttributeName(name, onRoot: inode == .root) {
         case .unknown, .otherUser: request.fail(.noData)
         case .otherNamespace: request.fail(.notSupported)
-        case .attribute, .peek, .clients, .daemonPid, .usage, .cluster, .statusPage, .setRequest: request.fail(.notPermitted)
+        case .attribute, .peek, .clients, .daemonPid, .usage, .cluster, .transport, .statusPage, .setRequest: request.fail(.notPermitted)
         }
     }
 

@@ -30,6 +30,8 @@ package final class FuseFilesystem: Sendable {
     let maxRead: UInt32
     /// Asks the kernel to forget names when too many are held idle.
     let invalidator = EntryInvalidator()
+    /// What the kernel offered at INIT (see `Transport`).
+    let transport = Transport()
 
     package init(registry: PipeRegistry, maxRead: UInt32 = 0) {
         self.registry = registry

@@ -91,7 +91,7 @@ package final class FuseSession {
         }
         housekeeping.resume()
         defer { housekeeping.cancel() }
-        let result = ServingLoop(session: session).run(threads: threads)
+        let result = ServingLoop(session: session, transport: filesystem.transport).run(threads: threads)
         filesystem.shutDown()
         detach()
         if filesystem.registry.openCount > 0 { serveLastCloses(threads: threads, grace: grace) }

@@ -46,8 +46,12 @@ final class ServingLoop: @unchecked Sendable {
     /// More than one CPU is allowed: the receiving lock is let go after each request.
     private let parallel = Atomic<Bool>(npfs_allowed_cpus() > 1)
 
-    init(session: OpaquePointer) {
+    /// Told of the kernel's INIT request, before it is handled.
+    private let transport: Transport?
+
+    init(session: OpaquePointer, transport: Transport? = nil) {
         self.session = session
+        self.transport = transport
         finished = .allocate(capacity: 1)
         sem_init(finished, 0, 0)
         ServingLoop.installKnockHandler()
@@ -120,6 +124,9 @@ final class ServingLoop: @unchecked Sendable {
                 while !mustStop {
                     let received = fuse_session_receive_buf(session, &buffer)
                     guard received > 0 else { return received }
+                    if let transport, let memory = buffer.mem, ServingLoop.opcode(buffer) == FUSE_INIT.rawValue {
+                        transport.kernelInit(memory, size: Int(received))
+                    }
                     if parallel.load(ordering: .relaxed) && !ServingLoop.keepsItsPlace(buffer) { return received }
                     fuse_session_process_buf(session, &buffer)
                 }
@@ -138,10 +145,15 @@ final class ServingLoop: @unchecked Sendable {
     /// Whether a request must be handled before the next one is taken: RELEASE (see the
     /// type's comment) and INIT (libfuse answers anything before it EIO).
     private static func keepsItsPlace(_ buffer: fuse_buf) -> Bool {
-        guard buffer.flags.rawValue & FUSE_BUF_IS_FD.rawValue == 0, let memory = buffer.mem,
-              buffer.size >= MemoryLayout<fuse_in_header>.size else { return true }
-        let opcode = memory.loadUnaligned(as: fuse_in_header.self).opcode
+        guard let opcode = opcode(buffer) else { return true }
         return opcode == FUSE_RELEASE.rawValue || opcode == FUSE_INIT.rawValue
+    }
+
+    /// A request's opcode, if its header is in memory.
+    private static func opcode(_ buffer: fuse_buf) -> UInt32? {
+        guard buffer.flags.rawValue & FUSE_BUF_IS_FD.rawValue == 0, let memory = buffer.mem,
+              buffer.size >= MemoryLayout<fuse_in_header>.size else { return nil }
+        return memory.loadUnaligned(as: fuse_in_header.self).opcode
     }
 
     /// Starts a worker with the shutdown signals blocked (the thread in `run` takes them).

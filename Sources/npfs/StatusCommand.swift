@@ -59,6 +59,8 @@ struct StatusCommand: ParsableCommand {
         var usage: [String: Int]
         /// A cluster mount's cluster (see `NpfsMount.cluster`), left out on a local mount.
         var cluster: [String: String]?
+        /// How requests travel (see `NpfsMount.transport`).
+        var transport: [String: String]?
         var pipes: [PipeStatus]
     }
 
@@ -189,13 +191,14 @@ struct StatusCommand: ParsableCommand {
         let pipes = records.map(PipeStatus.init).sorted { $0.sortKey.lexicographicallyPrecedes($1.sortKey) }
         let usage = (try? mount.usage()) ?? [:]
         let cluster = mount.cluster()
+        let transport = mount.transport()
         if json {
             let encoder = JSONEncoder()
             encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-            print(String(decoding: try encoder.encode(Report(usage: usage, cluster: cluster, pipes: pipes)), as: UTF8.self))
+            print(String(decoding: try encoder.encode(Report(usage: usage, cluster: cluster, transport: transport, pipes: pipes)), as: UTF8.self))
         } else {
             if let cluster { print(Self.clusterLine(cluster)) }
-            print(Self.summary(usage))
+            print(Self.summary(usage) + (transport.map { "; " + Self.transportText($0) } ?? ""))
             print(table(pipes, clients: clients), terminator: "")
         }
     }
@@ -215,6 +218,16 @@ struct StatusCommand: ParsableCommand {
         }
         return "cluster: \(cluster["server"] ?? "?"), space \(cluster["space"] ?? "?"), host \(cluster["host"] ?? "?")"
             + " (id \(cluster["id"] ?? "?")), \(cluster["hosts"] ?? "?") hosts, \(state)"
+    }
+
+    /// How requests travel: over /dev/fuse, and whether the kernel offered io_uring (npfs
+    /// does not use it yet; `./mount.sh --io-uring` lets the kernel offer it).
+    static func transportText(_ transport: [String: String]) -> String {
+        switch transport["io_uring"] {
+        case "offered": "requests over /dev/fuse (the kernel offers io_uring, which npfs does not use yet)"
+        case "not_offered": "requests over /dev/fuse (the kernel does not offer io_uring)"
+        default: "requests over /dev/fuse"
+        }
     }
 
     /// One line of the mount's usage against each limit.
