@@ -25,6 +25,7 @@ package final class FuseSession {
     package init(filesystem: FuseFilesystem, options: [String], debug: Bool) throws(Failure) {
         self.filesystem = filesystem
         FuseLog.install(echo: debug)
+        filesystem.transport.announces.store(debug, ordering: .relaxed)
         var arguments = ["npfs"]
         if !options.isEmpty { arguments += ["-o", options.joined(separator: ",")] }
         if debug { arguments.append("-d") }

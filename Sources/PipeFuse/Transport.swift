@@ -1,4 +1,5 @@
 import CFuse3
+import Glibc
 import Synchronization
 
 /// How requests travel between the kernel and this daemon: over /dev/fuse, with one
@@ -16,6 +17,8 @@ package final class Transport: Sendable {
 
     /// An `Offer`, set once the INIT request was seen.
     private let offer = Atomic<UInt8>(Offer.unknown.rawValue)
+    /// With `-d`: what the kernel offered is said on standard error, once.
+    let announces = Atomic<Bool>(false)
 
     package init() {}
 
@@ -28,6 +31,11 @@ package final class Transport: Sendable {
         let flags2 = request.loadUnaligned(fromByteOffset: header + 16, as: UInt32.self)
         let offered = flags & UInt32(FUSE_INIT_EXT) != 0 && flags2 & Transport.overIoUring != 0
         offer.store((offered ? Offer.offered : Offer.notOffered).rawValue, ordering: .relaxed)
+        if announces.load(ordering: .relaxed) {
+            let said = offered ? "npfs: the kernel offers FUSE over io_uring, which npfs does not use yet: requests over /dev/fuse\n"
+                : "npfs: the kernel does not offer FUSE over io_uring (see ./mount.sh --io-uring): requests over /dev/fuse\n"
+            _ = said.withCString { write(STDERR_FILENO, $0, strlen($0)) }
+        }
     }
 
     /// The root's `user.npfs.transport`: `transport=dev_fuse` and `io_uring=offered`,

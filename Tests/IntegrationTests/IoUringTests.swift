@@ -46,6 +46,23 @@ import Testing
         }
     }
 
+    /// With -d, the daemon says once what the kernel offered.
+    @Test func debugSaysOnceWhatTheKernelOffered() throws {
+        let directory = try makeTemporaryDirectory()
+        defer { rmdir(directory) }
+        let daemon = try ChildProcess([TestMount.binary, "mount", "-d", directory])
+        defer {
+            if isMounted(directory) { _ = try? ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 15) }
+            if daemon.wait(timeout: 10) == nil { daemon.signal(SIGKILL) }
+        }
+        #expect(eventually(timeout: 10) { daemon.output.contains("FUSE over io_uring") })
+        let said = daemon.output.split(separator: "\n").filter { $0.hasPrefix("npfs: the kernel") && $0.contains("FUSE over io_uring") }
+        let offered = (try? String(contentsOfFile: Self.parameter, encoding: .utf8))?.hasPrefix("Y") == true
+        #expect(said == [offered ? "npfs: the kernel offers FUSE over io_uring, which npfs does not use yet: requests over /dev/fuse"
+                                 : "npfs: the kernel does not offer FUSE over io_uring (see ./mount.sh --io-uring): requests over /dev/fuse"],
+                "\(said)")
+    }
+
     @Test func mountShTurnsIoUringOnAndOffAndAtBoot() throws {
         let etc = try makeTemporaryDirectory()
         defer { try? FileManager.default.removeItem(atPath: etc) }
