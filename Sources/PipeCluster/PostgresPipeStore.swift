@@ -94,6 +94,8 @@ package final class PostgresPipeStore: PipeStore {
     package var settingsWait: Bool { true }
 
     package var keepsPersistedPipes: Bool { true }
+    /// `SharedPipe` schedules the pipe's own open_timeout once the open's step read it.
+    package var timesOpens: Bool { true }
 
     package var clusterSummary: String? {
         var lines = ["server=\(server)", "space=\(settings.space)", "host=\(settings.hostName)", "id=\(host)",

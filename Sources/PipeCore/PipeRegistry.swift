@@ -177,9 +177,13 @@ package final class PipeRegistry: Sendable {
         withdraw(waiter, inode: inode, because: .timedOut)
     }
 
-    /// How long a waiting open of the inode's pipe may wait, in seconds; 0 for ever.
+    /// How long the adapter lets a waiting open of the inode's pipe wait, in seconds; 0 for
+    /// ever, or for a store whose endpoints time their opens themselves (`PipeStore.timesOpens`).
     package func openTimeout(of inode: InodeNumber) -> Double {
-        state.withLock { $0.names.nodes[inode]?.pipe }?.status.config.openTimeout ?? 0
+        // A store whose endpoints time their opens themselves knows the pipe's own setting
+        // only after the open's step: this host's view could be the mount's default.
+        guard !store.timesOpens else { return 0 }
+        return state.withLock { $0.names.nodes[inode]?.pipe }?.status.config.openTimeout ?? 0
     }
 
     private func withdraw(_ waiter: any PipeWaiter, inode: InodeNumber, because reason: Withdrawal) {

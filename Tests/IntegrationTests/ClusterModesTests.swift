@@ -77,6 +77,22 @@ import Testing
             firstReader.signal(SIGKILL)
             #expect(eventually(timeout: 10) { opens() == "4" })
 
+            // A pipe's open_timeout of 0 (none, as A's mount gives it) holds for an open on
+            // B, whose mount says 0.5: B had not seen the pipe when the open came, and its
+            // own default once timed the open out.
+            let readerOnA = try ChildProcess(["cat", a.path("PZ")])
+            defer { readerOnA.signal(SIGKILL) }
+            #expect(eventually(timeout: 10) { opens() == "5" })
+            let readerOnB = BlockingCall { Sys.open(b.path("PZ"), O_RDONLY) }
+            #expect(readerOnB.wait(timeout: 2) == nil, "an open on B with no writer still waits after 2 s")
+            let writerOnC = Glibc.open(c.path("PZ"), O_WRONLY | O_CLOEXEC)
+            #expect(writerOnC >= 0)
+            let met = readerOnB.wait(timeout: 10)
+            if case .ok(let fd) = met { Glibc.close(Int32(fd)) } else { Issue.record("the open on B: \(String(describing: met))") }
+            Glibc.close(writerOnC)
+            readerOnA.signal(SIGKILL)
+            #expect(eventually(timeout: 10) { opens() == "4" })
+
             // Interrupts: a reader on C waiting for a writer, then one waiting for data,
             // end with the signal; the data written afterwards is not lost.
             let waitingOpen = try ChildProcess(["cat", c.path("INT")])

@@ -25,6 +25,10 @@ package protocol PipeStore: Sendable {
     /// The store keeps persisted pipes itself (in a database); otherwise the registry keeps
     /// them attached (`NameTable.Node.pinned`) until `rm` or unmount.
     var keepsPersistedPipes: Bool { get }
+    /// The store's endpoints time their waiting opens out themselves, by the pipe's own
+    /// `open_timeout` as they learn it (a shared store's pipe may have been set on another
+    /// host): the adapter then schedules no expiry of its own.
+    var timesOpens: Bool { get }
     /// A shared store's pipes as the server has them (the one named `key`, or every one of
     /// the space), each with its clients on every host: for `npfs status` and
     /// `user.npfs.clients` (a round trip: never on a FUSE thread). Nil for a local store,
@@ -52,6 +56,7 @@ extension PipeStore {
     package var clusterSummary: String? { nil }
     package var settingsWait: Bool { false }
     package var keepsPersistedPipes: Bool { false }
+    package var timesOpens: Bool { false }
     package func sharedStatus(of key: [UInt8]?) -> [SharedPipeStatus]? { nil }
 }
 
