@@ -92,7 +92,7 @@ final class SharedPipe: PipeEndpoint {
         } failed: {}
     }
 
-    func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
+    func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal, beforeAnswering: (CancelledWait) -> Void) -> CancelledWait? {
         if let entry = store.waits.takeUnbegun(waiter) {
             // Its step waits for the server: answered now, and the step will not run.
             if let handle = entry.open {

@@ -189,8 +189,10 @@ package final class PipeRegistry: Sendable {
     private func withdraw(_ waiter: any PipeWaiter, inode: InodeNumber, because reason: Withdrawal) {
         // A waiting open keeps its pipe attached: if the waiter still waits, this is its pipe.
         guard let pipe = state.withLock({ $0.names.nodes[inode]?.pipe }) else { return }
-        if case .open(let handle) = pipe.cancel(waiter, because: reason) {
-            state.withLock { $0.undo(handle, store: store) }
+        // A withdrawn open is forgotten before its answer goes out: its client, told
+        // ETIMEDOUT or EINTR, must not find the pipe it made still listed.
+        _ = pipe.cancel(waiter, because: reason) { cancelled in
+            if case .open(let handle) = cancelled { state.withLock { $0.undo(handle, store: store) } }
         }
     }
 

@@ -1,4 +1,5 @@
 import PipeCore
+import Synchronization
 import SystemPackage
 import Testing
 
@@ -30,6 +31,21 @@ import Testing
         #expect(writer.replies.count == 1, "expiring an answered open does nothing")
     }
 
+    /// The client of a withdrawn open, told ETIMEDOUT (or EINTR), never finds the pipe its
+    /// open made still listed: the registry forgets the open before the answer goes out
+    /// (it did so just after, and a listing at once could show the pipe).
+    @Test func aWithdrawnOpenIsForgottenBeforeItsAnswer() throws {
+        let f = try Fixture()
+        for reason in [Withdrawal.timedOut, .interrupted] {
+            let waiter = ObservingWaiter { f.registry.livePipes().count }
+            #expect(f.registry.open(f.inode, flags: Fixture.write, caller: .alice, waiter: waiter) == .queued)
+            if reason == .timedOut { f.registry.expire(waiter, inode: f.inode) } else { f.registry.interrupt(waiter, inode: f.inode) }
+            #expect(waiter.answers.count == 1)
+            #expect(waiter.answers.first?.reply == .failed(reason == .timedOut ? .timedOut : .interrupted))
+            #expect(waiter.answers.first?.livePipes == 0, "the pipe was still live when the open was answered")
+        }
+    }
+
     @Test func anExpiredOpenLeavesTheOthersAsTheyWere() throws {
         let f = try Fixture()
         let (first, _) = f.openWaiting(Fixture.read)
@@ -57,4 +73,19 @@ import Testing
         f.registry.interrupt(reader, inode: f.inode)
         #expect(reader.reply == .failed(.interrupted))
     }
+}
+
+/// A waiter that records, with each answer, what `observe` saw at that moment.
+final class ObservingWaiter: PipeWaiter {
+    private let observe: @Sendable () -> Int
+    private let state = Mutex<[(reply: PipeReply, livePipes: Int)]>([])
+
+    init(_ observe: @escaping @Sendable () -> Int) { self.observe = observe }
+
+    var isInterrupted: Bool { false }
+    func resume(_ reply: PipeReply) {
+        let seen = observe()
+        state.withLock { $0.append((reply, seen)) }
+    }
+    var answers: [(reply: PipeReply, livePipes: Int)] { state.withLock { $0 } }
 }

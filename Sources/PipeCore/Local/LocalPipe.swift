@@ -112,8 +112,9 @@ package final class LocalPipe: PipeEndpoint {
         step(forgetting: handle) { machine, step, lend in machine.close(OpenID(handle: handle), access: access, &step, lend: lend) }
     }
 
-    package func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
-        step { machine, step, lend -> CancelledWait? in
+    package func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal,
+                        beforeAnswering: (CancelledWait) -> Void) -> CancelledWait? {
+        step(beforeDelivering: { if let cancelled = $0 { beforeAnswering(cancelled) } }) { machine, step, lend -> CancelledWait? in
             guard let id = waiters.id(of: waiter) else { return nil }
             switch machine.cancel(id, because: reason, &step, lend: lend) {
             case .open(let open): return .open(open.handle)
@@ -195,7 +196,7 @@ package final class LocalPipe: PipeEndpoint {
     /// Runs one transition under the lock: bytes lent to waiting reads go straight to their
     /// requests, and the replies and notifications it decided are delivered once it is released.
     @inline(__always)
-    private func step<Result>(forgetting poller: PipeHandle? = nil,
+    private func step<Result>(forgetting poller: PipeHandle? = nil, beforeDelivering: (Result) -> Void = { _ in },
                               _ body: (inout Machine, inout Transition, LocalLender) -> Result) -> Result {
         var deliveries = Deliveries()
         let result = state.withLock { state in
@@ -205,6 +206,7 @@ package final class LocalPipe: PipeEndpoint {
             state.perform(step, waiters: waiters, into: &deliveries)
             return result
         }
+        beforeDelivering(result)
         deliveries.deliver()
         return result
     }

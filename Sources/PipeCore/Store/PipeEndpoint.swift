@@ -25,8 +25,11 @@ package protocol PipeEndpoint: AnyObject, Sendable {
     func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?,
               replier: (any PollReplier)?) -> PollResult
     /// Withdraws a waiting request and answers it; what it was waiting in, or nil if it no
-    /// longer waits.
-    func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait?
+    /// longer waits (or, for an endpoint that answers later, not yet known). `beforeAnswering`
+    /// is told what it was waiting in before the answer goes out (the registry forgets a
+    /// withdrawn open there, so that its client never sees the pipe it leaves).
+    func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal,
+                beforeAnswering: (CancelledWait) -> Void) -> CancelledWait?
     /// Shutdown (every wait answered, nothing waits from now on) or, `waitingOnly`, the
     /// mount detached (waiting opens fail ENXIO, and later ones): the opens that never completed.
     func stop(waitingOnly: Bool) -> [PipeHandle]
@@ -57,6 +60,10 @@ package protocol PipeEndpoint: AnyObject, Sendable {
 
 extension PipeEndpoint {
     package func load() throws(Errno) {}
+
+    package func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
+        cancel(waiter, because: reason, beforeAnswering: { _ in })
+    }
 }
 
 /// What an open decided.
