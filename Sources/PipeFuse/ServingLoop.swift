@@ -124,10 +124,11 @@ final class ServingLoop: @unchecked Sendable {
                 while !mustStop {
                     let received = fuse_session_receive_buf(session, &buffer)
                     guard received > 0 else { return received }
-                    if let transport, let memory = buffer.mem, ServingLoop.opcode(buffer) == FUSE_INIT.rawValue {
+                    let opcode = ServingLoop.opcode(buffer)
+                    if opcode == FUSE_INIT.rawValue, let transport, let memory = buffer.mem {
                         transport.kernelInit(memory, size: Int(received))
                     }
-                    if parallel.load(ordering: .relaxed) && !ServingLoop.keepsItsPlace(buffer) { return received }
+                    if parallel.load(ordering: .relaxed) && !ServingLoop.keepsItsPlace(opcode) { return received }
                     fuse_session_process_buf(session, &buffer)
                 }
                 return 0
@@ -142,10 +143,11 @@ final class ServingLoop: @unchecked Sendable {
         stop()
     }
 
-    /// Whether a request must be handled before the next one is taken: RELEASE (see the
-    /// type's comment) and INIT (libfuse answers anything before it EIO).
-    private static func keepsItsPlace(_ buffer: fuse_buf) -> Bool {
-        guard let opcode = opcode(buffer) else { return true }
+    /// Whether a request (by its opcode) must be handled before the next one is taken:
+    /// RELEASE (see the type's comment), INIT (libfuse answers anything before it EIO), and
+    /// one whose header is not in memory (nil).
+    private static func keepsItsPlace(_ opcode: UInt32?) -> Bool {
+        guard let opcode else { return true }
         return opcode == FUSE_RELEASE.rawValue || opcode == FUSE_INIT.rawValue
     }
 
