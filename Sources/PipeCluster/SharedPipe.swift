@@ -68,7 +68,7 @@ final class SharedPipe: PipeEndpoint {
                 // The pipe's open_timeout, as set on any host: the adapter knew only this
                 // mount's default when the open came (nothing happens if it was answered).
                 if timeout > 0 {
-                    DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { _ = self.cancel(waiter, because: .timedOut) }
+                    DispatchQueue.global().asyncAfter(deadline: .now() + timeout) { self.cancel(waiter, because: .timedOut) }
                 }
             })
         } failed: {
@@ -92,7 +92,7 @@ final class SharedPipe: PipeEndpoint {
         } failed: {}
     }
 
-    func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal, beforeAnswering: (CancelledWait) -> Void) -> CancelledWait? {
+    func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal, beforeAnswering: (CancelledWait) -> Void) {
         if let entry = store.waits.takeUnbegun(waiter) {
             // Its step waits for the server: answered now, and the step will not run.
             if let handle = entry.open {
@@ -100,16 +100,15 @@ final class SharedPipe: PipeEndpoint {
                 store.openFailed(handle)
             }
             waiter.resume(.failed(reason == .timedOut ? .timedOut : .interrupted))
-            return nil
+            return
         }
-        guard let number = store.waits.number(of: waiter) else { return nil }
+        guard let number = store.waits.number(of: waiter) else { return }
         run { pipe, now, statements in
             let (cancelled, effects) = pipe.machine.cancel(WaitID(host: self.me, number: number), because: reason, at: now)
             if case .open(let open) = cancelled { statements.append(self.row.forgettingOpen(of: self.me, open.handle)) }
             return (effects, {})
         } failed: {}
         // Answered (EINTR, ETIMEDOUT) once the withdrawal commits, unless a reply came first.
-        return nil
     }
 
     func stop(waitingOnly: Bool) -> [PipeHandle] { [] }

@@ -191,7 +191,7 @@ package final class PipeRegistry: Sendable {
         guard let pipe = state.withLock({ $0.names.nodes[inode]?.pipe }) else { return }
         // A withdrawn open is forgotten before its answer goes out: its client, told
         // ETIMEDOUT or EINTR, must not find the pipe it made still listed.
-        _ = pipe.cancel(waiter, because: reason) { cancelled in
+        pipe.cancel(waiter, because: reason) { cancelled in
             if case .open(let handle) = cancelled { state.withLock { $0.undo(handle, store: store) } }
         }
     }

@@ -76,9 +76,9 @@ import Testing
             store.check()
             return pipe.poll(handle, access: access, hangUpVersion: hangUpVersion, notifier: notifier, replier: replier)
         }
-        func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal, beforeAnswering: (CancelledWait) -> Void) -> CancelledWait? {
+        func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal, beforeAnswering: (CancelledWait) -> Void) {
             store.check()
-            return pipe.cancel(waiter, because: reason, beforeAnswering: beforeAnswering)
+            pipe.cancel(waiter, because: reason, beforeAnswering: beforeAnswering)
         }
         func stop(waitingOnly: Bool) -> [PipeHandle] { store.check(); return pipe.stop(waitingOnly: waitingOnly) }
         func apply(_ setting: PipeSetting) throws(Errno) { store.check(); try pipe.apply(setting) }

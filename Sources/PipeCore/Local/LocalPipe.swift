@@ -112,9 +112,8 @@ package final class LocalPipe: PipeEndpoint {
         step(forgetting: handle) { machine, step, lend in machine.close(OpenID(handle: handle), access: access, &step, lend: lend) }
     }
 
-    package func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal,
-                        beforeAnswering: (CancelledWait) -> Void) -> CancelledWait? {
-        step(beforeDelivering: { if let cancelled = $0 { beforeAnswering(cancelled) } }) { machine, step, lend -> CancelledWait? in
+    package func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal, beforeAnswering: (CancelledWait) -> Void) {
+        _ = step(beforeDelivering: { if let cancelled = $0 { beforeAnswering(cancelled) } }) { machine, step, lend -> CancelledWait? in
             guard let id = waiters.id(of: waiter) else { return nil }
             switch machine.cancel(id, because: reason, &step, lend: lend) {
             case .open(let open): return .open(open.handle)

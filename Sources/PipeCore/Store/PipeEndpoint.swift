@@ -24,12 +24,11 @@ package protocol PipeEndpoint: AnyObject, Sendable {
     /// with no replier, `.mustAsk` there. A notifier, if given, is told of the next change.
     func poll(_ handle: PipeHandle, access: AccessMode, hangUpVersion: UInt64, notifier: (any PollNotifier)?,
               replier: (any PollReplier)?) -> PollResult
-    /// Withdraws a waiting request and answers it; what it was waiting in, or nil if it no
-    /// longer waits (or, for an endpoint that answers later, not yet known). `beforeAnswering`
-    /// is told what it was waiting in before the answer goes out (the registry forgets a
-    /// withdrawn open there, so that its client never sees the pipe it leaves).
-    func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal,
-                beforeAnswering: (CancelledWait) -> Void) -> CancelledWait?
+    /// Withdraws a waiting request and answers it. `beforeAnswering` is told what it was
+    /// waiting in before the answer goes out (the registry forgets a withdrawn open there,
+    /// so that its client never sees the pipe it leaves); not told if it no longer waits,
+    /// nor by an endpoint that answers later (its store undoes a failed open itself).
+    func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal, beforeAnswering: (CancelledWait) -> Void)
     /// Shutdown (every wait answered, nothing waits from now on) or, `waitingOnly`, the
     /// mount detached (waiting opens fail ENXIO, and later ones): the opens that never completed.
     func stop(waitingOnly: Bool) -> [PipeHandle]
@@ -61,7 +60,7 @@ package protocol PipeEndpoint: AnyObject, Sendable {
 extension PipeEndpoint {
     package func load() throws(Errno) {}
 
-    package func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) -> CancelledWait? {
+    package func cancel(_ waiter: any PipeWaiter, because reason: Withdrawal) {
         cancel(waiter, because: reason, beforeAnswering: { _ in })
     }
 }
