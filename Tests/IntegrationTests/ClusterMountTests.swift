@@ -332,26 +332,22 @@ import Testing
             let b = mounts[0]
             let files = try makeTemporaryDirectory()
             defer { try? FileManager.default.removeItem(atPath: files) }
-            let directory = try makeTemporaryDirectory()
-            defer { rmdir(directory) }
-            let passfile = files + "/pgpass", fstab = files + "/fstab"
+            let passfile = files + "/pgpass"
             try "127.0.0.1:\(server.port):npfs:npfs:\(server.password)\n".write(toFile: passfile, atomically: false, encoding: .utf8)
             chmod(passfile, 0o600)
-            // `PROGRAM#SOURCE`: mount.fuse3 runs the test's binary (see fstabEntryMountsThroughMountFuse).
-            try "\(TestMount.binary)#none \(directory) fuse cluster=\(server.url(password: false)),cluster_passfile=\(passfile),host=f,nofail 0 0\n"
-                .write(toFile: fstab, atomically: true, encoding: .utf8)
-            let mounted = try ChildProcess.run(["mount", "-T", fstab, directory], timeout: 30)
-            defer { if isMounted(directory) { _ = try? ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 30) } }
-            #expect(mounted.status == 0, "\(mounted.output)")
-            #expect(isMounted(directory))
-            let status = try ChildProcess.run([TestMount.binary, "status", directory])
-            #expect(status.output.hasPrefix("cluster: 127.0.0.1:\(server.port)/npfs, space default, host f"), "\(status.output)")
-            #expect(!status.output.contains(server.password))
-            let reader = try ChildProcess(["cat", b.path("F")])
-            defer { reader.signal(SIGKILL) }
-            #expect(try ChildProcess.shell("echo from fstab > \(directory)/F", timeout: 30).status == 0)
-            #expect(reader.wait(timeout: 20) == 0 && reader.output == "from fstab\n", "\(reader.output)")
-            #expect(try ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 30).status == 0)
+            let options = "cluster=\(server.url(password: false)),cluster_passfile=\(passfile),host=f,nofail"
+            try withFstabMount(options: options) { (directory: String, mounted: (status: Int32, output: String)) throws in
+                #expect(mounted.status == 0, "\(mounted.output)")
+                #expect(isMounted(directory))
+                let status = try ChildProcess.run([TestMount.binary, "status", directory])
+                #expect(status.output.hasPrefix("cluster: 127.0.0.1:\(server.port)/npfs, space default, host f"), "\(status.output)")
+                #expect(!status.output.contains(server.password))
+                let reader = try ChildProcess(["cat", b.path("F")])
+                defer { reader.signal(SIGKILL) }
+                #expect(try ChildProcess.shell("echo from fstab > \(directory)/F", timeout: 30).status == 0)
+                #expect(reader.wait(timeout: 20) == 0 && reader.output == "from fstab\n", "\(reader.output)")
+                #expect(try ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 30).status == 0)
+            }
         }
     }
 

@@ -88,23 +88,15 @@ import Testing
     }
 
     @Test func fstabEntryMountsThroughMountFuse() throws {
-        let directory = try makeTemporaryDirectory()
-        defer { rmdir(directory) }
-        let fstab = try makeTemporaryDirectory() + "/fstab"
-        defer { unlink(fstab); rmdir((fstab as NSString).deletingLastPathComponent) }
-        // With `fuse.npfs` as the type, mount.fuse3 runs `npfs` from PATH; the test names
-        // its binary with the equivalent `PROGRAM#SOURCE` form instead of installing it.
-        try "\(TestMount.binary)#none \(directory) fuse mode=ring,allow_other,nofail 0 0\n"
-            .write(toFile: fstab, atomically: true, encoding: .utf8)
-        let mounted = try ChildProcess.run(["mount", "-T", fstab, directory], timeout: 15)
-        defer { if isMounted(directory) { _ = try? ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 15) } }
-        #expect(mounted.status == 0, "\(mounted.output)")
-        #expect(isMounted(directory))
-        let fd = open(directory + "/P", O_WRONLY | O_NONBLOCK)   // ring mode: no ENXIO without a reader
-        #expect(fd >= 0)
-        #expect(try getfattr(directory + "/P", "user.npfs.mode") == "ring")
-        close(fd)
-        #expect(try ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 15).status == 0)
+        try withFstabMount(options: "mode=ring,allow_other,nofail") { (directory: String, mounted: (status: Int32, output: String)) throws in
+            #expect(mounted.status == 0, "\(mounted.output)")
+            #expect(isMounted(directory))
+            let fd = open(directory + "/P", O_WRONLY | O_NONBLOCK)   // ring mode: no ENXIO without a reader
+            #expect(fd >= 0)
+            #expect(try getfattr(directory + "/P", "user.npfs.mode") == "ring")
+            close(fd)
+            #expect(try ChildProcess.run([TestMount.binary, "unmount", directory], timeout: 15).status == 0)
+        }
     }
 }
 
