@@ -25,6 +25,13 @@ let package = Package(
             pkgConfig: "libpq",
             providers: [.apt(["libpq-dev"])]
         ),
+        // npfs's rings for FUSE over io_uring, in C on liburing (Debian: liburing-dev),
+        // behind a header of its own (liburing's io_uring.h clashes with the kernel's that
+        // other modules see); used by PipeFuse/Ring only.
+        .target(
+            name: "CRing",
+            linkerSettings: [.linkedLibrary("uring")]
+        ),
         // Pipes, bytes and errno: no FUSE, no C.
         .target(
             name: "PipeCore",
@@ -37,7 +44,7 @@ let package = Package(
         // The only layer that imports CFuse3.
         .target(
             name: "PipeFuse",
-            dependencies: ["CFuse3", "CLinux", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
+            dependencies: ["CFuse3", "CLinux", "CRing", "PipeCore", .product(name: "SystemPackage", package: "swift-system")]
         ),
         // The cluster executor: the same pipe machine, run in PostgreSQL transactions, so
         // that mounts on several hosts share pipes (-o cluster=).

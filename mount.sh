@@ -113,6 +113,8 @@ command -v pkg-config >/dev/null 2>&1 || missing+=(pkg-config)
 pkg-config --exists fuse3 2>/dev/null || missing+=(libfuse3-dev)
 # libpq, PostgreSQL's client library, for mounts whose pipes live in a cluster (-o cluster=).
 pkg-config --exists libpq 2>/dev/null || missing+=(libpq-dev)
+# liburing, for FUSE requests over io_uring (used when the kernel offers it).
+pkg-config --exists liburing 2>/dev/null || missing+=(liburing-dev)
 command -v fusermount3 >/dev/null 2>&1 || missing+=(fuse3)
 if [[ ${#missing[@]} -gt 0 ]]; then
     echo "npfs: installing ${missing[*]}"

@@ -28,4 +28,22 @@ fi
 swift build --product generate-manual >/dev/null
 # Every blocking step in the tests has its own timeout; this one bounds the whole run.
 # The tests are Swift Testing's: XCTest, with none, would only print "Executed 0 tests".
+# Where the kernel has FUSE over io_uring and this is root, the first pass runs with it
+# off (requests over /dev/fuse) and the integration tests run a second time with it on,
+# every mount insisting on it; the fuse module's enable_uring is put back afterwards.
+parameter=/sys/module/fuse/parameters/enable_uring
+old_uring=
+if [[ -w $parameter ]]; then
+    old_uring=$(cat "$parameter")
+    trap 'echo "$old_uring" > "$parameter"' EXIT
+    echo N > "$parameter"
+fi
 timeout --kill-after=30 1200 swift test --no-parallel --disable-xctest "$@"
+if [[ -n $old_uring ]]; then
+    echo "test.sh: the integration tests again, with requests over io_uring"
+    echo Y > "$parameter"
+    [[ $# -gt 0 ]] || set -- --filter IntegrationTests
+    NPFS_TEST_TRANSPORT=io_uring timeout --kill-after=30 1200 swift test --skip-build --no-parallel --disable-xctest "$@"
+else
+    echo "test.sh: no second pass over io_uring ($parameter is missing or not writable: not root, or a kernel without it)"
+fi

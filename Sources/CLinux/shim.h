@@ -6,6 +6,7 @@
 #include <malloc.h>
 #include <sys/syscall.h>
 #include <unistd.h>
+#include <errno.h>
 #include <sys/epoll.h>
 #include <sys/xattr.h>
 
@@ -24,5 +25,29 @@ static inline int npfs_allowed_cpus(void) {
     int count = 0;
     for (long i = 0; i < bytes / (long)sizeof mask[0]; i++) count += __builtin_popcountl(mask[i]);
     return count;
+}
+
+// Pins the calling thread to one CPU: 0, or -1 with errno (the tests move a thread
+// between CPUs; the daemon pins each io_uring queue's thread to its CPU).
+static inline int npfs_pin_thread(int cpu) {
+    unsigned long mask[16] = {0};
+    if (cpu < 0 || cpu >= (int)(8 * sizeof mask)) { errno = EINVAL; return -1; }
+    mask[cpu / (8 * sizeof mask[0])] |= 1UL << (cpu % (8 * sizeof mask[0]));
+    return (int)syscall(SYS_sched_setaffinity, 0, sizeof mask, mask);
+}
+
+// Lets the calling thread run on every CPU again (as far as its cpuset allows).
+static inline int npfs_unpin_thread(void) {
+    unsigned long mask[16];
+    for (int i = 0; i < 16; i++) mask[i] = ~0UL;
+    return (int)syscall(SYS_sched_setaffinity, 0, sizeof mask, mask);
+}
+
+// Whether `cpu` is among the CPUs the calling thread may run on.
+static inline int npfs_cpu_allowed(int cpu) {
+    unsigned long mask[16] = {0};
+    long bytes = syscall(SYS_sched_getaffinity, 0, sizeof mask, mask);
+    if (cpu < 0 || cpu >= (int)(8 * sizeof mask) || bytes <= (long)(cpu / 8)) return 0;
+    return (int)((mask[cpu / (8 * sizeof mask[0])] >> (cpu % (8 * sizeof mask[0]))) & 1);
 }
 #endif

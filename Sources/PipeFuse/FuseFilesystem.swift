@@ -30,11 +30,12 @@ package final class FuseFilesystem: Sendable {
     let maxRead: UInt32
     /// Asks the kernel to forget names when too many are held idle.
     let invalidator = EntryInvalidator()
-    /// What the kernel offered at INIT (see `Transport`).
-    let transport = Transport()
+    /// How requests travel (see `Transport`).
+    let transport: Transport
 
-    package init(registry: PipeRegistry, maxRead: UInt32 = 0) {
+    package init(registry: PipeRegistry, maxRead: UInt32 = 0, transport: Transport = Transport()) {
         self.registry = registry
+        self.transport = transport
         self.maxRead = maxRead
         self.owner = (getuid(), getgid())
         self.entryTimeout = registry.configuration.ignoreCase ? 0 : 3600

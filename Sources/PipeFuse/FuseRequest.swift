@@ -12,14 +12,27 @@ import SystemPackage
 struct FuseRequest: ~Copyable, @unchecked Sendable {
     /// Never leaves this file: every reply goes through a method that consumes the request.
     private let raw: fuse_req_t
+    /// The ring entry the request came in on, if it came over io_uring: its reply, made on
+    /// whichever thread, is written there (see `RingRoute`). Unretained (a request must be
+    /// trivially destroyed to be consumed by its reply): entries live as long as the process.
+    private let entry: RingRoute.Entry?
 
-    init(_ raw: fuse_req_t) { self.raw = raw }
+    init(_ raw: fuse_req_t) {
+        self.raw = raw
+        entry = RingRoute.currentEntry
+    }
+
+    /// Makes a `fuse_reply_*` call with the reply routed to the request's ring entry.
+    private func answer<Result>(_ reply: () -> Result) -> Result {
+        guard let entry else { return reply() }
+        return RingRoute.with(entry, reply)
+    }
 
     /// A request dropped without a reply is a bug: debug builds stop, release builds
     /// answer EIO so that the process waiting on it is never left hanging.
     deinit {
         assertionFailure("a FUSE request was dropped without a reply")
-        fuse_reply_err(raw, EIO)
+        answer { fuse_reply_err(raw, EIO) }
     }
 
     /// The process that sent the request, as a plain value: its supplementary groups are
@@ -32,18 +45,18 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
     // MARK: Replies
 
     consuming func fail(_ errno: Errno) {
-        fuse_reply_err(raw, errno.rawValue)
+        answer { fuse_reply_err(raw, errno.rawValue) }
         discard self
     }
 
     consuming func succeed() {
-        fuse_reply_err(raw, 0)
+        answer { fuse_reply_err(raw, 0) }
         discard self
     }
 
     /// For `forget`, which takes no reply.
     consuming func noReply() {
-        fuse_reply_none(raw)
+        answer { fuse_reply_none(raw) }
         discard self
     }
 
@@ -54,7 +67,7 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         entry.attr = attributes
         entry.attr_timeout = 0   // size, times, owner and mode change with every write and chmod: never cache them
         entry.entry_timeout = entryTimeout
-        fuse_reply_entry(raw, &entry)
+        answer { fuse_reply_entry(raw, &entry) }
         discard self
     }
 
@@ -62,7 +75,7 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
     /// with every write; see `FuseFilesystem.attributeTimeout`).
     consuming func attributes(_ attributes: stat, timeout: Double) {
         var attributes = attributes
-        fuse_reply_attr(raw, &attributes, timeout)
+        answer { fuse_reply_attr(raw, &attributes, timeout) }
         discard self
     }
 
@@ -73,7 +86,7 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
         var out = fuse_open_out(fh: handle, open_flags: npfs_fopen_stream_flags(), padding: 0)
         let result = withUnsafeMutableBytes(of: &out) { bytes -> Int32 in
             var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-            return fuse_reply_iov(raw, &vector, 1)
+            return answer { fuse_reply_iov(raw, &vector, 1) }
         }
         discard self
         return result == 0
@@ -83,18 +96,18 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
     consuming func openedDirectory(_ handle: UInt64) {
         var info = fuse_file_info()
         info.fh = handle
-        fuse_reply_open(raw, &info)
+        answer { fuse_reply_open(raw, &info) }
         discard self
     }
 
     consuming func data(_ bytes: [UInt8]) {
-        bytes.withUnsafeBytes { _ = fuse_reply_buf(raw, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+        answer { bytes.withUnsafeBytes { _ = fuse_reply_buf(raw, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) } }
         discard self
     }
 
     /// Answers a read with bytes lent by the pipe, in one vectored reply, uncopied.
     consuming func data(_ data: ReadData) {
-        FuseRequest.send(raw, data)
+        answer { FuseRequest.send(raw, data) }
         discard self
     }
 
@@ -102,9 +115,12 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
     /// sink that sends bytes lent to it as this request's reply, uncopied. Unless it was
     /// answered so (`.answered`), `otherwise` gets the request back with the read's result.
     consuming func read(_ attempt: (ReadSink) -> ReadResult, otherwise: (consuming FuseRequest, ReadResult) -> Void) {
-        let result = attempt(ReadSink(context: UnsafeMutableRawPointer(raw)) { raw, data in
-            if let raw { FuseRequest.send(fuse_req_t(raw), ReadSink.data(data)) }
-        })
+        // The sink replies on this thread, inside `attempt`: routed as this request's.
+        let result = answer {
+            attempt(ReadSink(context: UnsafeMutableRawPointer(raw)) { raw, data in
+                if let raw { FuseRequest.send(fuse_req_t(raw), ReadSink.data(data)) }
+            })
+        }
         if case .answered = result {
             discard self
             return
@@ -132,23 +148,23 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
     }
 
     consuming func written(_ count: Int) {
-        fuse_reply_write(raw, count)
+        answer { fuse_reply_write(raw, count) }
         discard self
     }
 
     consuming func poll(_ events: PollEvents) {
-        fuse_reply_poll(raw, events.rawValue)
+        answer { fuse_reply_poll(raw, events.rawValue) }
         discard self
     }
 
     /// `getxattr`/`listxattr` with size 0 ask only for the length.
     consuming func xattr(_ value: [UInt8], bufferSize: Int) {
         if bufferSize == 0 {
-            fuse_reply_xattr(raw, value.count)
+            answer { fuse_reply_xattr(raw, value.count) }
         } else if value.count > bufferSize {
-            fuse_reply_err(raw, ERANGE)
+            answer { fuse_reply_err(raw, ERANGE) }
         } else {
-            value.withUnsafeBytes { _ = fuse_reply_buf(raw, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) }
+            answer { value.withUnsafeBytes { _ = fuse_reply_buf(raw, $0.baseAddress?.assumingMemoryBound(to: CChar.self), $0.count) } }
         }
         discard self
     }
@@ -172,7 +188,7 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
             if used + needed > bufferSize { break }
             used += needed
         }
-        buffer.withUnsafeBufferPointer { _ = fuse_reply_buf(raw, $0.baseAddress, used) }
+        answer { buffer.withUnsafeBufferPointer { _ = fuse_reply_buf(raw, $0.baseAddress, used) } }
         discard self
     }
 

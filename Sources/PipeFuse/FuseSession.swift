@@ -55,6 +55,10 @@ package final class FuseSession {
         }
         mountpoint = path
         watch.start(mountpoint: path)
+        // Replies go through npfs's own writev, which routes them to io_uring once the
+        // kernel takes it at INIT (see `Transport`).
+        filesystem.transport.attach(session)
+        guard CustomIO.install(on: session) else { throw Failure(description: "cannot install npfs's transport on the session") }
     }
 
     /// Waits until the kernel's INIT has been answered (a stat of the mount point, served
@@ -125,6 +129,7 @@ package final class FuseSession {
         filesystem.shutDown()
         if handlersInstalled { fuse_remove_signal_handlers(session) }
         detach()
+        filesystem.transport.stop()
         // A notification stuck on the root's lock would use the session after it is freed:
         // leave it to the process's exit then.
         if filesystem.invalidator.detach() { fuse_session_destroy(session) }

@@ -28,6 +28,10 @@ package struct MountOptions: Sendable, Equatable {
     package var threads: Int?
     /// The most `threads` may be.
     package static let maximumThreads = 64
+    /// Whether requests travel over io_uring when the kernel offers it (`io_uring`).
+    package var ioUring: Transport.Mode = .auto
+    /// Entries each io_uring queue keeps for new requests (`io_uring_depth`).
+    package var ioUringDepth = Transport.defaultDepth
     /// Who may open another user's live pipe with O_CREAT (`protected_pipes`, see
     /// `PipeProtection`): 1 by default on a mount other users reach (`allow_other`), else 0.
     package var protectedPipes: PipeProtection = .off
@@ -66,6 +70,8 @@ package struct MountOptions: Sendable, Equatable {
         var pipeMode: UInt32 = 0o666
         var maxRead: UInt32 = 0
         var threads: Int?
+        var ioUring = Transport.Mode.auto
+        var ioUringDepth = Transport.defaultDepth
         var protection: PipeProtection?
         var fuse: [String] = []
         var named: Set<String> = []
@@ -120,6 +126,13 @@ package struct MountOptions: Sendable, Equatable {
                     throw Invalid(description: "bad threads '\(value ?? "")': give a number of threads from 1 to \(maximumThreads)")
                 }
                 threads = count
+            case "io_uring":
+                ioUring = try choice(name, value, Transport.Mode.self)
+            case "io_uring_depth":
+                guard let value, let count = Int(value), Transport.depths.contains(count) else {
+                    throw Invalid(description: "bad io_uring_depth '\(value ?? "")': give entries per queue from \(Transport.depths.lowerBound) to \(Transport.depths.upperBound)")
+                }
+                ioUringDepth = count
             case "pipe_mode":
                 guard let value, !value.isEmpty, value.count <= 4, let bits = UInt32(value, radix: 8), bits <= 0o777 else {
                     throw Invalid(description: "bad pipe_mode '\(value ?? "")': give octal permission bits (e.g. pipe_mode=0600)")
@@ -153,6 +166,8 @@ package struct MountOptions: Sendable, Equatable {
                             fuseOptions: defaults + fuse.filter { $0 != "default_permissions" })
         options.maxRead = maxRead
         options.threads = threads
+        options.ioUring = ioUring
+        options.ioUringDepth = ioUringDepth
         options.protectedPipes = protection ?? (named.contains("allow_other") ? .group : .off)
         options.limits = try limits(sizes, capacity: pipe.capacity, physicalMemory: physicalMemory)
         options.cluster = try clusterOptions(cluster)

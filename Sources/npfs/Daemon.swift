@@ -16,6 +16,9 @@ struct Daemon {
     let watchdogFD: Int32?
 
     func serve() throws -> Int32 {
+        if options.ioUring == .on, let absent = Transport.ioUringUnavailable() {
+            throw CommandError("io_uring=on, but \(absent)")
+        }
         prepareSignals()
         // The name (comm) `ps`, `top` and the OOM killer show, however the binary was started.
         let comm = open("/proc/self/comm", O_WRONLY)
@@ -42,7 +45,8 @@ struct Daemon {
                                                          pipeMode: options.pipeMode, limits: options.limits,
                                                          protection: options.protectedPipes, mountOwner: getuid()),
                                     store: store)
-        let filesystem = FuseFilesystem(registry: registry, maxRead: options.maxRead)
+        let filesystem = FuseFilesystem(registry: registry, maxRead: options.maxRead,
+                                        transport: Transport(mode: options.ioUring, depth: options.ioUringDepth))
         let session: FuseSession
         do {
             session = try FuseSession(filesystem: filesystem, options: options.fuseOptions, debug: debug)

@@ -220,13 +220,19 @@ struct StatusCommand: ParsableCommand {
             + " (id \(cluster["id"] ?? "?")), \(cluster["hosts"] ?? "?") hosts, \(state)"
     }
 
-    /// How requests travel: over /dev/fuse, and whether the kernel offered io_uring (npfs
-    /// does not use it yet; `./mount.sh --io-uring` lets the kernel offer it).
+    /// How requests travel: over io_uring (its queues and the memory their buffers map),
+    /// or over /dev/fuse and why (`./mount.sh --io-uring` lets the kernel offer io_uring).
     static func transportText(_ transport: [String: String]) -> String {
+        if transport["transport"] == "io_uring" {
+            let bytes = transport["buffer_bytes"].flatMap(Int.init) ?? 0
+            return "requests over io_uring (\(transport["queues"] ?? "?") queues, \(transport["entries"] ?? "?") entries,"
+                + " \(formatSize(bytes)) of buffers mapped)"
+        }
         switch transport["io_uring"] {
-        case "offered": "requests over /dev/fuse (the kernel offers io_uring, which npfs does not use yet)"
-        case "not_offered": "requests over /dev/fuse (the kernel does not offer io_uring)"
-        default: "requests over /dev/fuse"
+        case "not_offered": return "requests over /dev/fuse (the kernel does not offer io_uring)"
+        case "off": return "requests over /dev/fuse (io_uring=off)"
+        case "refused": return "requests over /dev/fuse (io_uring could not be set up)"
+        default: return "requests over /dev/fuse"
         }
     }
 

@@ -1,3 +1,4 @@
+import CLinux
 import Foundation
 import Glibc
 import Testing
@@ -9,25 +10,48 @@ import Testing
     /// the pipe, whichever thread takes them, must see that the last writer is gone.
     @Test func aCloseIsSeenByTheNextPollAndReadWhateverThreadTakesThem() throws {
         try TestMount.with(options: ["threads=8"]) { mount in
-            let path = mount.path("P")
-            var misses: [String] = []
-            for round in 0..<400 {
-                let reader = open(path, O_RDONLY | O_NONBLOCK)
-                let writer = open(path, O_WRONLY)
-                guard reader >= 0, writer >= 0 else { throw TestFailure("open failed: errno \(errno)") }
-                var byte: UInt8 = 7
-                #expect(write(writer, &byte, 1) == 1)
-                close(writer)
-                var entry = pollfd(fd: reader, events: Int16(POLLIN), revents: 0)
-                _ = poll(&entry, 1, 0)
-                if entry.revents != Int16(POLLIN | POLLHUP) { misses.append("round \(round): poll revents \(entry.revents)") }
-                #expect(read(reader, &byte, 1) == 1)
-                let end = read(reader, &byte, 1)
-                if end != 0 { misses.append("round \(round): read after the data returned \(end), errno \(errno)") }
-                close(reader)
-            }
-            #expect(misses.isEmpty, "a kernel FIFO shows POLLIN|POLLHUP, then end of file: \(misses.prefix(5))")
+            let misses = try Self.closesSeen(mount.path("P"), rounds: 400)
+            #expect(misses.isEmpty, "a kernel FIFO shows POLLIN|POLLHUP, then end of file: \(misses.count) misses, \(misses.prefix(5))")
         }
+    }
+
+    /// The same, with the close made on one CPU and the poll and reads on another: over
+    /// io_uring the RELEASE and the POLL then arrive on different queues (the kernel queues
+    /// a request on its caller's CPU), and the POLL must still not overtake the RELEASE.
+    @Test func aCloseOnOneCPUIsSeenByAPollOnAnother() throws {
+        guard npfs_cpu_allowed(0) != 0 && npfs_cpu_allowed(1) != 0 else { return }
+        try TestMount.with { mount in
+            defer { _ = npfs_unpin_thread() }
+            let misses = try Self.closesSeen(mount.path("P"), rounds: 400, closingOn: 1, otherwiseOn: 0)
+            #expect(misses.isEmpty, "a kernel FIFO shows POLLIN|POLLHUP, then end of file: \(misses.count) misses, \(misses.prefix(5))")
+        }
+    }
+
+    /// `rounds` of: open a reader and a writer, write a byte, close the writer (on CPU
+    /// `closingOn`, the rest on `otherwiseOn`, if given), poll, read the byte, read end of
+    /// file. Returns the rounds where the poll or the last read missed the close.
+    /// O_CLOEXEC: a child another test spawns meanwhile must not hold the writer open.
+    static func closesSeen(_ path: String, rounds: Int, closingOn: Int32? = nil, otherwiseOn: Int32? = nil) throws -> [String] {
+        var misses: [String] = []
+        for round in 0..<rounds {
+            if let otherwiseOn { _ = npfs_pin_thread(otherwiseOn) }
+            let reader = open(path, O_RDONLY | O_NONBLOCK | O_CLOEXEC)
+            let writer = open(path, O_WRONLY | O_CLOEXEC)
+            guard reader >= 0, writer >= 0 else { throw TestFailure("open failed: errno \(errno)") }
+            var byte: UInt8 = 7
+            #expect(write(writer, &byte, 1) == 1)
+            if let closingOn { _ = npfs_pin_thread(closingOn) }
+            close(writer)
+            if let otherwiseOn { _ = npfs_pin_thread(otherwiseOn) }
+            var entry = pollfd(fd: reader, events: Int16(POLLIN), revents: 0)
+            _ = poll(&entry, 1, 0)
+            if entry.revents != Int16(POLLIN | POLLHUP) { misses.append("round \(round): poll revents \(entry.revents)") }
+            #expect(read(reader, &byte, 1) == 1)
+            let end = read(reader, &byte, 1)
+            if end != 0 { misses.append("round \(round): read after the data returned \(end), errno \(errno)") }
+            close(reader)
+        }
+        return misses
     }
 
     /// Eight writers of 512-byte records at once, one reader, on eight threads: every record

@@ -36,7 +36,7 @@ final class TestMount: @unchecked Sendable {
         _ = fcntl(fds[1], F_SETFD, FD_CLOEXEC)
         watchdogWriteEnd = fds[1]
         var arguments = launcher + [Self.binary, "mount", "-f", "--watchdog-fd", String(fds[0])]
-        for option in options { arguments += ["-o", option] }
+        for option in options + Self.transportOptions(besides: options) { arguments += ["-o", option] }
         arguments.append(directory)
         do {
             daemon = try ChildProcess(arguments, keep: [fds[0]])
@@ -53,6 +53,17 @@ final class TestMount: @unchecked Sendable {
     }
 
     func path(_ name: String) -> String { directory + "/" + name }
+
+    /// ./test.sh's second pass runs the integration tests with NPFS_TEST_TRANSPORT=io_uring:
+    /// a mount then insists on io_uring (`io_uring=on`, so that none quietly falls back),
+    /// while the kernel offers it and the test chose nothing itself.
+    static func transportOptions(besides options: [String]) -> [String] {
+        guard ProcessInfo.processInfo.environment["NPFS_TEST_TRANSPORT"] == "io_uring",
+              !options.contains(where: { $0.hasPrefix("io_uring") }),
+              (try? String(contentsOfFile: "/sys/module/fuse/parameters/enable_uring", encoding: .utf8))?.hasPrefix("Y") == true
+        else { return [] }
+        return ["io_uring=on"]
+    }
 
     /// Closes this process's end of the watchdog pipe, as the death of the runner would.
     func dropWatchdog() {
