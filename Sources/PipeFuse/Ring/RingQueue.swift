@@ -58,6 +58,9 @@ final class RingQueue: @unchecked Sendable {
     /// Entries the kernel ended (unmount, abort).
     private var ended = 0
     private let answeredHead = Atomic<Int>(-1)
+    /// The thread is about to wait, or waits, in the kernel: a reply pushed from another
+    /// thread rings the doorbell only then (and only the first such reply).
+    private let sleeping = Atomic<Bool>(false)
     private let stopping = Atomic<Bool>(false)
     /// Entries allocated, for `npfs status`.
     let entryCount = Atomic<Int>(0)
@@ -134,11 +137,13 @@ final class RingQueue: @unchecked Sendable {
         var head = answeredHead.load(ordering: .relaxed)
         while true {
             entry.nextAnswered = head
-            let (exchanged, found) = answeredHead.compareExchange(expected: head, desired: entry.index, ordering: .releasing)
+            let (exchanged, found) = answeredHead.compareExchange(expected: head, desired: entry.index, ordering: .sequentiallyConsistent)
             if exchanged { break }
             head = found
         }
-        if ringing {
+        // Seen with the push in one order by both sides (see `serve`): either this finds
+        // the thread going to sleep and wakes it, or the thread finds the reply first.
+        if ringing && sleeping.exchange(false, ordering: .sequentiallyConsistent) {
             var one: UInt64 = 1
             _ = Glibc.write(doorbell, &one, 8)
         }
@@ -163,7 +168,19 @@ final class RingQueue: @unchecked Sendable {
         // Rounds of submitting without waiting, to look again before passing other queues.
         var looksAgain = 0
         while !stopping.load(ordering: .acquiring) {
-            let waited = looksAgain > 0 ? npfs_ring_submit(ring) : npfs_ring_submit_and_wait(ring)
+            let waited: Int32
+            if looksAgain > 0 {
+                waited = npfs_ring_submit(ring)
+            } else {
+                sleeping.store(true, ordering: .sequentiallyConsistent)
+                if answeredHead.load(ordering: .sequentiallyConsistent) >= 0 {
+                    sleeping.store(false, ordering: .relaxed)
+                    waited = npfs_ring_submit(ring)
+                } else {
+                    waited = npfs_ring_submit_and_wait(ring)
+                    sleeping.store(false, ordering: .relaxed)
+                }
+            }
             if waited < 0 && waited != -EINTR && waited != -EAGAIN && waited != -EBUSY && waited != -ETIME {
                 failure.store(waited, ordering: .relaxed)
                 break

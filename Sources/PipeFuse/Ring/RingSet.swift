@@ -1,3 +1,4 @@
+import Foundation
 import Glibc
 
 /// The queues of a session served over io_uring: one per possible CPU (the kernel hangs
@@ -37,12 +38,11 @@ final class RingSet: Sendable {
     /// CPUs the kernel may ever run (`/sys/devices/system/cpu/possible`, as "0-3,5"): the
     /// queues the kernel expects.
     static func possibleCPUs() -> Int {
-        guard let file = fopen("/sys/devices/system/cpu/possible", "r") else { return max(Int(sysconf(Int32(_SC_NPROCESSORS_CONF))), 1) }
-        defer { fclose(file) }
-        var line = [CChar](repeating: 0, count: 256)
-        guard fgets(&line, Int32(line.count), file) != nil else { return 1 }
+        guard let line = try? String(contentsOfFile: "/sys/devices/system/cpu/possible", encoding: .utf8) else {
+            return max(Int(sysconf(Int32(_SC_NPROCESSORS_CONF))), 1)
+        }
         var highest = 0
-        for range in String(cString: line).split(separator: ",") {
+        for range in line.split(separator: ",") {
             let bounds = range.trimmingCharacters(in: .whitespacesAndNewlines).split(separator: "-")
             if let last = bounds.last.flatMap({ Int($0) }) { highest = max(highest, last) }
         }
