@@ -1,13 +1,15 @@
 #!/usr/bin/env bash
 # npfs against a kernel FIFO on this machine, in one run: throughput, round-trip latency,
-# fan-in, idle pipes at scale, blocked readers, and npfs's CPU per GiB moved.
+# fan-in, idle pipes at scale, blocked readers, and npfs's CPU per GiB moved; npfs both
+# over /dev/fuse and, where the kernel has FUSE over io_uring and this is root, over
+# io_uring (enable_uring is turned on for the run and put back after).
 #
 #   ./bench.sh [--quick] [--reps N] [--size MIB] [--rounds N] [--pipes N] [--readers N] [--out DIR]
 #   ./bench.sh --cluster [--reps N] [--size MIB] [--out DIR]   (see bench-cluster.sh)
 #
-# Builds the release binaries, mounts npfs in a temporary directory (twice: capacity 64K
-# and 1M), and alternates the kernel FIFO and npfs in every measurement, swapping which
-# goes first each repetition. Prints each repetition, then medians with min-max and the
+# Builds the release binaries, mounts npfs in a temporary directory (capacity 64K and 1M,
+# each over /dev/fuse and over io_uring), and alternates the kernel FIFO and the npfs
+# mounts in every measurement, rotating which goes first each repetition. Prints each repetition, then medians with min-max and the
 # median of the per-repetition npfs/FIFO ratios; writes bench.json and bench.png (a chart
 # drawn with matplotlib: Debian's python3-matplotlib, installed with apt if missing; the
 # system Python's packages are never touched by pip) into the output directory. Last, it
@@ -49,19 +51,35 @@ work=$(mktemp -d /tmp/npfs-bench.XXXXXX)
 fifos=$(mktemp -d /dev/shm/npfs-bench.XXXXXX)   # tmpfs, where FIFOs live in RAM
 raw=$out/bench.tsv
 : > "$raw"
+# npfs over /dev/fuse ("npfs") and over io_uring ("uring"), where it can be measured.
+parameter=/sys/module/fuse/parameters/enable_uring
+old_uring=
+systems="fifo npfs"
+if [[ -w $parameter ]]; then
+    old_uring=$(cat "$parameter")
+    echo Y > "$parameter"
+    systems="fifo npfs uring"
+else
+    echo "bench.sh: npfs over /dev/fuse only ($parameter is missing or not writable: a kernel without FUSE over io_uring, or not root)" >&2
+fi
 declare -A mnt daemon
 cleanup() {
-    for cap in 65536 1048576; do
-        [[ -n ${mnt[$cap]:-} ]] && { "$bin" unmount "${mnt[$cap]}" >/dev/null 2>&1 || fusermount3 -uz "${mnt[$cap]}" 2>/dev/null || true; }
+    for key in "${!mnt[@]}"; do
+        "$bin" unmount "${mnt[$key]}" >/dev/null 2>&1 || fusermount3 -uz "${mnt[$key]}" 2>/dev/null || true
     done
+    [[ -n $old_uring ]] && echo "$old_uring" > "$parameter"
     rm -rf "$work" "$fifos"
 }
 trap cleanup EXIT
 for cap in 65536 1048576; do
-    mnt[$cap]=$work/npfs-$cap
-    mkdir -p "${mnt[$cap]}"
-    "$bin" mount -o "capacity=$cap" "${mnt[$cap]}"
-    daemon[$cap]=$(getfattr --absolute-names --only-values -n user.npfs.pid "${mnt[$cap]}")
+    for system in ${systems#fifo }; do
+        key=$system-$cap
+        mnt[$key]=$work/$key
+        mkdir -p "${mnt[$key]}"
+        if [[ $system == uring ]]; then transport=on; else transport=off; fi
+        "$bin" mount -o "capacity=$cap,io_uring=$transport" "${mnt[$key]}"
+        daemon[$key]=$(getfattr --absolute-names --only-values -n user.npfs.pid "${mnt[$key]}")
+    done
 done
 mkfifo "$work/fifo" "$work/ab" "$work/ba"
 ticks=$(getconf CLK_TCK)
@@ -72,7 +90,12 @@ record() { printf '%s\t%s\t%s\t%s\t%s\t%s\n' "$@" | tee -a "$raw" | awk -F'\t' '
 cpu_seconds() { awk -v t="$ticks" '{ print ($14 + $15) / t }' "/proc/$1/stat"; }
 rss_kib() { awk '/^VmRSS/ { print $2 }' "/proc/$1/status"; }
 threads_of() { awk '/^Threads/ { print $2 }' "/proc/$1/status"; }
-order() { if (( $1 % 2 )); then echo "fifo npfs"; else echo "npfs fifo"; fi; }
+# The systems, rotated by the repetition ($1), so that each goes first in turn.
+order() {
+    local list=($systems) i n=${#list[@]} out=()
+    for ((i = 0; i < n; i++)); do out+=("${list[$(( (i + $1) % n ))]}"); done
+    echo "${out[*]}"
+}
 
 # One transfer of $size_mib MiB through $1 by a dd writer and a dd reader of block $2, the
 # FIFO given capacity $3; checks every byte arrived; prints seconds.
@@ -99,9 +122,9 @@ for cap in 65536 1048576; do
                 if [[ $system == fifo ]]; then
                     seconds=$(transfer "$work/fifo" "$block" "$cap"); cpu=""
                 else
-                    before=$(cpu_seconds "${daemon[$cap]}")
-                    seconds=$(transfer "${mnt[$cap]}/tp" "$block" "$cap")
-                    cpu=$(awk -v a="$before" -v b="$(cpu_seconds "${daemon[$cap]}")" 'BEGIN { printf "%.3f", b - a }')
+                    before=$(cpu_seconds "${daemon[$system-$cap]}")
+                    seconds=$(transfer "${mnt[$system-$cap]}/tp" "$block" "$cap")
+                    cpu=$(awk -v a="$before" -v b="$(cpu_seconds "${daemon[$system-$cap]}")" 'BEGIN { printf "%.3f", b - a }')
                 fi
                 record tp "$label" "$rep" "$system" "$(awk -v s="$seconds" -v n="$size_mib" 'BEGIN { printf "%.3f", n * 1048576 / s / 1e9 }')" "$cpu"
             done
@@ -115,25 +138,37 @@ for pin in unpinned pinned; do
     pre=()
     if [[ $pin == pinned ]]; then
         pre=(taskset -c 0)
-        taskset -a -p -c 0 "${daemon[65536]}" >/dev/null
+        for system in ${systems#fifo }; do taskset -a -p -c 0 "${daemon[$system-65536]}" >/dev/null; done
         sleep 0.3   # the daemon checks its affinity ten times a second
     fi
     for message in 1 4096; do
         for rep in $(seq "$reps"); do
             for system in $(order "$rep"); do
-                if [[ $system == fifo ]]; then a=$work/ab b=$work/ba; else a=${mnt[65536]}/ping b=${mnt[65536]}/pong; fi
+                if [[ $system == fifo ]]; then a=$work/ab b=$work/ba; else a=${mnt[$system-65536]}/ping b=${mnt[$system-65536]}/pong; fi
                 us=$("${pre[@]}" "$tool" pingpong "$a" "$b" "$message" "$rounds")
                 record "rtt-$pin" "${message}B" "$rep" "$system" "$us"
             done
         done
     done
-    [[ $pin == pinned ]] && taskset -a -p -c "$all_cpus" "${daemon[65536]}" >/dev/null
+    if [[ $pin == pinned ]]; then
+        for system in ${systems#fifo }; do taskset -a -p -c "$all_cpus" "${daemon[$system-65536]}" >/dev/null; done
+    fi
+done
+
+echo "== request round trips: one process writes a message into a pipe and reads it back, $rounds per run (microseconds per write and read)"
+for message in 1 4096; do
+    for rep in $(seq "$reps"); do
+        for system in $(order "$rep"); do
+            if [[ $system == fifo ]]; then p=$work/fifo; else p=${mnt[$system-65536]}/self; fi
+            record requests "${message}B" "$rep" "$system" "$("$tool" requests "$p" "$message" "$rounds")"
+        done
+    done
 done
 
 echo "== fan-in: 8 writers of 512-byte records, one reader checking each ($size_mib MiB, MB/s)"
 for rep in $(seq "$reps"); do
     for system in $(order "$rep"); do
-        if [[ $system == fifo ]]; then p=$work/fifo; else p=${mnt[65536]}/fanin; fi
+        if [[ $system == fifo ]]; then p=$work/fifo; else p=${mnt[$system-65536]}/fanin; fi
         rate=$("$tool" fanin "$p" 8 "$size_mib")
         record fanin "8x512B" "$rep" "$system" "$rate"
     done
@@ -141,9 +176,9 @@ done
 
 echo "== scale: $pipes idle pipes held open (ls and ls -l in seconds, daemon memory per pipe)"
 mkdir "$fifos/dir"
-n=${daemon[65536]}
+n=${daemon[npfs-65536]}
 for system in fifo npfs; do
-    if [[ $system == fifo ]]; then dir=$fifos/dir; flag=--fifo; else dir=${mnt[65536]}; flag=; fi
+    if [[ $system == fifo ]]; then dir=$fifos/dir; flag=--fifo; else dir=${mnt[npfs-65536]}; flag=; fi
     rss_before=$(rss_kib "$n")
     coproc HOLD { "$tool" hold "$dir" "$pipes" $flag; }
     read -r ready <&"${HOLD[0]}"
@@ -170,16 +205,24 @@ for system in fifo npfs; do
 done
 
 echo "== $readers readers blocked in empty pipes (daemon threads and memory)"
-threads_before=$(threads_of "$n") rss_before=$(rss_kib "$n")
-coproc READERS { "$tool" readers "${mnt[65536]}" "$readers"; }
-read -r ready <&"${READERS[0]}"
-sleep 1
-record blocked threads-before 1 npfs "$threads_before"
-record blocked threads-during 1 npfs "$(threads_of "$n")"
-record blocked memory-per-reader 1 npfs "$(awk -v a="$rss_before" -v b="$(rss_kib "$n")" -v p="$readers" 'BEGIN { printf "%.0f", (b - a) * 1024 / p }')"
-readers_pid=$READERS_PID
-eval "exec ${READERS[1]}>&-"
-wait "$readers_pid"
+for system in ${systems#fifo }; do
+    n=${daemon[$system-65536]}
+    threads_before=$(threads_of "$n") rss_before=$(rss_kib "$n")
+    coproc READERS { "$tool" readers "${mnt[$system-65536]}" "$readers"; }
+    read -r ready <&"${READERS[0]}"
+    sleep 1
+    record blocked threads-before 1 "$system" "$threads_before"
+    record blocked threads-during 1 "$system" "$(threads_of "$n")"
+    record blocked memory-per-reader 1 "$system" "$(awk -v a="$rss_before" -v b="$(rss_kib "$n")" -v p="$readers" 'BEGIN { printf "%.0f", (b - a) * 1024 / p }')"
+    readers_pid=$READERS_PID
+    eval "exec ${READERS[1]}>&-"
+    wait "$readers_pid"
+done
+# What the rings map (the io_uring mount's user.npfs.transport), after the blocked readers.
+if [[ $systems == *uring* ]]; then
+    getfattr --absolute-names --only-values -n user.npfs.transport "${mnt[uring-65536]}" | tr '\n' ' ' | sed 's/ $/\n/' \
+        | sed 's/^/  io_uring mount after them: /'
+fi
 
 # Summary, JSON and chart.
 # The chart needs matplotlib: the python3 on the PATH if it has it, else Debian's
@@ -204,7 +247,7 @@ for kind, case, rep, system, value, cpu in rows:
     entry = data.setdefault((kind, case), {})
     entry.setdefault(system, {})[int(rep)] = float(value)
     if cpu:
-        entry.setdefault("cpu", {})[int(rep)] = float(cpu)
+        entry.setdefault("cpu-" + system, {})[int(rep)] = float(cpu)
 
 def summary(values):
     v = sorted(values)
@@ -218,40 +261,65 @@ result = {"date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespe
 lines = []
 def fmt(s, digits):
     return f"{s['median']:.{digits}f} [{s['min']:.{digits}f}-{s['max']:.{digits}f}]"
-def ratios(entry):
-    return [entry["npfs"][r] / entry["fifo"][r] for r in sorted(entry["npfs"]) if r in entry["fifo"] and entry["fifo"][r] > 0]
+def ratios(entry, over="npfs", under="fifo"):
+    if over not in entry or under not in entry: return []
+    return [entry[over][r] / entry[under][r] for r in sorted(entry[over]) if r in entry[under] and entry[under][r] > 0]
+def by_rep(r):
+    return (" ".join(f"{x:.2f}" for x in r) + f" ({statistics.median(r):.2f})") if r else "-"
+uring = any("uring" in entry for entry in data.values())
+systems = ["fifo", "npfs"] + (["uring"] if uring else [])
+names = {"fifo": "FIFO", "npfs": "npfs /dev/fuse", "uring": "npfs io_uring"}
+def summaries(entry):
+    return {k: summary(list(entry[k].values())) for k in systems if k in entry}
+def row(label, entry, digits, extra=""):
+    s = summaries(entry)
+    cells = "".join(f"{fmt(s[k], digits) if k in s else '-':<24}" for k in systems)
+    text = f"{label:<24}{cells}{by_rep(ratios(entry)):<26}"
+    if uring: text += f"{by_rep(ratios(entry, 'uring', 'npfs')):<26}"
+    return text + extra
+def header(title, extra=""):
+    cells = "".join(f"{names[k] + ' median':<24}" for k in systems)
+    return f"{title:<24}{cells}{'npfs/FIFO by rep (med)':<26}" + (f"{'io_uring/npfs by rep':<26}" if uring else "") + extra
 
-lines.append(f"{'throughput, GB/s':<28}{'FIFO median [min-max]':<26}{'npfs median [min-max]':<26}{'npfs/FIFO by rep (median)':<34}{'npfs CPU s/GiB'}")
+gib = int(size_mib) / 1024
+lines.append(header("throughput, GB/s", "daemon CPU s/GiB: /dev/fuse, io_uring" if uring else "npfs CPU s/GiB"))
 for (kind, case), entry in data.items():
     if kind != "tp": continue
     block, cap = case.split("/")
-    r = ratios(entry)
-    gib = int(size_mib) / 1024
-    cpu = [c / gib for c in entry.get("cpu", {}).values()]
-    item = {"block": block, "capacity": cap, "fifo": summary(list(entry["fifo"].values())),
-            "npfs": summary(list(entry["npfs"].values())), "ratio": summary(r),
-            "npfs_daemon_cpu_s_per_gib": summary(cpu) if cpu else None}
+    item = {"block": block, "capacity": cap, **summaries(entry), "ratio": summary(ratios(entry))}
+    cpu = {}
+    for k in ("npfs", "uring"):
+        values = [c / gib for c in entry.get("cpu-" + k, {}).values()]
+        if values: cpu[k] = summary(values)
+    item["npfs_daemon_cpu_s_per_gib"] = cpu.get("npfs")
+    if uring:
+        item["uring_over_npfs"] = summary(ratios(entry, "uring", "npfs"))
+        item["uring_daemon_cpu_s_per_gib"] = cpu.get("uring")
     result["throughput_gb_per_s"].append(item)
-    by_rep = " ".join(f"{x:.2f}" for x in r) + f" ({statistics.median(r):.2f})"
-    lines.append(f"{block + ' blocks, ' + cap + ' cap':<28}{fmt(item['fifo'], 3):<26}{fmt(item['npfs'], 3):<26}"
-                 f"{by_rep:<34}" + (f"{statistics.median(cpu):.2f}" if cpu else ""))
+    extra = ", ".join(f"{cpu[k]['median']:.2f}" for k in ("npfs", "uring") if k in cpu)
+    lines.append(row(block + " blocks, " + cap + " cap", entry, 3, extra))
 lines.append("")
-lines.append(f"{'round trip, us':<28}{'FIFO median [min-max]':<26}{'npfs median [min-max]':<26}{'npfs/FIFO by rep (median)'}")
+lines.append(header("round trip, us"))
 for (kind, case), entry in data.items():
     if not kind.startswith("rtt-"): continue
-    r = ratios(entry)
-    item = {"message": case, "pinned": kind == "rtt-pinned", "fifo": summary(list(entry["fifo"].values())),
-            "npfs": summary(list(entry["npfs"].values())), "ratio": summary(r)}
+    item = {"message": case, "pinned": kind == "rtt-pinned", **summaries(entry), "ratio": summary(ratios(entry))}
+    if uring: item["uring_over_npfs"] = summary(ratios(entry, "uring", "npfs"))
     result["round_trip_us"].append(item)
-    lines.append(f"{case + ', ' + kind[4:]:<28}{fmt(item['fifo'], 1):<26}{fmt(item['npfs'], 1):<26}"
-                 f"{' '.join(f'{x:.2f}' for x in r)} ({statistics.median(r):.2f})")
-entry = data[("fanin", "8x512B")]
-r = ratios(entry)
-result["fan_in_mb_per_s"] = {"writers": 8, "record_bytes": 512, "fifo": summary(list(entry["fifo"].values())),
-                             "npfs": summary(list(entry["npfs"].values())), "ratio": summary(r)}
+    lines.append(row(case + ", " + kind[4:], entry, 1))
 lines.append("")
-lines.append(f"{'fan-in 8 writers, MB/s':<28}{fmt(result['fan_in_mb_per_s']['fifo'], 0):<26}"
-             f"{fmt(result['fan_in_mb_per_s']['npfs'], 0):<26}{' '.join(f'{x:.2f}' for x in r)} ({statistics.median(r):.2f})")
+lines.append(header("write+read back, us"))
+result["request_round_trip_us"] = []
+for (kind, case), entry in data.items():
+    if kind != "requests": continue
+    item = {"message": case, **summaries(entry), "ratio": summary(ratios(entry))}
+    if uring: item["uring_over_npfs"] = summary(ratios(entry, "uring", "npfs"))
+    result["request_round_trip_us"].append(item)
+    lines.append(row(case + ", one process", entry, 1))
+entry = data[("fanin", "8x512B")]
+result["fan_in_mb_per_s"] = {"writers": 8, "record_bytes": 512, **summaries(entry), "ratio": summary(ratios(entry))}
+if uring: result["fan_in_mb_per_s"]["uring_over_npfs"] = summary(ratios(entry, "uring", "npfs"))
+lines.append("")
+lines.append(row("fan-in 8 writers, MB/s", entry, 0))
 lines.append("")
 lines.append(f"{pipes} idle pipes: {'tmpfs FIFOs':<24}{'npfs'}")
 for listing in ("ls", "ls -l"):
@@ -265,12 +333,13 @@ lines.append(f"  {'npfs status, s':<18}{'':<24}{fmt(status, 3)}")
 memory = data[("scale", "memory")]["npfs"][1]
 result["scale"]["npfs_daemon_bytes_per_idle_pipe"] = memory
 lines.append(f"  npfs daemon memory per idle pipe: {memory:.0f} bytes")
-blocked = {case: data[("blocked", case)]["npfs"][1] for case in ("threads-before", "threads-during", "memory-per-reader")}
-result["blocked_readers"] = {"count": int(readers), "daemon_threads_before": blocked["threads-before"],
-                             "daemon_threads_during": blocked["threads-during"],
-                             "daemon_bytes_per_blocked_reader": blocked["memory-per-reader"]}
-lines.append(f"{readers} blocked readers: daemon threads {blocked['threads-before']:.0f} before, "
-             f"{blocked['threads-during']:.0f} during; {blocked['memory-per-reader']:.0f} bytes of daemon memory each")
+for k in systems[1:]:
+    blocked = {case: data[("blocked", case)][k][1] for case in ("threads-before", "threads-during", "memory-per-reader")}
+    result["blocked_readers" if k == "npfs" else "blocked_readers_uring"] = {
+        "count": int(readers), "daemon_threads_before": blocked["threads-before"],
+        "daemon_threads_during": blocked["threads-during"], "daemon_bytes_per_blocked_reader": blocked["memory-per-reader"]}
+    lines.append(f"{readers} blocked readers, {names[k]}: daemon threads {blocked['threads-before']:.0f} before, "
+                 f"{blocked['threads-during']:.0f} during; {blocked['memory-per-reader']:.0f} bytes of daemon memory each")
 print("\n== summary (medians of " + reps + " repetitions)")
 print("\n".join(lines))
 json.dump(result, open(out + "/bench.json", "w"), indent=1)
@@ -284,18 +353,21 @@ except ImportError:
     sys.exit(0)
 fig, (left, right) = plt.subplots(1, 2, figsize=(12, 4.5))
 blocks = ["4K", "64K", "1024K"]
-width = 0.2
-series = [("fifo", "64K", "FIFO, 64K capacity", "#9ab"), ("npfs", "64K", "npfs, 64K capacity", "#e83"),
-          ("fifo", "1024K", "FIFO, 1M capacity", "#456"), ("npfs", "1024K", "npfs, 1M capacity", "#a30")]
+series = [("fifo", "64K", "FIFO, 64K capacity", "#9ab"), ("npfs", "64K", "npfs /dev/fuse, 64K capacity", "#e83"),
+          ("fifo", "1024K", "FIFO, 1M capacity", "#456"), ("npfs", "1024K", "npfs /dev/fuse, 1M capacity", "#a30")]
+if uring:
+    series[2:2] = [("uring", "64K", "npfs io_uring, 64K capacity", "#4a4")]
+    series += [("uring", "1024K", "npfs io_uring, 1M capacity", "#161")]
+width = 0.8 / len(series)
 for i, (system, cap, label, color) in enumerate(series):
     values = [next((t[system]["median"] for t in result["throughput_gb_per_s"] if t["block"] == b and t["capacity"] == cap), 0) for b in blocks]
-    left.bar([x + (i - 1.5) * width for x in range(len(blocks))], values, width, label=label, color=color)
+    left.bar([x + (i - (len(series) - 1) / 2) * width for x in range(len(blocks))], values, width, label=label, color=color)
 left.set_xticks(range(len(blocks)), ["4 KiB", "64 KiB", "1 MiB"])
 left.set_xlabel("block size (dd bs, writer and reader)")
 left.set_ylabel("GB/s (log scale, higher is better)")
 left.set_yscale("log")
-top = max(t[s]["median"] for t in result["throughput_gb_per_s"] for s in ("fifo", "npfs"))
-bottom = min(t[s]["median"] for t in result["throughput_gb_per_s"] for s in ("fifo", "npfs"))
+top = max(t[s]["median"] for t in result["throughput_gb_per_s"] for s in systems)
+bottom = min(t[s]["median"] for t in result["throughput_gb_per_s"] for s in systems)
 ticks = [x for x in (0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5, 10, 20, 50) if bottom / 2 <= x <= top * 4]
 left.set_ylim(bottom / 2, top * 4)
 left.set_yticks(ticks, [f"{x:g}" for x in ticks])
@@ -304,8 +376,10 @@ left.set_title("Throughput")
 left.legend(fontsize=8, ncol=2, loc="upper left")
 cases = [(t["message"], t["pinned"]) for t in result["round_trip_us"]]
 labels = [f"{m}\n{'one CPU' if p else 'unpinned'}" for m, p in cases]
-for i, (system, label, color) in enumerate([("fifo", "kernel FIFO", "#9ab"), ("npfs", "npfs", "#e83")]):
-    right.bar([x + (i - 0.5) * 0.35 for x in range(len(cases))], [t[system]["median"] for t in result["round_trip_us"]], 0.35, label=label, color=color)
+bars = [("fifo", "kernel FIFO", "#9ab"), ("npfs", "npfs /dev/fuse", "#e83")] + ([("uring", "npfs io_uring", "#4a4")] if uring else [])
+step = 0.8 / len(bars)
+for i, (system, label, color) in enumerate(bars):
+    right.bar([x + (i - (len(bars) - 1) / 2) * step for x in range(len(cases))], [t[system]["median"] for t in result["round_trip_us"]], step, label=label, color=color)
 right.set_xticks(range(len(cases)), labels)
 right.set_ylabel("microseconds per round trip (lower is better)")
 right.set_title("Ping-pong latency over two pipes")

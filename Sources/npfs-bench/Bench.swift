@@ -10,7 +10,7 @@ struct Bench: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "npfs-bench",
         abstract: "Clients for ./bench.sh: a writer with a set capacity, ping-pong, fan-in, idle pipes, blocked readers.",
-        subcommands: [Capacity.self, PingPong.self, FanIn.self, FanInWriter.self, Hold.self, Readers.self]
+        subcommands: [Capacity.self, PingPong.self, Requests.self, FanIn.self, FanInWriter.self, Hold.self, Readers.self]
     )
 }
 
@@ -77,6 +77,34 @@ struct PingPong: ParsableCommand {
         close(input)
         guard Spawn.exitStatus(of: echo, block: true) == 0 else { throw failure("the echo side failed") }
         print(String(format: "%.3f", microseconds))
+    }
+}
+
+/// `requests PATH SIZE ROUNDS`: one process writes SIZE bytes into PATH (open for reading
+/// and writing) and reads them back, ROUNDS times: each a write and a read that never wait,
+/// so the time is the requests' own round trips through the kernel (and, on npfs, the
+/// daemon). Prints microseconds per write and read (after ROUNDS/20 warm-up rounds).
+struct Requests: ParsableCommand {
+    static let configuration = CommandConfiguration(abstract: "Time a write and a read back by one process.")
+    @Argument var path: String
+    @Argument var size: Int
+    @Argument var rounds: Int
+
+    func run() throws {
+        let fd = open(path, O_RDWR)
+        guard fd >= 0 else { throw failure("open \(path)") }
+        defer { close(fd) }
+        var buffer = [UInt8](repeating: 0, count: max(size, 1))
+        let warmUp = rounds / 20
+        var start = 0.0
+        for round in 0..<(warmUp + rounds) {
+            if round == warmUp { start = now() }
+            buffer[0] = UInt8(truncatingIfNeeded: round)
+            try transfer(fd, &buffer, size, writing: true)
+            try transfer(fd, &buffer, size, writing: false)
+            guard buffer[0] == UInt8(truncatingIfNeeded: round) else { throw failure("the bytes came back changed") }
+        }
+        print(String(format: "%.3f", (now() - start) * 1e6 / Double(max(rounds, 1))))
     }
 }
 
