@@ -102,8 +102,12 @@ final class ServingLoop: @unchecked Sendable {
         return failure.load(ordering: .relaxed)
     }
 
-    /// Notices a change of the CPUs this process may run on.
-    private func checkCPUs() { parallel.store(npfs_allowed_cpus() > 1, ordering: .relaxed) }
+    /// Notices a change of the CPUs this process may run on (and puts the io_uring queues'
+    /// threads back on theirs).
+    private func checkCPUs() {
+        parallel.store(npfs_allowed_cpus() > 1, ordering: .relaxed)
+        transport?.repin()
+    }
 
     private func stop() {
         stopping.store(true, ordering: .releasing)

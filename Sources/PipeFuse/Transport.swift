@@ -170,6 +170,11 @@ package final class Transport: Sendable {
         _ = said.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
     }
 
+    /// Puts the queues' threads back on their CPUs after a `taskset -a -p`.
+    func repin() {
+        state.withLock { $0.rings }?.repin()
+    }
+
     /// Stops the rings (at the session's end).
     func stop() {
         state.withLock { $0.rings }?.stop()

@@ -134,6 +134,30 @@ import Testing
         }
     }
 
+    /// Each queue's thread runs on its own CPU, and is put back there after `taskset -a -p`
+    /// moved every thread of the daemon to one CPU and then let them go (before, the
+    /// queues' threads stayed free to run anywhere, and requests took twice as long).
+    @Test func queueThreadsStayOnTheirCPUs() throws {
+        guard npfs_cpu_allowed(0) != 0 && npfs_cpu_allowed(1) != 0 else { return }
+        try Self.withRingMount { mount in
+            let pid = try getfattr(mount.directory, "user.npfs.pid").trimmingCharacters(in: .whitespacesAndNewlines)
+            let cpus = { () -> [String] in
+                let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/\(pid)/task")) ?? []
+                return tasks.compactMap { task in
+                    (try? String(contentsOfFile: "/proc/\(pid)/task/\(task)/status", encoding: .utf8))?
+                        .split(separator: "\n").first { $0.hasPrefix("Cpus_allowed_list:") }
+                        .map { $0.split(separator: "\t").last.map(String.init) ?? "" }
+                }
+            }
+            #expect(eventually { cpus().contains("0") && cpus().contains("1") }, "\(cpus())")
+            #expect(try ChildProcess.run(["taskset", "-a", "-p", "-c", "0", pid], timeout: 10).status == 0)
+            #expect(eventually { !cpus().contains("1") }, "\(cpus())")
+            #expect(try ChildProcess.run(["taskset", "-a", "-p", "-c", "0,1", pid], timeout: 10).status == 0)
+            #expect(eventually { cpus().contains("0") && cpus().contains("1") }, "each queue's thread back on its CPU: \(cpus())")
+            try Self.carriesALine(mount)
+        }
+    }
+
     /// Requests that wait hold their ring entries: 24 readers waiting on one CPU's queue of
     /// two entries, and that queue still takes the writes that end their waits.
     @Test func waitingRequestsDoNotStarveTheirQueue() throws {

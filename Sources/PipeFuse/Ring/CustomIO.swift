@@ -23,7 +23,7 @@ enum CustomIO {
         let unique = first.loadUnaligned(fromByteOffset: 8, as: UInt64.self)
         if let entry = RingRoute.current, entry.claim(unique) {
             let length = entry.write(vectors, count: count, unique: unique)
-            entry.queue.answered(entry, ringing: !entry.queue.isCurrentThread)
+            entry.queue.answered(entry, from: RingQueue.current)
             return length
         }
         if let userdata {

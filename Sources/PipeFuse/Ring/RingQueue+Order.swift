@@ -83,7 +83,7 @@ extension RingQueue {
         for data in passRequests {
             let origin = Int((data >> 32) & 0xffff)
             guard peers.indices.contains(origin) else { continue }
-            _ = npfs_ring_message(ring, peers[origin], 0, RingQueue.passed | (data & 0xffff_ffff), 0)
+            _ = npfs_ring_message(ring, peers[origin], 0, RingQueue.passed | (data & 0xffff_ffff), RingQueue.unsentData)
         }
         passRequests.removeAll(keepingCapacity: true)
     }

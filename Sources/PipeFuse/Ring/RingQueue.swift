@@ -11,20 +11,25 @@ import Synchronization
 ///
 /// A request answered while it is handled is committed by this thread. One answered later
 /// on another thread (a waiting read, an open that met its partner) is written into its
-/// entry by that thread, pushed on `answeredHead` (a lock-free list) and the doorbell, an
-/// eventfd this ring always has a read posted on, wakes this thread to commit it.
+/// entry by that thread and handed over through `answeredHead`, a lock-free list
+/// (`RingQueue+Answers.swift`).
 ///
 /// Entries: `depth` to begin with. A request answered later keeps its entry until then, so
 /// whenever fewer than `depth` are left in the kernel, the thread registers another (up to
 /// `maximumEntries`): a queue whose entries were all held by waiting requests would take
 /// no more requests, not even the one those wait for.
 ///
-/// Unchecked Sendable: everything but `answeredHead`, `stopping`, the doorbell and the
-/// counters is touched by this queue's thread only.
+/// Unchecked Sendable: everything but `answeredHead`, `sleeping`, `stopping`, the doorbell
+/// and the counters is touched by this queue's thread only (`peers` is set before it starts).
 final class RingQueue: @unchecked Sendable {
-    /// user_data of the doorbell's read; an entry's is its index; the order's messages
-    /// (`RingQueue+Order.swift`) are tagged with the top two bits.
+    /// user_data of the doorbell's read; an entry's is its index; other queues' messages
+    /// are tagged with the top two bits: a wake-up (`RingQueue+Answers.swift`), the order's
+    /// (`RingQueue+Order.swift`).
     static let doorbellData: UInt64 = 1 << 62
+    /// A message from another queue that only wakes this one.
+    static let wakeData: UInt64 = 1 << 62 | 1
+    /// A message that could not be sent (its target is gone): nothing to do.
+    static let unsentData: UInt64 = 1 << 62 | 2
     static let tagMask: UInt64 = 3 << 62
     /// Entries a queue may grow to.
     static let maximumEntries = 4096
@@ -38,7 +43,7 @@ final class RingQueue: @unchecked Sendable {
     private(set) var ring: OpaquePointer?
     /// The ring's descriptor, for other queues' messages (-1 before it is made).
     private(set) var ringDescriptor: Int32 = -1
-    private let doorbell: Int32
+    let doorbell: Int32
     private let doorbellValue: UnsafeMutablePointer<UInt64>
     private var entries: [RingEntry] = []
     /// Every queue's ring descriptor, by queue id (set before `start`).
@@ -57,15 +62,19 @@ final class RingQueue: @unchecked Sendable {
     var unsubmitted = 0
     /// Entries the kernel ended (unmount, abort).
     private var ended = 0
-    private let answeredHead = Atomic<Int>(-1)
+    let answeredHead = Atomic<Int>(-1)
     /// The thread is about to wait, or waits, in the kernel: a reply pushed from another
-    /// thread rings the doorbell only then (and only the first such reply).
-    private let sleeping = Atomic<Bool>(false)
+    /// thread wakes it only then (and only the first such reply).
+    let sleeping = Atomic<Bool>(false)
+    /// Queues to wake with a message before this thread next waits (replies it made for them).
+    var wakes: [RingQueue] = []
     private let stopping = Atomic<Bool>(false)
     /// Entries allocated, for `npfs status`.
     let entryCount = Atomic<Int>(0)
     private var thread = pthread_t()
     private var threadStarted = false
+    /// The thread's id, for `repin` from other threads (0 before it runs).
+    private let threadID = Atomic<Int32>(0)
     /// Posted when the ring is set up (or failed to be), and when the thread ends.
     private let signal: UnsafeMutablePointer<sem_t>
     private let go: UnsafeMutablePointer<sem_t>
@@ -132,29 +141,19 @@ final class RingQueue: @unchecked Sendable {
         pthread_join(thread, nil)
     }
 
-    /// A reply written into `entry` on any thread: queued for this thread to commit.
-    func answered(_ entry: RingEntry, ringing: Bool) {
-        var head = answeredHead.load(ordering: .relaxed)
-        while true {
-            entry.nextAnswered = head
-            let (exchanged, found) = answeredHead.compareExchange(expected: head, desired: entry.index, ordering: .sequentiallyConsistent)
-            if exchanged { break }
-            head = found
-        }
-        // Seen with the push in one order by both sides (see `serve`): either this finds
-        // the thread going to sleep and wakes it, or the thread finds the reply first.
-        if ringing && sleeping.exchange(false, ordering: .sequentiallyConsistent) {
-            var one: UInt64 = 1
-            _ = Glibc.write(doorbell, &one, 8)
-        }
+    /// Pins the thread to its CPU while the process may run there, and lets it run where
+    /// the process may otherwise: `taskset -a -p` changes every thread's CPUs, a queue's
+    /// thread among them, and this puts it back (the serving loop calls it ten times a second).
+    func repin() {
+        let id = threadID.load(ordering: .acquiring)
+        if id != 0 { _ = npfs_repin_thread(id, Int32(qid)) }
     }
-
-    /// Whether the calling thread is this queue's.
-    var isCurrentThread: Bool { pthread_equal(pthread_self(), thread) != 0 }
 
     // MARK: The thread
 
     private func serve() {
+        RingQueue.setCurrent(self)
+        threadID.store(npfs_thread_id(), ordering: .releasing)
         defer { if let ring { npfs_ring_destroy(ring) } }
         guard setUp(), let ring else {
             sem_post(signal)
@@ -168,6 +167,7 @@ final class RingQueue: @unchecked Sendable {
         // Rounds of submitting without waiting, to look again before passing other queues.
         var looksAgain = 0
         while !stopping.load(ordering: .acquiring) {
+            sendWakes()
             let waited: Int32
             if looksAgain > 0 {
                 waited = npfs_ring_submit(ring)
@@ -182,8 +182,10 @@ final class RingQueue: @unchecked Sendable {
                 }
             }
             if waited < 0 && waited != -EINTR && waited != -EAGAIN && waited != -EBUSY && waited != -ETIME {
+                // Noted (status), and tried again: a queue that stopped would leave its
+                // CPU's requests unanswered.
                 failure.store(waited, ordering: .relaxed)
-                break
+                usleep(1000)
             }
             available = inKernel
             unsubmitted = 0
@@ -204,10 +206,10 @@ final class RingQueue: @unchecked Sendable {
         }
     }
 
-    /// Pins the thread to its CPU (if this process may run there), makes the ring and the
-    /// first entries. False (with `failure` set) if it cannot.
+    /// Pins the thread to its CPU (if this process may run there: `repin`), makes the ring
+    /// and the first entries. False (with `failure` set) if it cannot.
     private func setUp() -> Bool {
-        if npfs_cpu_allowed(Int32(qid)) != 0 { _ = npfs_pin_thread(Int32(qid)) }
+        repin()
         guard let made = npfs_ring_create(256, 1) else {
             failure.store(-errno, ordering: .releasing)
             return false
@@ -259,7 +261,7 @@ final class RingQueue: @unchecked Sendable {
                 var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
                 _ = entry.write(&vector, count: 1, unique: entry.deliveredUnique)
             }
-            answered(entry, ringing: false)
+            answered(entry, from: self)
             return
         }
         if holdsBack(entry, buffer) { return }

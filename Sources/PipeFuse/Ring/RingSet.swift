@@ -29,6 +29,9 @@ final class RingSet: Sendable {
 
     func stop() { queues.forEach { $0.stop() } }
 
+    /// Puts each queue's thread back on its CPU (see `RingQueue.repin`).
+    func repin() { queues.forEach { $0.repin() } }
+
     /// Entries of all queues.
     var entryCount: Int { queues.reduce(0) { $0 + $1.entryCount.load(ordering: .relaxed) } }
 
