@@ -139,7 +139,7 @@ for pin in unpinned pinned; do
     if [[ $pin == pinned ]]; then
         pre=(taskset -c 0)
         for system in ${systems#fifo }; do taskset -a -p -c 0 "${daemon[$system-65536]}" >/dev/null; done
-        sleep 0.3   # the daemon checks its affinity ten times a second
+        sleep 0.3   # the daemon checks its affinity ten times a second (and repins its rings' threads)
     fi
     for message in 1 4096; do
         for rep in $(seq "$reps"); do
@@ -152,15 +152,20 @@ for pin in unpinned pinned; do
     done
     if [[ $pin == pinned ]]; then
         for system in ${systems#fifo }; do taskset -a -p -c "$all_cpus" "${daemon[$system-65536]}" >/dev/null; done
+        sleep 0.3
     fi
 done
 
 echo "== request round trips: one process writes a message into a pipe and reads it back, $rounds per run (microseconds per write and read)"
-for message in 1 4096; do
-    for rep in $(seq "$reps"); do
-        for system in $(order "$rep"); do
-            if [[ $system == fifo ]]; then p=$work/fifo; else p=${mnt[$system-65536]}/self; fi
-            record requests "${message}B" "$rep" "$system" "$("$tool" requests "$p" "$message" "$rounds")"
+for pin in unpinned pinned; do
+    pre=()
+    [[ $pin == pinned ]] && pre=(taskset -c 0)   # the client only: the daemon as it runs
+    for message in 1 4096; do
+        for rep in $(seq "$reps"); do
+            for system in $(order "$rep"); do
+                if [[ $system == fifo ]]; then p=$work/fifo; else p=${mnt[$system-65536]}/self; fi
+                record "requests-$pin" "${message}B" "$rep" "$system" "$("${pre[@]}" "$tool" requests "$p" "$message" "$rounds")"
+            done
         done
     done
 done
@@ -310,11 +315,11 @@ lines.append("")
 lines.append(header("write+read back, us"))
 result["request_round_trip_us"] = []
 for (kind, case), entry in data.items():
-    if kind != "requests": continue
-    item = {"message": case, **summaries(entry), "ratio": summary(ratios(entry))}
+    if not kind.startswith("requests-"): continue
+    item = {"message": case, "client_pinned": kind == "requests-pinned", **summaries(entry), "ratio": summary(ratios(entry))}
     if uring: item["uring_over_npfs"] = summary(ratios(entry, "uring", "npfs"))
     result["request_round_trip_us"].append(item)
-    lines.append(row(case + ", one process", entry, 1))
+    lines.append(row(case + ", " + ("client on CPU 0" if kind == "requests-pinned" else "unpinned"), entry, 1))
 entry = data[("fanin", "8x512B")]
 result["fan_in_mb_per_s"] = {"writers": 8, "record_bytes": 512, **summaries(entry), "ratio": summary(ratios(entry))}
 if uring: result["fan_in_mb_per_s"]["uring_over_npfs"] = summary(ratios(entry, "uring", "npfs"))
