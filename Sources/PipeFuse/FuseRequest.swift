@@ -23,7 +23,7 @@ struct FuseRequest: ~Copyable, @unchecked Sendable {
     }
 
     /// Makes a `fuse_reply_*` call with the reply routed to the request's ring entry.
-    @discardableResult
+    @discardableResult @inline(__always)
     private func answer<Result>(_ reply: () -> Result) -> Result {
         guard let entry else { return reply() }
         return RingRoute.with(entry, reply)

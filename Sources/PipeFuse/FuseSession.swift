@@ -55,10 +55,11 @@ package final class FuseSession {
         }
         mountpoint = path
         watch.start(mountpoint: path)
-        // Replies go through npfs's own writev, which routes them to io_uring once the
-        // kernel takes it at INIT (see `Transport`).
-        filesystem.transport.attach(session)
-        guard CustomIO.install(on: session) else { throw Failure(description: "cannot install npfs's transport on the session") }
+        // Where io_uring may be used, replies go through npfs's own writev, which routes
+        // them to io_uring once the kernel takes it at INIT (see `Transport`).
+        if filesystem.transport.attach(session) {
+            guard CustomIO.install(on: session) else { throw Failure(description: "cannot install npfs's transport on the session") }
+        }
     }
 
     /// Waits until the kernel's INIT has been answered (a stat of the mount point, served

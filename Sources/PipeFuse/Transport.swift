@@ -45,6 +45,8 @@ package final class Transport: Sendable {
         var rings: RingSet?
         /// Why io_uring is not used although offered (a failed set-up), if so.
         var refusal: String?
+        /// npfs's writev sees the replies (`attach`), the INIT reply's among them.
+        var seesReplies = false
     }
     private let state = Mutex(State())
 
@@ -70,8 +72,16 @@ package final class Transport: Sendable {
     }
 
     /// The session whose rings this makes, once it is mounted (its descriptor is /dev/fuse's).
-    func attach(_ session: OpaquePointer) {
-        state.withLock { $0.session = Session(pointer: session) }
+    /// Returns whether io_uring may be used, so that npfs's writev must see the replies
+    /// (`CustomIO`): not with io_uring=off, nor where the kernel will not offer it, where
+    /// every reply goes to /dev/fuse as libfuse writes it, at no cost.
+    func attach(_ session: OpaquePointer) -> Bool {
+        let possible = mode != .off && Transport.ioUringUnavailable() == nil
+        state.withLock {
+            $0.session = Session(pointer: session)
+            $0.seesReplies = possible
+        }
+        return possible
     }
 
     /// The kernel's INIT request (header and body, `size` bytes), before libfuse answers it.
@@ -79,11 +89,16 @@ package final class Transport: Sendable {
         let header = MemoryLayout<fuse_in_header>.size
         initUnique.store(request.loadUnaligned(fromByteOffset: 8, as: UInt64.self), ordering: .relaxed)
         // fuse_init_in: major, minor, max_readahead, flags, flags2 (each 32 bits).
-        guard size >= header + 20 else { return offer.store(Offer.notOffered.rawValue, ordering: .relaxed) }
-        let flags = request.loadUnaligned(fromByteOffset: header + 12, as: UInt32.self)
-        let flags2 = request.loadUnaligned(fromByteOffset: header + 16, as: UInt32.self)
-        let offered = flags & UInt32(FUSE_INIT_EXT) != 0 && flags2 & Transport.overIoUring != 0
+        var offered = false
+        if size >= header + 20 {
+            let flags = request.loadUnaligned(fromByteOffset: header + 12, as: UInt32.self)
+            let flags2 = request.loadUnaligned(fromByteOffset: header + 16, as: UInt32.self)
+            offered = flags & UInt32(FUSE_INIT_EXT) != 0 && flags2 & Transport.overIoUring != 0
+        }
         offer.store((offered ? Offer.offered : Offer.notOffered).rawValue, ordering: .relaxed)
+        // Without npfs's writev (`attach`) the INIT reply goes straight to /dev/fuse:
+        // the transport is decided already.
+        if !state.withLock({ $0.seesReplies }) { announce() }
     }
 
     /// Whether a reply is the one to INIT.

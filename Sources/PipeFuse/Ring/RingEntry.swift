@@ -143,10 +143,17 @@ enum RingRoute {
         return key
     }()
 
+    /// Set once a session of this process serves over io_uring: until then no request is
+    /// looked up (a request over /dev/fuse costs no thread-local read).
+    static let inUse = Atomic<Bool>(false)
+
     /// The entry replies on this thread go to, if its request is the one answered.
     static var current: RingEntry? { currentEntry?.entry }
 
-    static var currentEntry: Entry? { pthread_getspecific(key).map { Entry(pointer: $0) } }
+    static var currentEntry: Entry? {
+        guard inUse.load(ordering: .relaxed) else { return nil }
+        return pthread_getspecific(key).map { Entry(pointer: $0) }
+    }
 
     /// Runs `body` with replies routed to `entry`, then restores the previous route.
     static func with<Result>(_ entry: Entry, _ body: () -> Result) -> Result {

@@ -25,7 +25,10 @@ final class RingSet: Sendable {
     }
 
     /// Registers the entries: the kernel has taken the INIT reply.
-    func start() { queues.forEach { $0.start() } }
+    func start() {
+        RingRoute.inUse.store(true, ordering: .relaxed)
+        queues.forEach { $0.start() }
+    }
 
     func stop() { queues.forEach { $0.stop() } }
 
