@@ -1,6 +1,6 @@
 import Glibc
 
-/// Reading the small text files of /proc, the adapter's one way to: a whole file at once
+/// Reading the small text files of /proc and /sys, the adapter's one way to: a whole file at once
 /// (its size is not known beforehand), retried on EINTR, at most 1 MiB.
 enum ProcFile {
     /// The text of the file at `path`, or nil if it cannot be read.

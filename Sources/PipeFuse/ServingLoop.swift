@@ -128,7 +128,7 @@ final class ServingLoop: @unchecked Sendable {
                 while !mustStop {
                     let received = fuse_session_receive_buf(session, &buffer)
                     guard received > 0 else { return received }
-                    let opcode = ServingLoop.opcode(buffer)
+                    let opcode = buffer.opcode
                     if opcode == FUSE_INIT.rawValue, let transport, let memory = buffer.mem {
                         transport.kernelInit(memory, size: Int(received))
                     }
@@ -153,13 +153,6 @@ final class ServingLoop: @unchecked Sendable {
     private static func keepsItsPlace(_ opcode: UInt32?) -> Bool {
         guard let opcode else { return true }
         return opcode == FUSE_RELEASE.rawValue || opcode == FUSE_INIT.rawValue
-    }
-
-    /// A request's opcode, if its header is in memory.
-    private static func opcode(_ buffer: fuse_buf) -> UInt32? {
-        guard buffer.flags.rawValue & FUSE_BUF_IS_FD.rawValue == 0, let memory = buffer.mem,
-              buffer.size >= MemoryLayout<fuse_in_header>.size else { return nil }
-        return memory.loadUnaligned(as: fuse_in_header.self).opcode
     }
 
     /// Starts a worker with the shutdown signals blocked (the thread in `run` takes them).
@@ -187,5 +180,13 @@ final class ServingLoop: @unchecked Sendable {
     /// A handler that does nothing, installed without SA_RESTART so that it ends a read.
     private static func installKnockHandler() {
         Signals.install([knockSignal]) { _ in }
+    }
+}
+
+extension fuse_buf {
+    /// A request's opcode, if its header is in memory.
+    var opcode: UInt32? {
+        guard flags.rawValue & FUSE_BUF_IS_FD.rawValue == 0, let mem, size >= MemoryLayout<fuse_in_header>.size else { return nil }
+        return mem.loadUnaligned(as: fuse_in_header.self).opcode
     }
 }

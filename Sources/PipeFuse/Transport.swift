@@ -61,11 +61,10 @@ package final class Transport: Sendable {
     /// Why the kernel will not offer FUSE over io_uring at INIT, or nil if it will
     /// (`enable_uring` is Y).
     package static func ioUringUnavailable() -> String? {
-        guard let file = fopen(enableParameter, "r") else {
+        guard let value = ProcFile.contents(of: enableParameter) else {
             return "this kernel has no FUSE over io_uring (Linux 6.14 or later, built with CONFIG_FUSE_IO_URING)"
         }
-        defer { fclose(file) }
-        guard fgetc(file) == Int32(UInt8(ascii: "Y")) else {
+        guard value.hasPrefix("Y") else {
             return "the kernel does not offer FUSE over io_uring: the fuse module's enable_uring is N (./mount.sh --io-uring sets it)"
         }
         return nil

@@ -27,6 +27,9 @@ final class RingEntry: @unchecked Sendable {
     private let memory: UnsafeMutableRawPointer
     private let mappedSize: Int
     private let header: UnsafeMutablePointer<npfs_uring_req_header>
+    /// The header's fuse_in_header in, fuse_out_header out; and the first argument in.
+    private let inOut: UnsafeMutableRawPointer
+    private let opIn: UnsafeRawPointer
     private let payload: UnsafeMutableRawPointer
     let payloadSize: Int
     /// The header and the payload, as REGISTER takes them.
@@ -50,6 +53,8 @@ final class RingEntry: @unchecked Sendable {
         memory = mapped
         mappedSize = size
         header = mapped.bindMemory(to: npfs_uring_req_header.self, capacity: 1)
+        inOut = mapped + MemoryLayout<npfs_uring_req_header>.offset(of: \.in_out)!
+        opIn = UnsafeRawPointer(mapped + MemoryLayout<npfs_uring_req_header>.offset(of: \.op_in)!)
         payload = mapped + RingEntry.headerPage
         self.payloadSize = payloadSize
         buffers = .allocate(capacity: 2)
@@ -65,8 +70,6 @@ final class RingEntry: @unchecked Sendable {
     /// The request the kernel delivered, as one buffer (header, first argument, payload),
     /// or nil if its sizes do not add up. Marks the entry as holding it.
     func delivered() -> fuse_buf? {
-        let inOut = UnsafeRawPointer(header) + MemoryLayout<npfs_uring_req_header>.offset(of: \.in_out)!
-        let opIn = UnsafeRawPointer(header) + MemoryLayout<npfs_uring_req_header>.offset(of: \.op_in)!
         let request = inOut.loadUnaligned(as: fuse_in_header.self)
         let payloadBytes = Int(header.pointee.ring_ent_in_out.payload_sz)
         let length = Int(request.len)
@@ -82,9 +85,17 @@ final class RingEntry: @unchecked Sendable {
         return buffer
     }
 
-    /// The unique of the request delivered last (read by the queue's thread only).
-    var deliveredUnique: UInt64 {
-        (UnsafeRawPointer(header) + MemoryLayout<npfs_uring_req_header>.offset(of: \.in_out)!).loadUnaligned(as: fuse_in_header.self).unique
+    /// Answers the request delivered last with `errno` (one whose sizes did not add up).
+    func fail(_ errno: Int32) {
+        writeError(errno, unique: inOut.loadUnaligned(as: fuse_in_header.self).unique)
+    }
+
+    /// An error reply (a header alone) to `unique`.
+    private func writeError(_ errno: Int32, unique: UInt64) {
+        var failed = fuse_out_header(len: UInt32(RingEntry.outHeaderSize), error: -errno, unique: unique)
+        inOut.copyMemory(from: &failed, byteCount: RingEntry.outHeaderSize)
+        header.pointee.ring_ent_in_out.payload_sz = 0
+        answered = unique
     }
 
     /// Takes the reply to `unique` if this entry holds that request: once, whoever calls.
@@ -97,26 +108,24 @@ final class RingEntry: @unchecked Sendable {
     func write(_ vectors: UnsafePointer<iovec>, count: Int, unique: UInt64) -> Int {
         var total = 0
         for i in 0..<count { total += vectors[i].iov_len }
-        let inOut = UnsafeMutableRawPointer(header) + MemoryLayout<npfs_uring_req_header>.offset(of: \.in_out)!
+        guard total - RingEntry.outHeaderSize <= payloadSize else {
+            writeError(EIO, unique: unique)
+            return total
+        }
         var written = 0
-        if total - RingEntry.outHeaderSize > payloadSize {
-            var failed = fuse_out_header(len: UInt32(RingEntry.outHeaderSize), error: -EIO, unique: unique)
-            inOut.copyMemory(from: &failed, byteCount: RingEntry.outHeaderSize)
-        } else {
-            for i in 0..<count {
-                guard let base = vectors[i].iov_base else { continue }
-                var from = UnsafeRawPointer(base), left = vectors[i].iov_len
-                if written < RingEntry.outHeaderSize {
-                    let part = min(left, RingEntry.outHeaderSize - written)
-                    (inOut + written).copyMemory(from: from, byteCount: part)
-                    written += part
-                    from += part
-                    left -= part
-                }
-                if left > 0 {
-                    (payload + (written - RingEntry.outHeaderSize)).copyMemory(from: from, byteCount: left)
-                    written += left
-                }
+        for i in 0..<count {
+            guard let base = vectors[i].iov_base else { continue }
+            var from = UnsafeRawPointer(base), left = vectors[i].iov_len
+            if written < RingEntry.outHeaderSize {
+                let part = min(left, RingEntry.outHeaderSize - written)
+                (inOut + written).copyMemory(from: from, byteCount: part)
+                written += part
+                from += part
+                left -= part
+            }
+            if left > 0 {
+                (payload + (written - RingEntry.outHeaderSize)).copyMemory(from: from, byteCount: left)
+                written += left
             }
         }
         header.pointee.ring_ent_in_out.payload_sz = UInt32(max(written - RingEntry.outHeaderSize, 0))

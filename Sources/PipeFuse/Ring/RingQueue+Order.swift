@@ -103,9 +103,8 @@ extension RingQueue {
 
     /// POLL, and READ, WRITE and OPEN with O_NONBLOCK.
     static func keepsOrder(_ buffer: fuse_buf) -> Bool {
-        guard let request = buffer.mem, buffer.size >= MemoryLayout<fuse_in_header>.size else { return false }
+        guard let opcode = buffer.opcode, let request = buffer.mem else { return false }
         let header = MemoryLayout<fuse_in_header>.size
-        let opcode = request.loadUnaligned(fromByteOffset: 4, as: UInt32.self)
         let flagsAt: Int
         switch opcode {
         case FUSE_POLL.rawValue: return true

@@ -78,8 +78,8 @@ final class RingQueue: @unchecked Sendable {
     /// Posted when the ring is set up (or failed to be), and when the thread ends.
     private let signal: UnsafeMutablePointer<sem_t>
     private let go: UnsafeMutablePointer<sem_t>
-    /// 0, or the negative errno of the set-up or of a failed registration.
-    let failure = Atomic<Int32>(0)
+    /// 0, or the negative errno of a failed set-up (`prepare`).
+    private let failure = Atomic<Int32>(0)
 
     init(qid: Int, session: OpaquePointer, fuseDescriptor: Int32, depth: Int, payloadSize: Int) {
         self.qid = qid
@@ -182,9 +182,7 @@ final class RingQueue: @unchecked Sendable {
                 }
             }
             if waited < 0 && waited != -EINTR && waited != -EAGAIN && waited != -EBUSY && waited != -ETIME {
-                // Noted (status), and tried again: a queue that stopped would leave its
-                // CPU's requests unanswered.
-                failure.store(waited, ordering: .relaxed)
+                // Tried again: a queue that stopped would leave its CPU's requests unanswered.
                 usleep(1000)
             }
             available = inKernel
@@ -198,7 +196,6 @@ final class RingQueue: @unchecked Sendable {
                 } else if data < UInt64(entries.count) {
                     completed(entries[Int(data)], result: result)
                 }
-                commitAnswered()
             }
             commitAnswered()
             grow()
@@ -248,19 +245,12 @@ final class RingQueue: @unchecked Sendable {
                 register(entry)
             } else {
                 ended += 1
-                if result != -ENOTCONN && result != -ECANCELED && result != -ECONNABORTED {
-                    failure.store(result, ordering: .relaxed)
-                }
             }
             return
         }
         guard var buffer = entry.delivered() else {
             // Sizes that do not add up: answer EIO rather than hand libfuse a bad request.
-            var failed = fuse_out_header(len: UInt32(MemoryLayout<fuse_out_header>.size), error: -EIO, unique: entry.deliveredUnique)
-            withUnsafeMutableBytes(of: &failed) { bytes in
-                var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
-                _ = entry.write(&vector, count: 1, unique: entry.deliveredUnique)
-            }
+            entry.fail(EIO)
             answered(entry, from: self)
             return
         }
@@ -292,7 +282,7 @@ final class RingQueue: @unchecked Sendable {
 
     /// Keeps `depth` entries in the kernel while requests answered later hold others.
     private func grow() {
-        while inKernel < depth && entries.count - ended < RingQueue.maximumEntries && ended == 0 {
+        while inKernel < depth && ended == 0 && entries.count < RingQueue.maximumEntries {
             guard let entry = addEntry() else { return }
             register(entry)
         }

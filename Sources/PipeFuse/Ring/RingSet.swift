@@ -1,4 +1,3 @@
-import Foundation
 import Glibc
 
 /// The queues of a session served over io_uring: one per possible CPU (the kernel hangs
@@ -44,7 +43,7 @@ final class RingSet: Sendable {
     /// CPUs the kernel may ever run (`/sys/devices/system/cpu/possible`, as "0-3,5"): the
     /// queues the kernel expects.
     static func possibleCPUs() -> Int {
-        guard let line = try? String(contentsOfFile: "/sys/devices/system/cpu/possible", encoding: .utf8) else {
+        guard let line = ProcFile.contents(of: "/sys/devices/system/cpu/possible") else {
             return max(Int(sysconf(Int32(_SC_NPROCESSORS_CONF))), 1)
         }
         var highest = 0
