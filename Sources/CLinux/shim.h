@@ -41,21 +41,27 @@ static inline pid_t npfs_thread_id(void) { return (pid_t)syscall(SYS_gettid); }
 
 // Pins thread `tid` to `cpu` if the process (its main thread, as `taskset -a -p` leaves it)
 // may run there, else lets it run wherever the process may; does nothing if that is how it
-// is already. 0, or -1 with errno.
+// is already. 1 if the thread has its CPU to itself among the process's others (the
+// process may run on `cpu` and on another CPU), 0 if not, -1 with errno.
 static inline int npfs_repin_thread(pid_t tid, int cpu) {
     unsigned long allowed[16] = {0}, want[16] = {0}, have[16] = {0};
     if (syscall(SYS_sched_getaffinity, getpid(), sizeof allowed, allowed) <= 0) return -1;
+    int alone = 0;
     if (cpu >= 0 && cpu < (int)(8 * sizeof allowed) && ((allowed[cpu / 64] >> (cpu % 64)) & 1)) {
         want[cpu / 64] = 1UL << (cpu % 64);
+        int count = 0;
+        for (int i = 0; i < 16; i++) count += __builtin_popcountl(allowed[i]);
+        alone = count > 1;
     } else {
         for (int i = 0; i < 16; i++) want[i] = allowed[i];
     }
     if (syscall(SYS_sched_getaffinity, tid, sizeof have, have) > 0) {
         int same = 1;
         for (int i = 0; i < 16; i++) same &= have[i] == want[i];
-        if (same) return 0;
+        if (same) return alone;
     }
-    return (int)syscall(SYS_sched_setaffinity, tid, sizeof want, want);
+    if (syscall(SYS_sched_setaffinity, tid, sizeof want, want) != 0) return -1;
+    return alone;
 }
 
 // Lets the calling thread run on every CPU again (as far as its cpuset allows).

@@ -99,6 +99,11 @@ int npfs_ring_submit(struct npfs_ring *ring) {
     return submitted < 0 ? submitted : 0;
 }
 
+int npfs_ring_poll(struct npfs_ring *ring) {
+    int submitted = io_uring_submit_and_get_events(&ring->ring);
+    return submitted < 0 ? submitted : (int)io_uring_cq_ready(&ring->ring);
+}
+
 int npfs_ring_next(struct npfs_ring *ring, uint64_t *user_data, int32_t *result) {
     struct io_uring_cqe *cqe = NULL;
     if (__io_uring_peek_cqe(&ring->ring, &cqe, NULL) != 0 || !cqe) return 0;

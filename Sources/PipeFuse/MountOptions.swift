@@ -32,6 +32,7 @@ package struct MountOptions: Sendable, Equatable {
     package var ioUring: Transport.Mode = .auto
     /// Entries each io_uring queue keeps for new requests (`io_uring_depth`).
     package var ioUringDepth = Transport.defaultDepth
+    package var ioUringSpin = Transport.defaultSpin
     /// Who may open another user's live pipe with O_CREAT (`protected_pipes`, see
     /// `PipeProtection`): 1 by default on a mount other users reach (`allow_other`), else 0.
     package var protectedPipes: PipeProtection = .off
@@ -72,6 +73,7 @@ package struct MountOptions: Sendable, Equatable {
         var threads: Int?
         var ioUring = Transport.Mode.auto
         var ioUringDepth = Transport.defaultDepth
+        var ioUringSpin = Transport.defaultSpin
         var protection: PipeProtection?
         var fuse: [String] = []
         var named: Set<String> = []
@@ -133,6 +135,11 @@ package struct MountOptions: Sendable, Equatable {
                     throw Invalid(description: "bad io_uring_depth '\(value ?? "")': give entries per queue from \(Transport.depths.lowerBound) to \(Transport.depths.upperBound)")
                 }
                 ioUringDepth = count
+            case "io_uring_spin":
+                guard let value, let microseconds = Int(value), Transport.spins.contains(microseconds) else {
+                    throw Invalid(description: "bad io_uring_spin '\(value ?? "")': give microseconds from \(Transport.spins.lowerBound) to \(Transport.spins.upperBound)")
+                }
+                ioUringSpin = microseconds
             case "pipe_mode":
                 guard let value, !value.isEmpty, value.count <= 4, let bits = UInt32(value, radix: 8), bits <= 0o777 else {
                     throw Invalid(description: "bad pipe_mode '\(value ?? "")': give octal permission bits (e.g. pipe_mode=0600)")
@@ -168,6 +175,7 @@ package struct MountOptions: Sendable, Equatable {
         options.threads = threads
         options.ioUring = ioUring
         options.ioUringDepth = ioUringDepth
+        options.ioUringSpin = ioUringSpin
         options.protectedPipes = protection ?? (named.contains("allow_other") ? .group : .off)
         options.limits = try limits(sizes, capacity: pipe.capacity, physicalMemory: physicalMemory)
         options.cluster = try clusterOptions(cluster)

@@ -23,6 +23,10 @@ package final class Transport: Sendable {
     /// Entries each queue starts with (`io_uring_depth`).
     package static let defaultDepth = 8
     package static let depths = 1...1024
+    /// How long a queue's thread looks for work before it sleeps while a request of its CPU
+    /// waits for an answer (`io_uring_spin`, microseconds).
+    package static let defaultSpin = 20
+    package static let spins = 0...1000
 
     private enum Offer: UInt8 {
         case unknown, notOffered, offered
@@ -30,6 +34,7 @@ package final class Transport: Sendable {
 
     package let mode: Mode
     package let depth: Int
+    package let spin: Int
     /// An `Offer`, set once the INIT request was seen.
     private let offer = Atomic<UInt8>(Offer.unknown.rawValue)
     /// The INIT request's unique, to know its reply; 0 before.
@@ -50,9 +55,10 @@ package final class Transport: Sendable {
     }
     private let state = Mutex(State())
 
-    package init(mode: Mode = .auto, depth: Int = Transport.defaultDepth) {
+    package init(mode: Mode = .auto, depth: Int = Transport.defaultDepth, spin: Int = Transport.defaultSpin) {
         self.mode = mode
         self.depth = depth
+        self.spin = spin
     }
 
     /// The fuse module's switch for FUSE over io_uring.
@@ -123,7 +129,7 @@ package final class Transport: Sendable {
             }
             let payload = max(8192, maxWrite, maxPages * Int(sysconf(Int32(_SC_PAGESIZE))))
             if let session = state.withLock({ $0.session?.pointer }) {
-                let set = RingSet(session: session, fuseDescriptor: descriptor, depth: depth, payloadSize: payload)
+                let set = RingSet(session: session, fuseDescriptor: descriptor, depth: depth, spin: spin, payloadSize: payload)
                 let failure = set.prepare()
                 if failure == 0 {
                     rings = set
@@ -177,7 +183,7 @@ package final class Transport: Sendable {
         guard announces.load(ordering: .relaxed) else { return }
         let said: String
         if let rings = state.withLock({ $0.rings }) {
-            said = "npfs: requests over io_uring: \(rings.queues.count) queues of \(depth) entries\n"
+            said = "npfs: requests over io_uring: \(rings.queues.count) queues of \(depth) entries, polling \(spin) µs\n"
         } else {
             said = "npfs: requests over /dev/fuse: \(refusalText)\n"
         }
@@ -197,7 +203,7 @@ package final class Transport: Sendable {
     /// The root's `user.npfs.transport`, as `KEY=VALUE` lines: `transport=io_uring` or
     /// `dev_fuse`; `io_uring=offered`, `not_offered`, `unknown` (before INIT), `off`
     /// (io_uring=off) or `refused` (offered, but the rings could not be made); with
-    /// io_uring, its `queues`, their `entries` and the `buffer_bytes` they map.
+    /// io_uring, its `queues`, `depth`, their `entries`, the `buffer_bytes` they map and `spin_us`.
     var attributeText: String {
         let (rings, refusal) = state.withLock { ($0.rings, $0.refusal) }
         let io: String
@@ -214,6 +220,6 @@ package final class Transport: Sendable {
         }
         guard let rings else { return "transport=dev_fuse\nio_uring=\(io)\n" }
         return "transport=io_uring\nio_uring=\(io)\nqueues=\(rings.queues.count)\ndepth=\(depth)\n"
-            + "entries=\(rings.entryCount)\nbuffer_bytes=\(rings.bufferBytes)\n"
+            + "entries=\(rings.entryCount)\nbuffer_bytes=\(rings.bufferBytes)\nspin_us=\(spin)\n"
     }
 }

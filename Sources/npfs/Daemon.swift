@@ -46,7 +46,7 @@ struct Daemon {
                                                          protection: options.protectedPipes, mountOwner: getuid()),
                                     store: store)
         let filesystem = FuseFilesystem(registry: registry, maxRead: options.maxRead,
-                                        transport: Transport(mode: options.ioUring, depth: options.ioUringDepth))
+                                        transport: Transport(mode: options.ioUring, depth: options.ioUringDepth, spin: options.ioUringSpin))
         let session: FuseSession
         do {
             session = try FuseSession(filesystem: filesystem, options: options.fuseOptions, debug: debug)

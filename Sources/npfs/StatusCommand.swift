@@ -220,13 +220,15 @@ struct StatusCommand: ParsableCommand {
             + " (id \(cluster["id"] ?? "?")), \(cluster["hosts"] ?? "?") hosts, \(state)"
     }
 
-    /// How requests travel: over io_uring (its queues and the memory their buffers map),
+    /// How requests travel: over io_uring (its queues, the memory their buffers map, how
+    /// long a queue's thread polls before it sleeps: `io_uring_spin`),
     /// or over /dev/fuse and why (`./mount.sh --io-uring` lets the kernel offer io_uring).
     static func transportText(_ transport: [String: String]) -> String {
         if transport["transport"] == "io_uring" {
             let bytes = transport["buffer_bytes"].flatMap(Int.init) ?? 0
             return "requests over io_uring (\(transport["queues"] ?? "?") queues, \(transport["entries"] ?? "?") entries,"
-                + " \(formatSize(bytes)) of buffers mapped)"
+                + " \(formatSize(bytes)) of buffers mapped"
+                + (transport["spin_us"].flatMap(Int.init).map { $0 > 0 ? ", polling \($0) µs)" : ", no polling)" } ?? ")")
         }
         switch transport["io_uring"] {
         case "not_offered": return "requests over /dev/fuse (the kernel does not offer io_uring)"

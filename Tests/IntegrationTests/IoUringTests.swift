@@ -55,6 +55,7 @@ import Testing
             (false, [], "transport=dev_fuse\nio_uring=not_offered\n", "; requests over /dev/fuse (the kernel does not offer io_uring)"),
             (true, ["io_uring=off"], "transport=dev_fuse\nio_uring=off\n", "; requests over /dev/fuse (io_uring=off)"),
             (true, ["io_uring_depth=4"], "transport=io_uring\nio_uring=offered\n", "; requests over io_uring ("),
+            (true, ["io_uring_depth=4", "io_uring_spin=0"], "transport=io_uring\nio_uring=offered\n", "; requests over io_uring ("),
         ]
         let queues = try String(contentsOfFile: "/sys/devices/system/cpu/possible", encoding: .utf8)
             .split(separator: ",").compactMap { $0.split(separator: "-").last.flatMap { Int($0.trimmingCharacters(in: .whitespacesAndNewlines)) } }.max().map { $0 + 1 } ?? 1
@@ -67,13 +68,15 @@ import Testing
                     #expect(text.hasPrefix(attribute), "\(text)")
                     if attribute.contains("io_uring\n") {
                         // A queue per possible CPU, four entries each, a page and 1 MiB (max_write) each.
-                        #expect(text.contains("queues=\(queues)\ndepth=4\nentries=\(queues * 4)\nbuffer_bytes=\(queues * 4 * (4096 + 1 << 20))\n"), "\(text)")
+                        let spin = options.contains("io_uring_spin=0") ? 0 : 20
+                        #expect(text.contains("queues=\(queues)\ndepth=4\nentries=\(queues * 4)\nbuffer_bytes=\(queues * 4 * (4096 + 1 << 20))\nspin_us=\(spin)\n"), "\(text)")
                         #expect(first.contains(said + "\(queues) queues, \(queues * 4) entries, "), "\(first)")
+                        #expect(first.hasSuffix(spin == 0 ? " of buffers mapped, no polling)" : " of buffers mapped, polling 20 µs)"), "\(first)")
                     } else {
                         #expect(first.hasSuffix(said), "\(first)")
                     }
                     let json = try ChildProcess.run([TestMount.binary, "status", "--json", mount.directory]).output
-                    #expect(json.contains(on && options.isEmpty || options == ["io_uring_depth=4"] ? "\"transport\" : \"io_uring\"" : "\"transport\" : \"dev_fuse\""), "\(json)")
+                    #expect(json.contains(on && options.isEmpty || options.contains("io_uring_depth=4") ? "\"transport\" : \"io_uring\"" : "\"transport\" : \"dev_fuse\""), "\(json)")
                     try Self.carriesALine(mount)
                 }
             }
@@ -95,6 +98,10 @@ import Testing
         if Self.kernelHasIt { try Self.withEnableUring(false, refuse) } else { try refuse() }
         let bad = try ChildProcess.run([TestMount.binary, "mount", "-o", "io_uring_depth=0", directory], timeout: 15)
         #expect(bad.status != 0 && bad.output.contains("bad io_uring_depth '0'"), "\(bad.output)")
+        for spin in ["1001", "-1", "x"] {
+            let badSpin = try ChildProcess.run([TestMount.binary, "mount", "-o", "io_uring_spin=\(spin)", directory], timeout: 15)
+            #expect(badSpin.status != 0 && badSpin.output == "npfs: bad io_uring_spin '\(spin)': give microseconds from 0 to 1000\n", "\(badSpin.output)")
+        }
         let wrong = try ChildProcess.run([TestMount.binary, "mount", "-o", "io_uring=yes", directory], timeout: 15)
         #expect(wrong.status != 0 && wrong.output.contains("give io_uring=auto or on or off"), "\(wrong.output)")
     }

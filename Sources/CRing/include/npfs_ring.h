@@ -49,6 +49,9 @@ int npfs_ring_message(struct npfs_ring *ring, int target_fd, uint32_t value, uin
 int npfs_ring_submit_and_wait(struct npfs_ring *ring);
 // Submits what is queued without waiting: 0 or a negative errno.
 int npfs_ring_submit(struct npfs_ring *ring);
+// Submits what is queued and runs the ring's deferred work without waiting: the number
+// of completions ready, or a negative errno.
+int npfs_ring_poll(struct npfs_ring *ring);
 // The next completion already posted: 1 if there was one.
 int npfs_ring_next(struct npfs_ring *ring, uint64_t *user_data, int32_t *result);
 

@@ -33,6 +33,11 @@ extension RingQueue {
             if exchanged { break }
             head = found
         }
+        // A reply to a request that waited (not to the one this thread handles): where it came from.
+        let elsewhere = caller !== self
+        if (elsewhere || entry !== handling) && answersFromElsewhere.load(ordering: .relaxed) != elsewhere {
+            answersFromElsewhere.store(elsewhere, ordering: .relaxed)
+        }
         // Seen with the push in one order by both sides (see `serve`): either this finds
         // the thread going to sleep and wakes it, or the thread finds the reply first.
         guard caller !== self, sleeping.exchange(false, ordering: .sequentiallyConsistent) else { return }

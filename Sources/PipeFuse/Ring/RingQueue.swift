@@ -14,6 +14,9 @@ import Synchronization
 /// entry by that thread and handed over through `answeredHead`, a lock-free list
 /// (`RingQueue+Answers.swift`).
 ///
+/// Waiting: while a request of its CPU waits for an answer, the thread looks for work for
+/// `io_uring_spin` microseconds before it sleeps (`poll`).
+///
 /// Entries: `depth` to begin with. A request answered later keeps its entry until then, so
 /// whenever fewer than `depth` are left in the kernel, the thread registers another (up to
 /// `maximumEntries`): a queue whose entries were all held by waiting requests would take
@@ -38,6 +41,8 @@ final class RingQueue: @unchecked Sendable {
     private let session: OpaquePointer
     private let fuseDescriptor: Int32
     private let depth: Int
+    /// How long the thread looks for work before it sleeps while a request waits (`poll`).
+    let spinNanoseconds: Int
     let payloadSize: Int
     /// Made by the queue's thread (a ring with deferred task work has one submitter).
     private(set) var ring: OpaquePointer?
@@ -62,13 +67,21 @@ final class RingQueue: @unchecked Sendable {
     var unsubmitted = 0
     /// Entries the kernel ended (unmount, abort).
     private var ended = 0
+    /// Entries held by requests being answered later (or held back by the order).
+    var waiting: Int { entries.count - inKernel - ended }
     let answeredHead = Atomic<Int>(-1)
     /// The thread is about to wait, or waits, in the kernel: a reply pushed from another
     /// thread wakes it only then (and only the first such reply).
     let sleeping = Atomic<Bool>(false)
+    /// The thread has its CPU to itself, and the process has others (`repin`).
+    let alone = Atomic<Bool>(false)
+    /// The last reply to a request that waited was made on another thread.
+    let answersFromElsewhere = Atomic<Bool>(false)
+    /// The entry whose request this thread is handling, if it is.
+    private(set) var handling: RingEntry?
     /// Queues to wake with a message before this thread next waits (replies it made for them).
     var wakes: [RingQueue] = []
-    private let stopping = Atomic<Bool>(false)
+    let stopping = Atomic<Bool>(false)
     /// Entries allocated, for `npfs status`.
     let entryCount = Atomic<Int>(0)
     private var thread = pthread_t()
@@ -81,11 +94,12 @@ final class RingQueue: @unchecked Sendable {
     /// 0, or the negative errno of a failed set-up (`prepare`).
     private let failure = Atomic<Int32>(0)
 
-    init(qid: Int, session: OpaquePointer, fuseDescriptor: Int32, depth: Int, payloadSize: Int) {
+    init(qid: Int, session: OpaquePointer, fuseDescriptor: Int32, depth: Int, spin: Int, payloadSize: Int) {
         self.qid = qid
         self.session = session
         self.fuseDescriptor = fuseDescriptor
         self.depth = depth
+        spinNanoseconds = spin * 1000
         self.payloadSize = payloadSize
         doorbell = npfs_doorbell()
         doorbellValue = .allocate(capacity: 1)
@@ -146,7 +160,7 @@ final class RingQueue: @unchecked Sendable {
     /// thread among them, and this puts it back (the serving loop calls it ten times a second).
     func repin() {
         let id = threadID.load(ordering: .acquiring)
-        if id != 0 { _ = npfs_repin_thread(id, Int32(qid)) }
+        if id != 0 { alone.store(npfs_repin_thread(id, Int32(qid)) == 1, ordering: .relaxed) }
     }
 
     // MARK: The thread
@@ -171,6 +185,8 @@ final class RingQueue: @unchecked Sendable {
             let waited: Int32
             if looksAgain > 0 {
                 waited = npfs_ring_submit(ring)
+            } else if polls, let polled = poll() {
+                waited = polled
             } else {
                 sleeping.store(true, ordering: .sequentiallyConsistent)
                 if answeredHead.load(ordering: .sequentiallyConsistent) >= 0 {
@@ -260,6 +276,8 @@ final class RingQueue: @unchecked Sendable {
 
     /// Has libfuse handle a delivered request, its replies routed to its entry.
     func handle(_ entry: RingEntry, _ buffer: inout fuse_buf) {
+        handling = entry
+        defer { handling = nil }
         RingRoute.with(RingRoute.Entry(entry)) { fuse_session_process_buf(session, &buffer) }
     }
 

@@ -5,9 +5,9 @@ import Glibc
 final class RingSet: Sendable {
     let queues: [RingQueue]
 
-    init(session: OpaquePointer, fuseDescriptor: Int32, depth: Int, payloadSize: Int) {
+    init(session: OpaquePointer, fuseDescriptor: Int32, depth: Int, spin: Int, payloadSize: Int) {
         queues = (0..<RingSet.possibleCPUs()).map {
-            RingQueue(qid: $0, session: session, fuseDescriptor: fuseDescriptor, depth: depth, payloadSize: payloadSize)
+            RingQueue(qid: $0, session: session, fuseDescriptor: fuseDescriptor, depth: depth, spin: spin, payloadSize: payloadSize)
         }
     }
 
