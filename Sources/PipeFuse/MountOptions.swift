@@ -32,6 +32,7 @@ package struct MountOptions: Sendable, Equatable {
     package var ioUring: Transport.Mode = .auto
     /// Entries each io_uring queue keeps for new requests (`io_uring_depth`).
     package var ioUringDepth = Transport.defaultDepth
+    /// Microseconds a queue's thread polls before it sleeps while a request waits (`io_uring_spin`).
     package var ioUringSpin = Transport.defaultSpin
     /// Who may open another user's live pipe with O_CREAT (`protected_pipes`, see
     /// `PipeProtection`): 1 by default on a mount other users reach (`allow_other`), else 0.

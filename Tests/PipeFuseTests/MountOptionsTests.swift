@@ -88,6 +88,18 @@ import Testing
         }
     }
 
+    @Test func ioUringDepthAndSpinAreBounded() throws {
+        let defaults = try MountOptions.parse([])
+        #expect(defaults.ioUringDepth == 8 && defaults.ioUringSpin == 20)
+        #expect(try MountOptions.parse(["io_uring_spin=0"]).ioUringSpin == 0)
+        #expect(try MountOptions.parse(["io_uring_spin=1000"]).ioUringSpin == 1000)
+        #expect(try MountOptions.parse(["io_uring_depth=1024"]).ioUringDepth == 1024)
+        for bad in ["io_uring_spin", "io_uring_spin=1001", "io_uring_spin=-1", "io_uring_spin=99999999999999999999",
+                    "io_uring_depth=0", "io_uring_depth=1025", "io_uring_depth=x"] {
+            #expect(throws: MountOptions.Invalid.self, "\(bad)") { try MountOptions.parse([bad]) }
+        }
+    }
+
     @Test func pipeModeIsOctal() throws {
         #expect(try MountOptions.parse([]).pipeMode == 0o666)
         #expect(try MountOptions.parse(["pipe_mode=0600"]).pipeMode == 0o600)
