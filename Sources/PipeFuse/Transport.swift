@@ -119,32 +119,7 @@ package final class Transport: Sendable {
             guard let base = vectors[i].iov_base else { continue }
             reply += UnsafeRawBufferPointer(start: base, count: vectors[i].iov_len)
         }
-        let out = MemoryLayout<fuse_out_header>.size
-        var rings: RingSet?
-        // fuse_init_out: flags at 12, max_write at 20, max_pages at 28, flags2 at 32.
-        if mode != .off, offered, reply.count >= out + 36,
-           reply.withUnsafeBytes({ $0.loadUnaligned(fromByteOffset: 4, as: Int32.self) }) == 0 {
-            let (maxWrite, maxPages) = reply.withUnsafeBytes {
-                (Int($0.loadUnaligned(fromByteOffset: out + 20, as: UInt32.self)), Int($0.loadUnaligned(fromByteOffset: out + 28, as: UInt16.self)))
-            }
-            let payload = max(8192, maxWrite, maxPages * Int(sysconf(Int32(_SC_PAGESIZE))))
-            if let session = state.withLock({ $0.session?.pointer }) {
-                let set = RingSet(session: session, fuseDescriptor: descriptor, depth: depth, spin: spin, payloadSize: payload)
-                let failure = set.prepare()
-                if failure == 0 {
-                    rings = set
-                    reply.withUnsafeMutableBytes { bytes in
-                        let flags = bytes.loadUnaligned(fromByteOffset: out + 12, as: UInt32.self) | UInt32(FUSE_INIT_EXT)
-                        let flags2 = bytes.loadUnaligned(fromByteOffset: out + 32, as: UInt32.self) | Transport.overIoUring
-                        bytes.storeBytes(of: flags, toByteOffset: out + 12, as: UInt32.self)
-                        bytes.storeBytes(of: flags2, toByteOffset: out + 32, as: UInt32.self)
-                    }
-                } else {
-                    set.stop()
-                    state.withLock { $0.refusal = "the rings could not be set up: \(String(cString: strerror(-failure)))" }
-                }
-            }
-        }
+        let rings = mode != .off && offered ? makeRings(for: &reply, descriptor) : nil
         let written = reply.withUnsafeMutableBytes { bytes -> Int in
             var vector = iovec(iov_base: bytes.baseAddress, iov_len: bytes.count)
             return Glibc.writev(descriptor, &vector, 1)
@@ -159,11 +134,44 @@ package final class Transport: Sendable {
         }
         announce()
         if mode == .on && !usesRings, let session = state.withLock({ $0.session?.pointer }) {
-            let said = "npfs: io_uring=on, but \(refusalText): exiting\n"
-            _ = said.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
+            Transport.say("npfs: io_uring=on, but \(refusalText): exiting\n")
             fuse_session_exit(session)
         }
         return written
+    }
+
+    /// The queues for a successful INIT reply, set up, with FUSE_OVER_IO_URING added to the
+    /// reply; nil if the reply is an error or too short, or the queues could not be made
+    /// (then `refusal` says why).
+    private func makeRings(for reply: inout [UInt8], _ descriptor: Int32) -> RingSet? {
+        let out = MemoryLayout<fuse_out_header>.size
+        // fuse_init_out: flags at 12, max_write at 20, max_pages at 28, flags2 at 32.
+        guard reply.count >= out + 36, let session = state.withLock({ $0.session?.pointer }) else { return nil }
+        let (error, maxWrite, maxPages) = reply.withUnsafeBytes {
+            ($0.loadUnaligned(fromByteOffset: 4, as: Int32.self), Int($0.loadUnaligned(fromByteOffset: out + 20, as: UInt32.self)),
+             Int($0.loadUnaligned(fromByteOffset: out + 28, as: UInt16.self)))
+        }
+        guard error == 0 else { return nil }
+        let payload = max(8192, maxWrite, maxPages * Int(sysconf(Int32(_SC_PAGESIZE))))
+        let rings = RingSet(session: session, fuseDescriptor: descriptor, depth: depth, spin: spin, payloadSize: payload)
+        let failure = rings.prepare()
+        guard failure == 0 else {
+            rings.stop()
+            state.withLock { $0.refusal = "the rings could not be set up: \(String(cString: strerror(-failure)))" }
+            return nil
+        }
+        reply.withUnsafeMutableBytes { bytes in
+            let flags = bytes.loadUnaligned(fromByteOffset: out + 12, as: UInt32.self) | UInt32(FUSE_INIT_EXT)
+            let flags2 = bytes.loadUnaligned(fromByteOffset: out + 32, as: UInt32.self) | Transport.overIoUring
+            bytes.storeBytes(of: flags, toByteOffset: out + 12, as: UInt32.self)
+            bytes.storeBytes(of: flags2, toByteOffset: out + 32, as: UInt32.self)
+        }
+        return rings
+    }
+
+    /// A line on standard error (the daemon's, which `-d` keeps).
+    private static func say(_ line: String) {
+        _ = line.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
     }
 
     /// Whether requests are served over io_uring.
@@ -181,13 +189,11 @@ package final class Transport: Sendable {
     /// With `-d`: which transport serves, on standard error.
     private func announce() {
         guard announces.load(ordering: .relaxed) else { return }
-        let said: String
         if let rings = state.withLock({ $0.rings }) {
-            said = "npfs: requests over io_uring: \(rings.queues.count) queues of \(depth) entries, polling \(spin) µs\n"
+            Transport.say("npfs: requests over io_uring: \(rings.queues.count) queues of \(depth) entries, polling \(spin) µs\n")
         } else {
-            said = "npfs: requests over /dev/fuse: \(refusalText)\n"
+            Transport.say("npfs: requests over /dev/fuse: \(refusalText)\n")
         }
-        _ = said.withCString { Glibc.write(STDERR_FILENO, $0, strlen($0)) }
     }
 
     /// Puts the queues' threads back on their CPUs after a `taskset -a -p`.

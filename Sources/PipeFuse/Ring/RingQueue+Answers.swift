@@ -38,7 +38,7 @@ extension RingQueue {
         if (elsewhere || entry !== handling) && answersFromElsewhere.load(ordering: .relaxed) != elsewhere {
             answersFromElsewhere.store(elsewhere, ordering: .relaxed)
         }
-        // Seen with the push in one order by both sides (see `serve`): either this finds
+        // Seen with the push in one order by both sides (see `sleep`): either this finds
         // the thread going to sleep and wakes it, or the thread finds the reply first.
         guard caller !== self, sleeping.exchange(false, ordering: .sequentiallyConsistent) else { return }
         if let caller {
@@ -46,6 +46,21 @@ extension RingQueue {
         } else {
             ringDoorbell()
         }
+    }
+
+    /// Submits what is queued and waits for a completion, unless a reply from another
+    /// thread is already on the list: 0 or a negative errno. `sleeping` is set before the
+    /// list is looked at, and the pusher looks at `sleeping` after its push, so that either
+    /// the pusher wakes this thread or this thread sees the reply.
+    func sleep(_ ring: OpaquePointer) -> Int32 {
+        sleeping.store(true, ordering: .sequentiallyConsistent)
+        if answeredHead.load(ordering: .sequentiallyConsistent) >= 0 {
+            sleeping.store(false, ordering: .relaxed)
+            return npfs_ring_submit(ring)
+        }
+        let waited = npfs_ring_submit_and_wait(ring)
+        sleeping.store(false, ordering: .relaxed)
+        return waited
     }
 
     func ringDoorbell() {

@@ -90,15 +90,15 @@ extension RingQueue {
 
     /// One more queue has passed a held request: handled once all have.
     private func passedOnce(_ index: Int) {
-        guard var waiting = held[index] else { return }
-        waiting.awaited -= 1
-        guard waiting.awaited <= 0 else {
-            held[index] = waiting
+        guard var request = held[index] else { return }
+        request.awaited -= 1
+        guard request.awaited <= 0 else {
+            held[index] = request
             return
         }
         held[index] = nil
         guard let entry = entry(at: index) else { return }
-        handle(entry, &waiting.buffer)
+        handle(entry, &request.buffer)
     }
 
     /// POLL, and READ, WRITE and OPEN with O_NONBLOCK.

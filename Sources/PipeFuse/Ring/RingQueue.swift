@@ -188,14 +188,7 @@ final class RingQueue: @unchecked Sendable {
             } else if polls, let polled = poll() {
                 waited = polled
             } else {
-                sleeping.store(true, ordering: .sequentiallyConsistent)
-                if answeredHead.load(ordering: .sequentiallyConsistent) >= 0 {
-                    sleeping.store(false, ordering: .relaxed)
-                    waited = npfs_ring_submit(ring)
-                } else {
-                    waited = npfs_ring_submit_and_wait(ring)
-                    sleeping.store(false, ordering: .relaxed)
-                }
+                waited = sleep(ring)
             }
             if waited < 0 && waited != -EINTR && waited != -EAGAIN && waited != -EBUSY && waited != -ETIME {
                 // Tried again: a queue that stopped would leave its CPU's requests unanswered.
